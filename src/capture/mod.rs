@@ -1,0 +1,3 @@
+//! Capture sources: where changes come from.
+
+pub mod rgw;

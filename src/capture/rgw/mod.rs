@@ -1,0 +1,3 @@
+//! The RGW pull source: tails the zone's data log and bucket-index logs.
+
+pub mod admin;

@@ -1,0 +1,855 @@
+//! The configuration file (TOML), with `ZONELOG_*` environment overrides.
+//!
+//! Loading is three steps, so that every error can name the field:
+//! 1. parse the file into a TOML tree;
+//! 2. lay the environment overrides onto the tree (`ZONELOG_INDEX__SHARDS=32`
+//!    sets `index.shards`: sections are joined by a double underscore);
+//! 3. deserialize with the field path tracked, then check the values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+use crate::index::{IndexLayout, IndexMode, MAX_SHARDS};
+
+/// Environment variables with these prefixes belong to tools around zonelog
+/// (the dev zone script, test settings), not to the configuration.
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["ZONELOG_DEV_", "ZONELOG_CEPH_", "ZONELOG_LOG"];
+const ENV_PREFIX: &str = "ZONELOG_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A value that must never be printed: Debug and Serialize show a
+/// placeholder, so a config dump or a log line cannot leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of the zone: part of every record and of every log object name.
+    pub zone: String,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    #[serde(default)]
+    pub index: IndexConfig,
+    #[serde(default)]
+    pub collector: CollectorConfig,
+    pub target: Option<TargetConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub rgw: Option<RgwSourceConfig>,
+    pub notify: Option<NotifySourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialSync {
+    /// Start from the logs' current end: only changes from now on.
+    #[default]
+    Now,
+    /// List every matching bucket once, then follow the logs.
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RgwSourceConfig {
+    pub endpoint: Url,
+    pub access_key: String,
+    pub secret_key: Secret,
+    /// SigV4 region; RGW accepts its zonegroup name or any region when it
+    /// has one zonegroup.
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub enrich: bool,
+    #[serde(default)]
+    pub initial: InitialSync,
+    #[serde(default)]
+    pub trim_source: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySourceConfig {
+    pub listen: SocketAddr,
+    pub token: Secret,
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Exact bucket names.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// Bucket-name prefixes; `""` matches every bucket.
+    #[serde(default)]
+    pub bucket_prefixes: Vec<String>,
+    /// Per bucket: only keys with one of these prefixes.
+    #[serde(default)]
+    pub key_prefixes: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBackend {
+    #[default]
+    Embedded,
+    Rados,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    #[serde(default)]
+    pub backend: IndexBackend,
+    /// Directory of the embedded index.
+    #[serde(default = "default_index_path")]
+    pub path: PathBuf,
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    #[serde(default = "default_mode")]
+    pub mode: IndexMode,
+    pub rados: Option<RadosConfig>,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            backend: IndexBackend::default(),
+            path: default_index_path(),
+            shards: default_shards(),
+            mode: default_mode(),
+            rados: None,
+        }
+    }
+}
+
+impl IndexConfig {
+    pub fn layout(&self) -> IndexLayout {
+        IndexLayout {
+            shards: self.shards,
+            mode: self.mode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadosConfig {
+    #[serde(default = "default_ceph_conf")]
+    pub ceph_conf: PathBuf,
+    /// Ceph client name without the `client.` prefix.
+    #[serde(default = "default_rados_user")]
+    pub user: String,
+    pub keyring: Option<PathBuf>,
+    pub pool: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    #[default]
+    Zstd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default = "default_period", with = "humantime_serde")]
+    pub period: Duration,
+    /// How far behind now the window ends, to allow for clock skew between
+    /// the source and zonelog.
+    #[serde(default = "default_cutoff_margin", with = "humantime_serde")]
+    pub cutoff_margin: Duration,
+    #[serde(default = "default_lease_duration", with = "humantime_serde")]
+    pub lease_duration: Duration,
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: ByteSize,
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Most changes in one log object; a backlog is split into several.
+    #[serde(default = "default_max_entries_per_object")]
+    pub max_entries_per_object: u64,
+    #[serde(default)]
+    pub write_empty_windows: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            period: default_period(),
+            cutoff_margin: default_cutoff_margin(),
+            lease_duration: default_lease_duration(),
+            multipart_threshold: default_multipart_threshold(),
+            part_size: default_part_size(),
+            compression: Compression::default(),
+            max_entries_per_object: default_max_entries_per_object(),
+            write_empty_windows: false,
+        }
+    }
+}
+
+/// Where log objects go: an S3 bucket, or a local directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub endpoint: Option<Url>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<Secret>,
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of /metrics, /healthz and /readyz.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(8)
+}
+fn default_index_path() -> PathBuf {
+    PathBuf::from("/var/lib/zonelog/index")
+}
+fn default_shards() -> u32 {
+    64
+}
+fn default_mode() -> IndexMode {
+    IndexMode::EveryWrite
+}
+fn default_ceph_conf() -> PathBuf {
+    PathBuf::from("/etc/ceph/ceph.conf")
+}
+fn default_rados_user() -> String {
+    "admin".into()
+}
+fn default_period() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cutoff_margin() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_multipart_threshold() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_part_size() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_max_entries_per_object() -> u64 {
+    1_000_000
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// S3's smallest allowed multipart part (except the last).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest allowed part.
+const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses `text` (named `origin` in errors), lays `env` over it, validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: origin.to_string(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?;
+        let overrides = apply_env_overrides(&mut tree, env)?;
+        let config = deserialize_tracking_path(tree, &overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: ranges, required combinations, and
+    /// filters that could never match.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_name("zone", &self.zone)?;
+        if self.sources.rgw.is_none() && self.sources.notify.is_none() {
+            return Err(invalid(
+                "sources",
+                "no capture source is configured; add [sources.rgw] or [sources.notify]",
+            ));
+        }
+        if let Some(rgw) = &self.sources.rgw {
+            validate_http_url("sources.rgw.endpoint", &rgw.endpoint)?;
+            require_credentials("sources.rgw", Some(&rgw.access_key), Some(&rgw.secret_key))?;
+            positive("sources.rgw.poll_interval", rgw.poll_interval)?;
+            if rgw.concurrency == 0 || rgw.concurrency > 256 {
+                return Err(invalid(
+                    "sources.rgw.concurrency",
+                    format!("must be 1 to 256, not {}", rgw.concurrency),
+                ));
+            }
+        }
+        if let Some(notify) = &self.sources.notify {
+            if notify.token.is_empty() {
+                return Err(invalid(
+                    "sources.notify.token",
+                    "is empty; the receiver refuses to run without a token",
+                ));
+            }
+            if notify.max_body.as_u64() < 1024 {
+                return Err(invalid(
+                    "sources.notify.max_body",
+                    format!("{} is too small for one notification", notify.max_body),
+                ));
+            }
+        }
+        self.validate_filter()?;
+        self.validate_index()?;
+        self.validate_collector()?;
+        if let Some(target) = &self.target {
+            target.validate()?;
+        }
+        Ok(())
+    }
+
+    fn validate_filter(&self) -> Result<(), ConfigError> {
+        let f = &self.filter;
+        if f.buckets.is_empty() && f.bucket_prefixes.is_empty() {
+            return Err(invalid(
+                "filter",
+                "no buckets and no bucket_prefixes: nothing would be captured; \
+                 to capture every bucket set bucket_prefixes = [\"\"]",
+            ));
+        }
+        for (i, bucket) in f.buckets.iter().enumerate() {
+            if let Err(reason) = check_bucket_name(bucket) {
+                return Err(invalid(
+                    format!("filter.buckets[{i}]"),
+                    format!("{bucket:?} {reason}"),
+                ));
+            }
+        }
+        for (i, prefix) in f.bucket_prefixes.iter().enumerate() {
+            if let Some(bad) = prefix.chars().find(|c| !is_bucket_char(*c)) {
+                return Err(invalid(
+                    format!("filter.bucket_prefixes[{i}]"),
+                    format!(
+                        "{prefix:?} can never match: {bad:?} cannot occur in a bucket name \
+                         (lowercase letters, digits, '.', '-' and '_' only)"
+                    ),
+                ));
+            }
+            if prefix.len() > crate::record::MAX_BUCKET_BYTES {
+                return Err(invalid(
+                    format!("filter.bucket_prefixes[{i}]"),
+                    "is longer than any bucket name can be, so it can never match",
+                ));
+            }
+        }
+        for (bucket, prefixes) in &f.key_prefixes {
+            let field = format!("filter.key_prefixes.{bucket}");
+            let covered = f.buckets.iter().any(|b| b == bucket)
+                || f.bucket_prefixes
+                    .iter()
+                    .any(|p| bucket.starts_with(p.as_str()));
+            if !covered {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "bucket {bucket:?} is not selected by filter.buckets or \
+                         filter.bucket_prefixes, so these key prefixes can never match"
+                    ),
+                ));
+            }
+            if prefixes.is_empty() {
+                return Err(invalid(
+                    field,
+                    "an empty list would match no key; remove the entry to capture every key",
+                ));
+            }
+            for (i, p) in prefixes.iter().enumerate() {
+                if p.len() > crate::record::MAX_KEY_BYTES {
+                    return Err(invalid(
+                        format!("{field}[{i}]"),
+                        "is longer than an object key can be, so it can never match",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_index(&self) -> Result<(), ConfigError> {
+        let index = &self.index;
+        if index.shards == 0 || index.shards > MAX_SHARDS {
+            return Err(invalid(
+                "index.shards",
+                format!("must be 1 to {MAX_SHARDS}, not {}", index.shards),
+            ));
+        }
+        match index.backend {
+            IndexBackend::Embedded => {
+                if index.path.as_os_str().is_empty() {
+                    return Err(invalid("index.path", "is empty"));
+                }
+            }
+            IndexBackend::Rados => {
+                let Some(rados) = &index.rados else {
+                    return Err(invalid(
+                        "index.rados",
+                        "backend = \"rados\" needs an [index.rados] section with at least `pool`",
+                    ));
+                };
+                if rados.pool.is_empty() {
+                    return Err(invalid("index.rados.pool", "is empty"));
+                }
+                if rados.user.is_empty() || rados.user.starts_with("client.") {
+                    return Err(invalid(
+                        "index.rados.user",
+                        format!(
+                            "{:?}: give the client name without \"client.\", e.g. \"zonelog\"",
+                            rados.user
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_collector(&self) -> Result<(), ConfigError> {
+        let c = &self.collector;
+        positive("collector.period", c.period)?;
+        positive("collector.lease_duration", c.lease_duration)?;
+        if c.lease_duration < Duration::from_secs(2) {
+            return Err(invalid(
+                "collector.lease_duration",
+                "must be at least 2s so it can be renewed before it expires",
+            ));
+        }
+        let part = c.part_size.as_u64();
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
+            return Err(invalid(
+                "collector.part_size",
+                format!(
+                    "{} is outside what S3 allows for a part (5 MiB to 5 GiB)",
+                    c.part_size
+                ),
+            ));
+        }
+        if c.multipart_threshold.as_u64() < part {
+            return Err(invalid(
+                "collector.multipart_threshold",
+                format!(
+                    "{} is smaller than part_size {}; it must be at least one part",
+                    c.multipart_threshold, c.part_size
+                ),
+            ));
+        }
+        if c.max_entries_per_object == 0 {
+            return Err(invalid(
+                "collector.max_entries_per_object",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+impl TargetConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.bucket, &self.directory) {
+            (Some(_), Some(_)) => Err(invalid(
+                "target",
+                "set either `bucket` (an S3 target) or `directory` (a local one), not both",
+            )),
+            (None, None) => Err(invalid(
+                "target",
+                "set `bucket` (with endpoint and keys) for an S3 target, or `directory`",
+            )),
+            (None, Some(dir)) => {
+                if dir.as_os_str().is_empty() {
+                    return Err(invalid("target.directory", "is empty"));
+                }
+                Ok(())
+            }
+            (Some(bucket), None) => {
+                check_bucket_name(bucket)
+                    .map_err(|reason| invalid("target.bucket", format!("{bucket:?} {reason}")))?;
+                let Some(endpoint) = &self.endpoint else {
+                    return Err(invalid("target.endpoint", "is required for an S3 target"));
+                };
+                validate_http_url("target.endpoint", endpoint)?;
+                require_credentials("target", self.access_key.as_ref(), self.secret_key.as_ref())?;
+                if self.prefix.starts_with('/') {
+                    return Err(invalid(
+                        "target.prefix",
+                        format!("{:?} must not start with '/'", self.prefix),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn validate_name(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(field, "is empty"));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(invalid(
+            field,
+            format!("{value:?} contains {bad:?}; use letters, digits, '-', '_' and '.' (it becomes part of object names)"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_http_url(field: &str, url: &Url) -> Result<(), ConfigError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            field,
+            format!("{url} is not an http:// or https:// URL"),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(field, format!("{url} has no host")));
+    }
+    Ok(())
+}
+
+fn require_credentials(
+    section: &str,
+    access: Option<&String>,
+    secret: Option<&Secret>,
+) -> Result<(), ConfigError> {
+    if access.is_none_or(|a| a.is_empty()) {
+        return Err(invalid(
+            format!("{section}.access_key"),
+            "missing credentials: access_key is not set",
+        ));
+    }
+    if secret.is_none_or(Secret::is_empty) {
+        return Err(invalid(
+            format!("{section}.secret_key"),
+            "missing credentials: secret_key is not set",
+        ));
+    }
+    Ok(())
+}
+
+fn positive(field: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(field, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn is_bucket_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')
+}
+
+/// RGW's bucket-name rules (relaxed enough for the `_` RGW allows).
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    if name.len() < 3 || name.len() > 63 {
+        return Err(format!(
+            "must be 3 to 63 characters long, not {}",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| !is_bucket_char(*c)) {
+        return Err(format!(
+            "contains {bad:?}; use lowercase letters, digits, '.', '-' and '_'"
+        ));
+    }
+    Ok(())
+}
+
+/// Lays `ZONELOG_A__B=v` onto `a.b`; returns which paths came from which
+/// variable, so a type error can name the variable.
+fn apply_env_overrides(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut applied = BTreeMap::new();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .filter(|(k, _)| !NON_CONFIG_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Env {
+                var,
+                reason: "empty path segment; separate sections with a double underscore, e.g. ZONELOG_INDEX__SHARDS".into(),
+            });
+        }
+        let mut table = &mut *tree;
+        for segment in &path[..path.len() - 1] {
+            let entry = table
+                .entry(segment.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        reason: format!("{segment} is not a section"),
+                    })
+                }
+            };
+        }
+        let leaf = path.last().cloned().unwrap_or_default();
+        table.insert(leaf, env_value(&raw));
+        applied.insert(path.join("."), var);
+    }
+    Ok(applied)
+}
+
+/// Numbers, booleans and arrays are read as TOML; anything else is a string.
+/// (A secret that looks like a number is retried as a string, see below.)
+fn env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)
+                | toml::Value::String(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn deserialize_tracking_path(
+    mut tree: toml::Table,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
+    // Each round either succeeds, fails for good, or turns one
+    // env-provided non-string into a string and tries again.
+    for _ in 0..=overrides.len() {
+        let value = toml::Value::Table(tree.clone());
+        match serde_path_to_error::deserialize::<_, Config>(value) {
+            Ok(config) => return Ok(config),
+            Err(err) => {
+                let field = err.path().to_string();
+                let message = first_line(&err.inner().to_string());
+                let from_env = overrides.get(&field).or_else(|| {
+                    let nested = format!("{field}.");
+                    overrides
+                        .iter()
+                        .find(|(path, _)| path.starts_with(&nested))
+                        .map(|(_, var)| var)
+                });
+                if let Some(var) = from_env {
+                    if message.contains("expected a string") && set_as_string(&mut tree, &field) {
+                        continue;
+                    }
+                    return Err(ConfigError::Env {
+                        var: var.clone(),
+                        reason: format!("{field}: {message}"),
+                    });
+                }
+                let field = if field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                };
+                return Err(invalid(field, message));
+            }
+        }
+    }
+    Err(invalid(
+        "(top level)",
+        "environment overrides could not be applied",
+    ))
+}
+
+fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn set_as_string(tree: &mut toml::Table, dotted: &str) -> bool {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let mut table = tree;
+    for part in &parts[..parts.len() - 1] {
+        match table.get_mut(*part) {
+            Some(toml::Value::Table(t)) => table = t,
+            _ => return false,
+        }
+    }
+    let Some(slot) = parts.last().and_then(|leaf| table.get_mut(*leaf)) else {
+        return false;
+    };
+    let text = match slot {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        _ => return false,
+    };
+    *slot = toml::Value::String(text);
+    true
+}
+
+#[cfg(test)]
+mod tests;

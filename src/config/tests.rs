@@ -1,0 +1,186 @@
+use super::*;
+
+const GOOD: &str = r#"
+zone = "default"
+
+[sources.rgw]
+endpoint = "http://127.0.0.1:47480"
+access_key = "AK"
+secret_key = "SK"
+
+[filter]
+buckets = ["photos"]
+bucket_prefixes = ["backup-"]
+key_prefixes = { photos = ["2026/"] }
+
+[index]
+path = "/tmp/zl"
+
+[target]
+directory = "/tmp/zl-logs"
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_with_env(text, "test.toml", Vec::new())
+}
+
+fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_toml_with_env(text, "test.toml", env)
+}
+
+fn error_of(text: &str) -> String {
+    load(text)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.index.shards, 64);
+    assert_eq!(c.index.mode, IndexMode::EveryWrite);
+    assert_eq!(c.collector.period, Duration::from_secs(60));
+    assert_eq!(c.sources.rgw.unwrap().secret_key.expose(), "SK");
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let e = error_of(&GOOD.replace("[index]", "[index]\nshard = 3"));
+    assert!(
+        e.starts_with("index.shard: unknown field `shard`, expected one of `backend`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let e = error_of(&GOOD.replace("[index]", "[index]\nshards = \"many\""));
+    assert!(e.starts_with("index.shards: invalid type"), "{e}");
+}
+
+#[test]
+fn invalid_url_is_named() {
+    let e = error_of(&GOOD.replace("http://127.0.0.1:47480", "not a url"));
+    assert!(e.starts_with("sources.rgw.endpoint: "), "{e}");
+    let e = error_of(&GOOD.replace("http://127.0.0.1:47480", "ftp://host/"));
+    assert!(e.contains("not an http"), "{e}");
+}
+
+#[test]
+fn missing_credentials_are_named() {
+    let e = error_of(&GOOD.replace("secret_key = \"SK\"", "secret_key = \"\""));
+    assert_eq!(
+        e,
+        "sources.rgw.secret_key: missing credentials: secret_key is not set"
+    );
+    let e = error_of(&GOOD.replace("secret_key = \"SK\"\n", ""));
+    assert!(
+        e.starts_with("sources.rgw: missing field `secret_key`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn zero_period_is_refused() {
+    let e = error_of(&format!("{GOOD}\n[collector]\nperiod = \"0s\"\n"));
+    assert_eq!(e, "collector.period: must be greater than 0");
+    let e = error_of(&format!("{GOOD}\n[collector]\nperiod = -5\n"));
+    assert!(e.starts_with("collector.period: invalid type"), "{e}");
+}
+
+#[test]
+fn filters_that_never_match_are_refused() {
+    let e = error_of(&GOOD.replace("\"backup-\"", "\"Backup-\""));
+    assert!(
+        e.starts_with("filter.bucket_prefixes[0]: \"Backup-\" can never match"),
+        "{e}"
+    );
+    let e = error_of(&GOOD.replace("photos = [\"2026/\"]", "other = [\"x\"]"));
+    assert!(
+        e.starts_with("filter.key_prefixes.other: bucket \"other\" is not selected"),
+        "{e}"
+    );
+    let e = error_of(&GOOD.replace("buckets = [\"photos\"]", "buckets = [\"ph\"]"));
+    assert!(
+        e.starts_with("filter.buckets[0]: \"ph\" must be 3 to 63"),
+        "{e}"
+    );
+    let no_filter = GOOD
+        .replace("buckets = [\"photos\"]\n", "")
+        .replace("bucket_prefixes = [\"backup-\"]\n", "")
+        .replace("key_prefixes = { photos = [\"2026/\"] }\n", "");
+    assert!(error_of(&no_filter).starts_with("filter: no buckets"));
+}
+
+#[test]
+fn target_needs_exactly_one_kind() {
+    let e = error_of(&GOOD.replace(
+        "directory = \"/tmp/zl-logs\"",
+        "bucket = \"logs\"\ndirectory = \"/x\"",
+    ));
+    assert!(e.starts_with("target: set either"), "{e}");
+    let e = error_of(&GOOD.replace("directory = \"/tmp/zl-logs\"", "bucket = \"logs\""));
+    assert_eq!(e, "target.endpoint: is required for an S3 target");
+}
+
+#[test]
+fn part_size_must_fit_s3() {
+    let e = error_of(&format!("{GOOD}\n[collector]\npart_size = \"1 MiB\"\n"));
+    assert!(e.starts_with("collector.part_size: "), "{e}");
+}
+
+#[test]
+fn syntax_error_names_the_file() {
+    let e = error_of("zone = ");
+    assert!(e.starts_with("test.toml: not valid TOML"), "{e}");
+}
+
+#[test]
+fn env_overrides_values_with_types() {
+    let c = load_env(
+        GOOD,
+        &[
+            ("ZONELOG_INDEX__SHARDS", "16"),
+            ("ZONELOG_INDEX__MODE", "latest"),
+            ("ZONELOG_SOURCES__RGW__SECRET_KEY", "12345"),
+            ("ZONELOG_COLLECTOR__PERIOD", "10s"),
+            (
+                "ZONELOG_DEV_RGW_ENDPOINT",
+                "ignored: belongs to the dev zone script",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.index.shards, 16);
+    assert_eq!(c.index.mode, IndexMode::Latest);
+    assert_eq!(c.sources.rgw.unwrap().secret_key.expose(), "12345");
+    assert_eq!(c.collector.period, Duration::from_secs(10));
+}
+
+#[test]
+fn bad_env_override_names_the_variable() {
+    let e = load_env(GOOD, &[("ZONELOG_INDEX__SHARDS", "lots")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("environment variable ZONELOG_INDEX__SHARDS: index.shards: invalid type"),
+        "{e}"
+    );
+    let e = load_env(GOOD, &[("ZONELOG_INDX__SHARDS", "3")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("environment variable ZONELOG_INDX__SHARDS: indx: unknown field `indx`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let c = load(GOOD).unwrap();
+    let shown = c.to_redacted_toml();
+    assert!(!shown.contains("\"SK\""), "{shown}");
+    assert!(shown.contains("<redacted>"));
+    assert!(!format!("{c:?}").contains("\"SK\""));
+}

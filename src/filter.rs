@@ -1,0 +1,64 @@
+//! Which changes are captured: bucket names, bucket-name prefixes, and
+//! optional key prefixes per bucket. Applied before the index, so nothing
+//! outside the filter is ever stored.
+
+use std::collections::BTreeMap;
+
+use crate::config::FilterConfig;
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    buckets: Vec<String>,
+    bucket_prefixes: Vec<String>,
+    key_prefixes: BTreeMap<String, Vec<String>>,
+}
+
+impl Filter {
+    pub fn new(config: &FilterConfig) -> Self {
+        Filter {
+            buckets: config.buckets.clone(),
+            bucket_prefixes: config.bucket_prefixes.clone(),
+            key_prefixes: config.key_prefixes.clone(),
+        }
+    }
+
+    /// Whether any change in this bucket can be captured: lets capture skip
+    /// whole buckets without looking at their logs.
+    pub fn matches_bucket(&self, bucket: &str) -> bool {
+        self.buckets.iter().any(|b| b == bucket)
+            || self
+                .bucket_prefixes
+                .iter()
+                .any(|p| bucket.starts_with(p.as_str()))
+    }
+
+    pub fn matches(&self, bucket: &str, key: &str) -> bool {
+        if !self.matches_bucket(bucket) {
+            return false;
+        }
+        match self.key_prefixes.get(bucket) {
+            Some(prefixes) => prefixes.iter().any(|p| key.starts_with(p.as_str())),
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_prefixes_and_key_prefixes() {
+        let f = Filter::new(&FilterConfig {
+            buckets: vec!["photos".into()],
+            bucket_prefixes: vec!["backup-".into()],
+            key_prefixes: [("photos".to_string(), vec!["2026/".to_string()])].into(),
+        });
+        assert!(f.matches("photos", "2026/a.jpg"));
+        assert!(!f.matches("photos", "2025/a.jpg"));
+        assert!(f.matches("backup-01", "anything"));
+        assert!(!f.matches("photosx", "2026/a.jpg"));
+        assert!(!f.matches("other", "x"));
+        assert!(f.matches_bucket("photos"));
+    }
+}

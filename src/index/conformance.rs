@@ -1,0 +1,543 @@
+//! The conformance suite every index backend must pass, unchanged.
+//!
+//! A backend's test file implements [`ConformanceBackend`] (a fresh, empty
+//! location per instance) and expands [`crate::index_conformance_tests!`],
+//! which turns each check below into its own test.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+
+use super::{
+    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexMode, MergedReader,
+    WriteBatch, Written,
+};
+use crate::lease::{LeaseError, LeaseStore};
+use crate::record::{ChangeRecord, Op, Provenance};
+
+/// One fresh storage location for the suite.
+#[async_trait]
+pub trait ConformanceBackend: Send + Sync {
+    /// Opens (creating on first use) the index at this backend's location.
+    /// Called again after the previous handle was dropped, to test reopening.
+    async fn open(&self, layout: IndexLayout) -> Result<Arc<dyn ChangeIndex>, IndexError>;
+    /// The lease store that lives beside the index at this location.
+    async fn leases(&self) -> Arc<dyn LeaseStore>;
+}
+
+/// A record for tests: `time_ns` is the source time.
+pub fn record(
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    op: Op,
+    time_ns: u64,
+) -> ChangeRecord {
+    ChangeRecord {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: version.map(str::to_string),
+        op,
+        time: DateTime::from_timestamp_nanos(time_ns as i64),
+        size: Some(time_ns % 1000),
+        etag: Some(format!("etag-{time_ns}")),
+        mtime: None,
+        source: Provenance::Test,
+    }
+}
+
+fn every_write(shards: u32) -> IndexLayout {
+    IndexLayout {
+        shards,
+        mode: IndexMode::EveryWrite,
+    }
+}
+
+fn latest(shards: u32) -> IndexLayout {
+    IndexLayout {
+        shards,
+        mode: IndexMode::Latest,
+    }
+}
+
+fn stored(written: &[Written]) -> Vec<EntryRef> {
+    written
+        .iter()
+        .filter_map(|w| match w {
+            Written::Stored(r) => Some(*r),
+            Written::Superseded(_) => None,
+        })
+        .collect()
+}
+
+/// Every entry of the index, merged by key.
+pub async fn read_all(index: &Arc<dyn ChangeIndex>) -> Vec<super::IndexedEntry> {
+    let mut reader = MergedReader::new(index.clone(), EntryId::MIN, EntryId::MAX, 7);
+    let mut out = Vec::new();
+    while let Some(e) = reader.next().await.expect("merged read") {
+        out.push(e);
+    }
+    out
+}
+
+pub async fn reads_come_back_in_key_order(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(4)).await.unwrap();
+    let times = [50u64, 10, 40, 20, 30, 10, 60, 5];
+    let mut batch = WriteBatch::new();
+    for (i, t) in times.iter().enumerate() {
+        batch = batch.record(record("bkt", &format!("k{i}"), None, Op::Put, *t));
+    }
+    let written = index.write(batch).await.unwrap();
+    assert_eq!(stored(&written).len(), times.len());
+    let all = read_all(&index).await;
+    let got: Vec<u64> = all.iter().map(|e| e.id.time_ns).collect();
+    assert_eq!(got, vec![5, 10, 10, 20, 30, 40, 50, 60]);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    for e in &all {
+        assert_eq!(
+            e.shard,
+            shard_of(&e.record.bucket, &e.record.key, 4),
+            "entry in its hash shard"
+        );
+        assert_eq!(e.id.time_ns, e.record.time_ns().unwrap());
+    }
+    for shard in 0..4 {
+        let page = index
+            .read_shard(shard, EntryId::MIN, EntryId::MAX, 100)
+            .await
+            .unwrap();
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(page.iter().all(|e| e.shard == shard));
+    }
+}
+
+pub async fn range_bounds_and_paging(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(1)).await.unwrap();
+    let mut batch = WriteBatch::new();
+    for t in 1..=20u64 {
+        batch = batch.record(record("bkt", "same-key", None, Op::Put, t * 10));
+    }
+    index.write(batch).await.unwrap();
+    let window = index
+        .read_shard(0, EntryId::at(50), EntryId::at(100), 1000)
+        .await
+        .unwrap();
+    let got: Vec<u64> = window.iter().map(|e| e.id.time_ns).collect();
+    assert_eq!(
+        got,
+        vec![50, 60, 70, 80, 90],
+        "from is inclusive, to is exclusive"
+    );
+    let mut from = EntryId::MIN;
+    let mut paged = Vec::new();
+    loop {
+        let page = index.read_shard(0, from, EntryId::MAX, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        from = last.id.successor().unwrap();
+        paged.extend(page);
+    }
+    assert_eq!(paged.len(), 20);
+    assert!(index
+        .read_shard(0, EntryId::at(100), EntryId::at(100), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        index.read_shard(1, EntryId::MIN, EntryId::MAX, 10).await,
+        Err(IndexError::NoSuchShard {
+            shard: 1,
+            shards: 1
+        })
+    ));
+}
+
+pub async fn same_nanosecond_changes_get_unique_keys(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(2)).await.unwrap();
+    let mut batch = WriteBatch::new();
+    for i in 0..500 {
+        batch = batch.record(record("bkt", &format!("k{}", i % 3), None, Op::Put, 1_000));
+    }
+    let first = stored(&index.write(batch.clone()).await.unwrap());
+    let second = stored(&index.write(batch).await.unwrap());
+    let ids: BTreeSet<EntryRef> = first.iter().chain(&second).copied().collect();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(read_all(&index).await.len(), 1000);
+}
+
+pub async fn trim_removes_exactly_what_was_read(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(2)).await.unwrap();
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "a", None, Op::Put, 100))
+                .record(record("bkt", "b", None, Op::Put, 200)),
+        )
+        .await
+        .unwrap();
+    let window: Vec<EntryRef> = read_all(&index)
+        .await
+        .iter()
+        .map(|e| e.entry_ref())
+        .collect();
+    assert_eq!(window.len(), 2);
+    // A change with an older source time arrives after the window was read.
+    index
+        .write(WriteBatch::new().record(record("bkt", "late", None, Op::Delete, 50)))
+        .await
+        .unwrap();
+    assert_eq!(index.trim(&window).await.unwrap(), 2);
+    let left = read_all(&index).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "the late entry survives a trim that did not read it"
+    );
+    assert_eq!(left[0].record.key, "late");
+    assert_eq!(
+        index.trim(&window).await.unwrap(),
+        0,
+        "trimming again removes nothing"
+    );
+    assert_eq!(index.trim(&[]).await.unwrap(), 0);
+}
+
+pub async fn invalid_batch_writes_nothing(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(2)).await.unwrap();
+    let long_key = "k".repeat(1025);
+    for bad in [
+        record("", "k", None, Op::Put, 1),
+        record("bkt", &long_key, None, Op::Put, 1),
+        record("bkt", "", None, Op::Put, 1),
+    ] {
+        let batch = WriteBatch::new()
+            .record(record("bkt", "good", None, Op::Put, 1))
+            .record(bad)
+            .marker("src", b"should-not-commit".to_vec());
+        let err = index.write(batch).await.unwrap_err();
+        assert!(
+            matches!(err, IndexError::InvalidRecord { position: 1, .. }),
+            "{err}"
+        );
+    }
+    let err = index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "good", None, Op::Put, 1))
+                .marker("", b"x".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IndexError::InvalidMarker { .. }), "{err}");
+    assert!(read_all(&index).await.is_empty());
+    assert_eq!(index.marker("src").await.unwrap(), None);
+    assert_eq!(index.stats().await.unwrap().entries(), 0);
+}
+
+pub async fn markers_commit_with_entries(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(2)).await.unwrap();
+    assert_eq!(index.marker("rgw/data/0").await.unwrap(), None);
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "a", None, Op::Put, 1))
+                .marker("rgw/data/0", b"1_0001".to_vec())
+                .marker("rgw/data/1", b"1_0005".to_vec()),
+        )
+        .await
+        .unwrap();
+    index
+        .write(WriteBatch::new().marker("rgw/data/0", b"1_0002".to_vec()))
+        .await
+        .unwrap();
+    index
+        .write(WriteBatch::new().marker("notify/x", b"n".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        index.marker("rgw/data/0").await.unwrap().as_deref(),
+        Some(&b"1_0002"[..])
+    );
+    let rgw = index.markers("rgw/").await.unwrap();
+    let names: Vec<&str> = rgw.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["rgw/data/0", "rgw/data/1"]);
+    assert_eq!(index.markers("").await.unwrap().len(), 3);
+}
+
+pub async fn reopen_keeps_data_and_refuses_other_layout(b: &dyn ConformanceBackend) {
+    let index = b.open(latest(3)).await.unwrap();
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "a", None, Op::Put, 7))
+                .marker("m", b"1".to_vec()),
+        )
+        .await
+        .unwrap();
+    drop(index);
+    let err = b
+        .open(every_write(3))
+        .await
+        .err()
+        .expect("mode mismatch refused");
+    assert!(matches!(err, IndexError::LayoutMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("latest"), "{err}");
+    let err = b
+        .open(latest(4))
+        .await
+        .err()
+        .expect("shard mismatch refused");
+    assert!(matches!(err, IndexError::LayoutMismatch { .. }), "{err}");
+    let index = b.open(latest(3)).await.unwrap();
+    assert_eq!(read_all(&index).await.len(), 1);
+    assert_eq!(index.marker("m").await.unwrap().as_deref(), Some(&b"1"[..]));
+    // New keys after a reopen never collide with old ones.
+    let w = stored(
+        &index
+            .write(WriteBatch::new().record(record("bkt", "b", None, Op::Put, 7)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(read_all(&index).await.len(), 2, "{w:?}");
+}
+
+pub async fn latest_mode_keeps_one_entry_per_version(b: &dyn ConformanceBackend) {
+    let index = b.open(latest(4)).await.unwrap();
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "obj", None, Op::Put, 10))
+                .record(record("bkt", "obj", None, Op::Put, 20))
+                .record(record("bkt", "obj", Some("v1"), Op::Put, 15))
+                .record(record("bkt", "other", None, Op::Put, 12)),
+        )
+        .await
+        .unwrap();
+    let all = read_all(&index).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    let obj = all
+        .iter()
+        .find(|e| e.record.key == "obj" && e.record.version_id.is_none())
+        .unwrap();
+    assert_eq!(
+        obj.id.time_ns, 20,
+        "the newer change replaced the older one in the same batch"
+    );
+    // A newer change in a later batch replaces the pending one.
+    index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Delete, 30)))
+        .await
+        .unwrap();
+    // An older change arriving late does not replace a newer one.
+    let late = index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Put, 25)))
+        .await
+        .unwrap();
+    assert!(matches!(late[0], Written::Superseded(_)), "{late:?}");
+    let all = read_all(&index).await;
+    assert_eq!(all.len(), 3);
+    let obj = all
+        .iter()
+        .find(|e| e.record.key == "obj" && e.record.version_id.is_none())
+        .unwrap();
+    assert_eq!((obj.id.time_ns, obj.record.op), (30, Op::Delete));
+    let stats = index.stats().await.unwrap();
+    assert_eq!(stats.entries(), 3);
+}
+
+pub async fn latest_mode_trim_of_replaced_entry_keeps_newer(b: &dyn ConformanceBackend) {
+    let index = b.open(latest(2)).await.unwrap();
+    index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Put, 10)))
+        .await
+        .unwrap();
+    let window: Vec<EntryRef> = read_all(&index)
+        .await
+        .iter()
+        .map(|e| e.entry_ref())
+        .collect();
+    // The object changes again while the collector uploads the window.
+    index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Put, 20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        index.trim(&window).await.unwrap(),
+        0,
+        "the read entry was already replaced"
+    );
+    let left = read_all(&index).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id.time_ns, 20);
+    // Trimming the newer one leaves nothing, and the object can be captured again.
+    let refs: Vec<EntryRef> = left.iter().map(|e| e.entry_ref()).collect();
+    assert_eq!(index.trim(&refs).await.unwrap(), 1);
+    assert!(read_all(&index).await.is_empty());
+    index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Put, 5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&index).await.len(),
+        1,
+        "after a trim an older time is new again"
+    );
+}
+
+pub async fn stats_count_entries_bytes_and_age(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(3)).await.unwrap();
+    let empty = index.stats().await.unwrap();
+    assert_eq!(empty.shards.len(), 3);
+    assert_eq!(
+        (empty.entries(), empty.bytes(), empty.oldest_time_ns()),
+        (0, 0, None)
+    );
+    let mut batch = WriteBatch::new();
+    for i in 0..30u64 {
+        batch = batch.record(record("bkt", &format!("k{i}"), None, Op::Put, 1000 + i));
+    }
+    index.write(batch).await.unwrap();
+    let stats = index.stats().await.unwrap();
+    assert_eq!(stats.entries(), 30);
+    assert!(stats.bytes() > 30 * 20);
+    assert_eq!(stats.oldest_time_ns(), Some(1000));
+    for s in &stats.shards {
+        let n = index
+            .read_shard(s.shard, EntryId::MIN, EntryId::MAX, 100)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(s.entries, n as u64);
+    }
+    let all: Vec<EntryRef> = read_all(&index)
+        .await
+        .iter()
+        .map(|e| e.entry_ref())
+        .collect();
+    index.trim(&all[..10]).await.unwrap();
+    let stats = index.stats().await.unwrap();
+    assert_eq!(stats.entries(), 20);
+    assert_eq!(stats.oldest_time_ns(), Some(1010));
+}
+
+pub async fn concurrent_writers_all_land(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(8)).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let index = index.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..25u64 {
+                let mut batch =
+                    WriteBatch::new().marker(format!("writer/{w}"), n.to_string().into_bytes());
+                for i in 0..4u64 {
+                    batch = batch.record(record(
+                        "bkt",
+                        &format!("w{w}-{n}-{i}"),
+                        None,
+                        Op::Put,
+                        1 + n,
+                    ));
+                }
+                index.write(batch).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = read_all(&index).await;
+    assert_eq!(all.len(), 8 * 25 * 4);
+    let unique: BTreeSet<(u32, EntryId)> = all.iter().map(|e| (e.shard, e.id)).collect();
+    assert_eq!(unique.len(), all.len());
+    for w in 0..8 {
+        assert_eq!(
+            index
+                .marker(&format!("writer/{w}"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"24"[..])
+        );
+    }
+}
+
+pub async fn leases_exclude_expire_and_fence(b: &dyn ConformanceBackend) {
+    let leases = b.leases().await;
+    let ttl = Duration::from_millis(1500);
+    let a = leases.acquire("control", "holder-a", ttl).await.unwrap();
+    assert_eq!(a.holder, "holder-a");
+    match leases.acquire("control", "holder-b", ttl).await {
+        Err(LeaseError::Held { holder, .. }) => assert_eq!(holder, "holder-a"),
+        other => panic!("second contender must be refused, got {other:?}"),
+    }
+    // Another name is independent.
+    let s = leases.acquire("shard-3", "holder-b", ttl).await.unwrap();
+    // Re-acquiring what we hold extends it and keeps the token.
+    let a2 = leases.acquire("control", "holder-a", ttl).await.unwrap();
+    assert_eq!(a2.token, a.token);
+    let a3 = leases.renew(&a2, ttl).await.unwrap();
+    assert_eq!(a3.token, a.token);
+    assert!(a3.expires_at >= a2.expires_at);
+    assert_eq!(
+        leases.holder("control").await.unwrap().map(|l| l.holder),
+        Some("holder-a".into())
+    );
+    // Let it expire: the dead holder's lease frees itself.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    let b1 = leases.acquire("control", "holder-b", ttl).await.unwrap();
+    assert!(b1.token > a.token, "a new holder gets a larger token");
+    match leases.renew(&a3, ttl).await {
+        Err(LeaseError::Lost { .. }) => {}
+        other => panic!("renew after loss must fail, got {other:?}"),
+    }
+    // Releasing a lost lease does not free the new holder's.
+    leases.release(&a3).await.unwrap();
+    assert_eq!(
+        leases.holder("control").await.unwrap().map(|l| l.holder),
+        Some("holder-b".into())
+    );
+    leases.release(&b1).await.unwrap();
+    assert_eq!(leases.holder("control").await.unwrap(), None);
+    let a4 = leases.acquire("control", "holder-a", ttl).await.unwrap();
+    assert!(a4.token > b1.token, "tokens keep growing across releases");
+    leases.release(&a4).await.unwrap();
+    leases.release(&s).await.unwrap();
+    assert!(matches!(
+        leases.acquire("control", "holder-a", Duration::ZERO).await,
+        Err(LeaseError::Invalid(_))
+    ));
+}
+
+/// Expands to one `#[tokio::test]` per conformance check. `$make` is an
+/// expression giving a fresh [`ConformanceBackend`].
+#[macro_export]
+macro_rules! index_conformance_tests {
+    ($make:expr) => {
+        $crate::index_conformance_tests!(@each $make;
+            reads_come_back_in_key_order,
+            range_bounds_and_paging,
+            same_nanosecond_changes_get_unique_keys,
+            trim_removes_exactly_what_was_read,
+            invalid_batch_writes_nothing,
+            markers_commit_with_entries,
+            reopen_keeps_data_and_refuses_other_layout,
+            latest_mode_keeps_one_entry_per_version,
+            latest_mode_trim_of_replaced_entry_keeps_newer,
+            stats_count_entries_bytes_and_age,
+            concurrent_writers_all_land,
+            leases_exclude_expire_and_fence
+        );
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let backend = $make;
+                $crate::index::conformance::$check(&backend).await;
+            }
+        )*
+    };
+}

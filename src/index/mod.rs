@@ -1,0 +1,362 @@
+//! The temporary, sharded, time-ordered change index (DESIGN.md, "Index").
+//!
+//! [`ChangeIndex`] is the seam every backend implements; [`conformance`]
+//! holds the one test suite they all must pass. Merging shards by time is
+//! written once here ([`MergedReader`]) on top of per-shard pages, so backends
+//! only need ordered per-shard reads.
+
+pub mod conformance;
+// pub mod embedded;
+pub mod key;
+pub mod shard;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use key::EntryId;
+pub use shard::shard_of;
+
+use crate::record::{ChangeRecord, InvalidRecord};
+
+/// How changes to the same object are kept until the collector writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexMode {
+    /// One entry per change: the log shows every write.
+    EveryWrite,
+    /// One entry per (bucket, key, version_id): a newer change replaces the
+    /// pending older one, for consumers that only need the latest state.
+    Latest,
+}
+
+impl IndexMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexMode::EveryWrite => "every-write",
+            IndexMode::Latest => "latest",
+        }
+    }
+}
+
+impl fmt::Display for IndexMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for IndexMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "every-write" => Ok(IndexMode::EveryWrite),
+            "latest" => Ok(IndexMode::Latest),
+            other => Err(format!(
+                "unknown index mode {other:?} (expected every-write or latest)"
+            )),
+        }
+    }
+}
+
+/// The fixed shape of an index, stored in it when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexLayout {
+    pub shards: u32,
+    pub mode: IndexMode,
+}
+
+pub const MAX_SHARDS: u32 = 4096;
+/// Source markers are positions such as RGW bilog markers; a few KiB is
+/// plenty, and the bound keeps a bad caller from bloating every commit.
+pub const MAX_MARKER_BYTES: usize = 64 * 1024;
+const MAX_MARKER_NAME_BYTES: usize = 512;
+
+/// An opaque capture position, committed atomically with the entries it
+/// covers so that a restart resumes exactly after the last commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMarker {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+/// Entries and markers that become durable together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub records: Vec<ChangeRecord>,
+    pub markers: Vec<SourceMarker>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(mut self, record: ChangeRecord) -> Self {
+        self.records.push(record);
+        self
+    }
+
+    pub fn marker(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.markers.push(SourceMarker {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Refuses the whole batch if any part is invalid, so that nothing of a
+    /// bad batch is ever written.
+    pub fn validate(&self) -> Result<(), IndexError> {
+        for (position, record) in self.records.iter().enumerate() {
+            record
+                .validate()
+                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+        }
+        for marker in &self.markers {
+            if marker.name.is_empty() || marker.name.len() > MAX_MARKER_NAME_BYTES {
+                return Err(IndexError::InvalidMarker {
+                    name: marker.name.clone(),
+                    reason: format!("name must be 1 to {MAX_MARKER_NAME_BYTES} bytes"),
+                });
+            }
+            if marker.value.len() > MAX_MARKER_BYTES {
+                return Err(IndexError::InvalidMarker {
+                    name: marker.name.clone(),
+                    reason: format!(
+                        "value is {} bytes, more than {MAX_MARKER_BYTES}",
+                        marker.value.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where an entry lives: enough to trim it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryRef {
+    pub shard: u32,
+    pub id: EntryId,
+}
+
+/// One pending change as stored in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedEntry {
+    pub shard: u32,
+    pub id: EntryId,
+    pub record: ChangeRecord,
+}
+
+impl IndexedEntry {
+    pub fn entry_ref(&self) -> EntryRef {
+        EntryRef {
+            shard: self.shard,
+            id: self.id,
+        }
+    }
+}
+
+/// What a write did with each record, in batch order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Stored under this key.
+    Stored(EntryRef),
+    /// Latest mode: a pending entry for the same object version is newer, so
+    /// this older change adds nothing.
+    Superseded(EntryRef),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShardStats {
+    pub shard: u32,
+    pub entries: u64,
+    /// Bytes of keys and values stored for this shard's entries.
+    pub bytes: u64,
+    /// Source time of the oldest pending entry, nanoseconds since the epoch.
+    pub oldest_time_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexStats {
+    pub shards: Vec<ShardStats>,
+}
+
+impl IndexStats {
+    pub fn entries(&self) -> u64 {
+        self.shards.iter().map(|s| s.entries).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.bytes).sum()
+    }
+    pub fn oldest_time_ns(&self) -> Option<u64> {
+        self.shards.iter().filter_map(|s| s.oldest_time_ns).min()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("record {position} of the batch is invalid: {reason}")]
+    InvalidRecord {
+        position: usize,
+        reason: InvalidRecord,
+    },
+    #[error("marker {name:?} is invalid: {reason}")]
+    InvalidMarker { name: String, reason: String },
+    #[error("shard {shard} does not exist (the index has {shards} shards)")]
+    NoSuchShard { shard: u32, shards: u32 },
+    #[error(
+        "the index at {location} was created with {stored}, but the configuration asks for {requested}; \
+         use the stored layout or point the index at a new location"
+    )]
+    LayoutMismatch {
+        location: String,
+        stored: String,
+        requested: String,
+    },
+    #[error("invalid index layout: {0}")]
+    InvalidLayout(String),
+    #[error("the index data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("index backend error: {0}")]
+    Backend(String),
+    #[error("the index is closed")]
+    Closed,
+}
+
+impl IndexLayout {
+    pub fn validate(&self) -> Result<(), IndexError> {
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err(IndexError::InvalidLayout(format!(
+                "shards must be 1 to {MAX_SHARDS}, not {}",
+                self.shards
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} shards in {} mode", self.shards, self.mode)
+    }
+}
+
+/// The durable, sharded change index.
+#[async_trait]
+pub trait ChangeIndex: Send + Sync + 'static {
+    fn layout(&self) -> IndexLayout;
+
+    /// Stores the records and the markers in one atomic commit that is
+    /// durable on disk (or on the cluster) before this returns. Nothing of an
+    /// invalid batch is written.
+    async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError>;
+
+    /// Up to `limit` entries of `shard` with `from <= id < to`, in key order.
+    /// Callers page by passing the successor of the last id as `from`.
+    async fn read_shard(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<IndexedEntry>, IndexError>;
+
+    /// Removes exactly these entries (ones that were read and uploaded) and
+    /// nothing else; entries already gone are ignored. Atomic and durable.
+    /// Returns how many were removed.
+    async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError>;
+
+    /// The last committed value of a source marker.
+    async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError>;
+
+    /// All committed markers whose name starts with `prefix`, by name.
+    async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError>;
+
+    async fn stats(&self) -> Result<IndexStats, IndexError>;
+}
+
+/// Reads all shards merged by key, one page per shard at a time, so memory
+/// stays at `shards × page` entries however large the window.
+pub struct MergedReader {
+    index: Arc<dyn ChangeIndex>,
+    to: EntryId,
+    page: usize,
+    cursors: Vec<ShardCursor>,
+    heap: BinaryHeap<Reverse<(EntryId, u32)>>,
+    started: bool,
+}
+
+struct ShardCursor {
+    buffered: VecDeque<IndexedEntry>,
+    next_from: Option<EntryId>,
+}
+
+impl MergedReader {
+    pub fn new(index: Arc<dyn ChangeIndex>, from: EntryId, to: EntryId, page: usize) -> Self {
+        let shards = index.layout().shards;
+        let cursors = (0..shards)
+            .map(|_| ShardCursor {
+                buffered: VecDeque::new(),
+                next_from: Some(from),
+            })
+            .collect();
+        MergedReader {
+            index,
+            to,
+            page: page.max(1),
+            cursors,
+            heap: BinaryHeap::new(),
+            started: false,
+        }
+    }
+
+    /// Refills a shard's buffer when it runs dry; returns whether the shard
+    /// has an entry to offer.
+    async fn refill(&mut self, shard: u32) -> Result<bool, IndexError> {
+        let cursor = &mut self.cursors[shard as usize];
+        if cursor.buffered.is_empty() {
+            if let Some(from) = cursor.next_from {
+                let page = self
+                    .index
+                    .read_shard(shard, from, self.to, self.page)
+                    .await?;
+                cursor.next_from = if page.len() < self.page {
+                    None
+                } else {
+                    page.last().and_then(|e| e.id.successor())
+                };
+                cursor.buffered.extend(page);
+            }
+        }
+        Ok(!cursor.buffered.is_empty())
+    }
+
+    /// The next entry across all shards in key order, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<IndexedEntry>, IndexError> {
+        if !self.started {
+            self.started = true;
+            for shard in 0..self.cursors.len() as u32 {
+                if self.refill(shard).await? {
+                    let id = self.cursors[shard as usize].buffered[0].id;
+                    self.heap.push(Reverse((id, shard)));
+                }
+            }
+        }
+        let Some(Reverse((_, shard))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let entry = self.cursors[shard as usize]
+            .buffered
+            .pop_front()
+            .ok_or_else(|| IndexError::Backend("merged reader lost its place".into()))?;
+        if self.refill(shard).await? {
+            let id = self.cursors[shard as usize].buffered[0].id;
+            self.heap.push(Reverse((id, shard)));
+        }
+        Ok(Some(entry))
+    }
+}

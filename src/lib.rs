@@ -1,0 +1,12 @@
+//! zonelog: a complete, ordered, durable record of every object change in an
+//! object-store zone. See DESIGN.md (shared) and docs/ for the architecture.
+//!
+//! Modules follow the data flow: `capture` → `filter` → `index` (+ `lease`)
+//! → collector → log encoding → sinks → consumers.
+
+pub mod capture;
+pub mod config;
+pub mod filter;
+pub mod index;
+pub mod lease;
+pub mod record;
