@@ -63,7 +63,7 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError>;
 }
 
-pub(crate) fn validate_request(name: &str, holder: &str, ttl: Duration) -> Result<(), LeaseError> {
+pub fn validate_request(name: &str, holder: &str, ttl: Duration) -> Result<(), LeaseError> {
     if name.is_empty() || name.len() > 256 {
         return Err(LeaseError::Invalid(format!(
             "lease name must be 1 to 256 bytes, got {} bytes",

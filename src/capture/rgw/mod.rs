@@ -1,3 +1,8 @@
 //! The RGW pull source: tails the zone's data log and bucket-index logs.
 
 pub mod admin;
+mod api;
+
+pub use api::{
+    BilogEntry, BilogInfo, BucketInstance, DatalogEntry, DatalogInfo, DatalogPage, RgwAdmin,
+};
