@@ -5,8 +5,9 @@
 //! written once here ([`MergedReader`]) on top of per-shard pages, so backends
 //! only need ordered per-shard reads.
 
+pub mod codec;
 pub mod conformance;
-// pub mod embedded;
+pub mod embedded;
 pub mod key;
 pub mod shard;
 

@@ -1,0 +1,990 @@
+//! The embedded index backend: one redb file on local disk.
+//!
+//! Why redb and why this shape: see docs/decisions.md ("Embedded store").
+//! redb allows one write transaction at a time and pays one fdatasync per
+//! commit, so every change to the file goes through a single writer thread
+//! that gathers whatever writes, trims and lease calls are waiting and
+//! commits them together (group commit): concurrent callers share one
+//! fsync, and each caller's batch is still all-or-nothing because a group
+//! commits or fails as a whole. Reads use redb's MVCC snapshots and never
+//! wait for the writer.
+//!
+//! Tables:
+//! - `entries`: shard (u32 BE) ‖ EntryId (16 B BE) → encoded record
+//!   ([`super::codec`]), so a shard's entries are one contiguous key range
+//!   in time order;
+//! - `latest` (latest mode only): object version key → shard ‖ EntryId of
+//!   its pending entry;
+//! - `markers`: source marker name → value;
+//! - `leases`: lease name → holder, token, expiry;
+//! - `meta`: the layout, the last writer session, the last lease token.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{decode_record, encode_record, object_version_key};
+use super::{
+    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexStats, IndexedEntry,
+    ShardStats, SourceMarker, WriteBatch, Written,
+};
+use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
+
+const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+const MARKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("markers");
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_LAYOUT: &str = "layout";
+const META_SESSION: &str = "session";
+const META_LEASE_TOKEN: &str = "lease_token";
+
+/// The index file inside the configured directory.
+pub const INDEX_FILE: &str = "index.redb";
+
+const ENTRY_KEY_BYTES: usize = 4 + super::key::ENTRY_ID_BYTES;
+/// A group stops taking more requests at this many entries, so one commit
+/// (and the memory it dirties) stays bounded under any backlog.
+const GROUP_MAX_ENTRIES: usize = 50_000;
+/// Requests waiting for the writer; callers wait (back-pressure) beyond it.
+const QUEUE_DEPTH: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// redb's page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The embedded index and lease store at one directory.
+pub struct EmbeddedIndex {
+    layout: IndexLayout,
+    location: PathBuf,
+    db: Arc<Database>,
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Mutex<Vec<ShardCounter>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ShardCounter {
+    entries: u64,
+    bytes: u64,
+}
+
+/// A validated batch, encoded by the caller so that the writer thread only
+/// does store work.
+struct PreparedEntry {
+    shard: u32,
+    time_ns: u64,
+    value: Vec<u8>,
+    /// Latest mode: the object version this entry stands for.
+    version_key: Option<Vec<u8>>,
+}
+
+enum Request {
+    Write {
+        entries: Vec<PreparedEntry>,
+        markers: Vec<SourceMarker>,
+        reply: oneshot::Sender<Result<Vec<Written>, IndexError>>,
+    },
+    Trim {
+        entries: Vec<EntryRef>,
+        reply: oneshot::Sender<Result<u64, IndexError>>,
+    },
+    Lease {
+        op: LeaseOp,
+        reply: oneshot::Sender<Result<Option<Lease>, LeaseError>>,
+    },
+}
+
+enum LeaseOp {
+    Acquire {
+        name: String,
+        holder: String,
+        ttl: Duration,
+    },
+    Renew {
+        lease: Lease,
+        ttl: Duration,
+    },
+    Release {
+        lease: Lease,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLayout {
+    format: u32,
+    #[serde(flatten)]
+    layout: IndexLayout,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLease {
+    holder: String,
+    token: u64,
+    expires_unix_ms: u64,
+}
+
+fn backend(location: &Path, e: impl std::fmt::Display) -> IndexError {
+    IndexError::Backend(format!("{}: {e}", location.display()))
+}
+
+impl EmbeddedIndex {
+    /// Opens the index in `dir`, creating it with `layout` on first use. An
+    /// existing index keeps the layout it was created with; asking for
+    /// another one is an error rather than a silent reshard.
+    pub fn open(dir: &Path, layout: IndexLayout) -> Result<Self, IndexError> {
+        Self::open_with(dir, layout, EmbeddedOptions::default())
+    }
+
+    pub fn open_with(
+        dir: &Path,
+        layout: IndexLayout,
+        options: EmbeddedOptions,
+    ) -> Result<Self, IndexError> {
+        layout.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
+        let location = dir.join(INDEX_FILE);
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&location)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => backend(
+                    &location,
+                    "the index is open in another zonelog process (the embedded index has one \
+                     owner; use the rados backend to share an index)",
+                ),
+                other => backend(&location, other),
+            })?;
+        let session = init_meta(&db, &location, layout)?;
+        let counters = Arc::new(Mutex::new(count_entries(&db, &location, layout.shards)?));
+        let db = Arc::new(db);
+        let (requests, inbox) = mpsc::channel(QUEUE_DEPTH);
+        let writer = Writer {
+            db: db.clone(),
+            location: location.clone(),
+            layout,
+            session,
+            counter: 0,
+            counters: counters.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("zonelog-index-writer".into())
+            .spawn(move || writer.run(inbox))
+            .map_err(|e| backend(&location, format!("cannot start the writer thread: {e}")))?;
+        Ok(EmbeddedIndex {
+            layout,
+            location,
+            db,
+            requests: Some(requests),
+            writer: Some(writer),
+            counters,
+        })
+    }
+
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+
+    fn prepare(&self, batch: &WriteBatch) -> Result<Vec<PreparedEntry>, IndexError> {
+        batch.validate()?;
+        let latest = self.layout.mode == super::IndexMode::Latest;
+        batch
+            .records
+            .iter()
+            .enumerate()
+            .map(|(position, record)| {
+                let time_ns = record
+                    .time_ns()
+                    .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+                let mut value = Vec::with_capacity(64 + record.key.len() + record.bucket.len());
+                encode_record(record, &mut value);
+                Ok(PreparedEntry {
+                    shard: shard_of(&record.bucket, &record.key, self.layout.shards),
+                    time_ns,
+                    value,
+                    version_key: latest.then(|| {
+                        object_version_key(
+                            &record.bucket,
+                            &record.key,
+                            record.version_id.as_deref(),
+                        )
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, IndexError> {
+        let requests = self.requests.as_ref().ok_or(IndexError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        requests
+            .send(make(reply))
+            .await
+            .map_err(|_| IndexError::Closed)?;
+        answer.await.map_err(|_| IndexError::Closed)
+    }
+
+    async fn lease_op(&self, op: LeaseOp) -> Result<Option<Lease>, LeaseError> {
+        self.submit(|reply| Request::Lease { op, reply })
+            .await
+            .map_err(|e| LeaseError::Backend(e.to_string()))?
+    }
+
+    fn check_shard(&self, shard: u32) -> Result<(), IndexError> {
+        if shard >= self.layout.shards {
+            return Err(IndexError::NoSuchShard {
+                shard,
+                shards: self.layout.shards,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedIndex {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what it holds; joining it
+        // releases the file, so the index can be reopened at once.
+        self.requests.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn entry_key(shard: u32, id: EntryId) -> [u8; ENTRY_KEY_BYTES] {
+    let mut key = [0u8; ENTRY_KEY_BYTES];
+    key[..4].copy_from_slice(&shard.to_be_bytes());
+    key[4..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+fn split_entry_key(key: &[u8]) -> Option<(u32, EntryId)> {
+    if key.len() != ENTRY_KEY_BYTES {
+        return None;
+    }
+    let shard = u32::from_be_bytes(key[..4].try_into().ok()?);
+    Some((shard, EntryId::from_bytes(&key[4..])?))
+}
+
+fn shard_range(shard: u32, from: EntryId, to: EntryId) -> Range<[u8; ENTRY_KEY_BYTES]> {
+    entry_key(shard, from)..entry_key(shard, to)
+}
+
+/// Checks or records the layout and hands out this open's writer session.
+fn init_meta(db: &Database, location: &Path, layout: IndexLayout) -> Result<u64, IndexError> {
+    let err = |e: &dyn std::fmt::Display| backend(location, e);
+    let tx = db.begin_write().map_err(|e| err(&e))?;
+    let session;
+    {
+        let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
+        let stored = meta
+            .get(META_LAYOUT)
+            .map_err(|e| err(&e))?
+            .map(|v| v.value().to_vec());
+        match stored {
+            Some(bytes) => {
+                let stored: StoredLayout = serde_json::from_slice(&bytes).map_err(|e| {
+                    IndexError::Corrupt(format!("{}: layout record: {e}", location.display()))
+                })?;
+                if stored.layout != layout {
+                    return Err(IndexError::LayoutMismatch {
+                        location: location.display().to_string(),
+                        stored: stored.layout.describe(),
+                        requested: layout.describe(),
+                    });
+                }
+            }
+            None => {
+                let bytes =
+                    serde_json::to_vec(&StoredLayout { format: 1, layout }).map_err(|e| err(&e))?;
+                meta.insert(META_LAYOUT, bytes.as_slice())
+                    .map_err(|e| err(&e))?;
+            }
+        }
+        session = read_u64(&meta, META_SESSION, location)? + 1;
+        meta.insert(META_SESSION, session.to_le_bytes().as_slice())
+            .map_err(|e| err(&e))?;
+        tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+        tx.open_table(LATEST).map_err(|e| err(&e))?;
+        tx.open_table(MARKERS).map_err(|e| err(&e))?;
+        tx.open_table(LEASES).map_err(|e| err(&e))?;
+    }
+    tx.commit().map_err(|e| err(&e))?;
+    Ok(session)
+}
+
+fn read_u64(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+    location: &Path,
+) -> Result<u64, IndexError> {
+    match table.get(name).map_err(|e| backend(location, e))? {
+        None => Ok(0),
+        Some(v) => {
+            let bytes: [u8; 8] = v.value().try_into().map_err(|_| {
+                IndexError::Corrupt(format!(
+                    "{}: meta {name} is not 8 bytes",
+                    location.display()
+                ))
+            })?;
+            Ok(u64::from_le_bytes(bytes))
+        }
+    }
+}
+
+/// Entry and byte counts per shard, rebuilt at open so that stats never
+/// cost a scan later.
+fn count_entries(
+    db: &Database,
+    location: &Path,
+    shards: u32,
+) -> Result<Vec<ShardCounter>, IndexError> {
+    let err = |e: &dyn std::fmt::Display| backend(location, e);
+    let mut counters = vec![ShardCounter::default(); shards as usize];
+    let tx = db.begin_read().map_err(|e| err(&e))?;
+    let entries = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+    for item in entries.iter().map_err(|e| err(&e))? {
+        let (k, v) = item.map_err(|e| err(&e))?;
+        let (shard, _) = split_entry_key(k.value())
+            .ok_or_else(|| IndexError::Corrupt(format!("{}: bad entry key", location.display())))?;
+        let c = counters
+            .get_mut(shard as usize)
+            .ok_or_else(|| IndexError::Corrupt(format!("entry in shard {shard}")))?;
+        c.entries += 1;
+        c.bytes += (k.value().len() + v.value().len()) as u64;
+    }
+    Ok(counters)
+}
+
+struct Writer {
+    db: Arc<Database>,
+    location: PathBuf,
+    layout: IndexLayout,
+    session: u64,
+    counter: u32,
+    counters: Arc<Mutex<Vec<ShardCounter>>>,
+}
+
+/// What one request did inside the group's transaction, answered only
+/// after the group committed.
+enum Outcome {
+    Write(
+        Vec<Written>,
+        oneshot::Sender<Result<Vec<Written>, IndexError>>,
+    ),
+    Trim(u64, oneshot::Sender<Result<u64, IndexError>>),
+    Lease(
+        Result<Option<Lease>, LeaseError>,
+        oneshot::Sender<Result<Option<Lease>, LeaseError>>,
+    ),
+}
+
+impl Writer {
+    fn run(mut self, mut inbox: mpsc::Receiver<Request>) {
+        while let Some(first) = inbox.blocking_recv() {
+            let mut group = vec![first];
+            let mut size = group[0].size();
+            while size < GROUP_MAX_ENTRIES {
+                match inbox.try_recv() {
+                    Ok(next) => {
+                        size += next.size();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let mut deltas: HashMap<u32, (i64, i64)> = HashMap::new();
+        let session_before = (self.session, self.counter);
+        let result = self.apply_group(group, &mut deltas);
+        match result {
+            Ok(outcomes) => {
+                if let Ok(mut counters) = self.counters.lock() {
+                    for (shard, (entries, bytes)) in deltas {
+                        let c = &mut counters[shard as usize];
+                        c.entries = c.entries.saturating_add_signed(entries);
+                        c.bytes = c.bytes.saturating_add_signed(bytes);
+                    }
+                }
+                for outcome in outcomes {
+                    // A caller that went away no longer needs the answer;
+                    // its data is committed all the same.
+                    match outcome {
+                        Outcome::Write(w, reply) => drop(reply.send(Ok(w))),
+                        Outcome::Trim(n, reply) => drop(reply.send(Ok(n))),
+                        Outcome::Lease(l, reply) => drop(reply.send(l)),
+                    }
+                }
+            }
+            Err((error, replies)) => {
+                // Nothing of the group was committed; ids handed out in it
+                // were never stored, so reusing them is safe.
+                (self.session, self.counter) = session_before;
+                for reply in replies {
+                    reply.fail(&error);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_group(
+        &mut self,
+        group: Vec<Request>,
+        deltas: &mut HashMap<u32, (i64, i64)>,
+    ) -> Result<Vec<Outcome>, (String, Vec<PendingReply>)> {
+        let location = self.location.clone();
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut tx = match self.db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                return Err((
+                    format!("{}: {e}", location.display()),
+                    group.into_iter().map(Request::into_reply).collect(),
+                ))
+            }
+        };
+        let mut failed: Option<String> = None;
+        if let Err(e) = tx.set_durability(Durability::Immediate) {
+            failed = Some(e.to_string());
+        }
+        let mut pending = Vec::new();
+        for request in group {
+            if failed.is_some() {
+                pending.push(request.into_reply());
+                continue;
+            }
+            match request {
+                Request::Write {
+                    entries,
+                    markers,
+                    reply,
+                } => match self.apply_write(&tx, entries, &markers, deltas) {
+                    Ok(written) => outcomes.push(Outcome::Write(written, reply)),
+                    Err(e) => {
+                        failed = Some(e);
+                        pending.push(PendingReply::Write(reply));
+                    }
+                },
+                Request::Trim { entries, reply } => match self.apply_trim(&tx, &entries, deltas) {
+                    Ok(n) => outcomes.push(Outcome::Trim(n, reply)),
+                    Err(e) => {
+                        failed = Some(e);
+                        pending.push(PendingReply::Trim(reply));
+                    }
+                },
+                Request::Lease { op, reply } => match apply_lease(&tx, op) {
+                    Ok(result) => outcomes.push(Outcome::Lease(result, reply)),
+                    Err(e) => {
+                        failed = Some(e);
+                        pending.push(PendingReply::Lease(reply));
+                    }
+                },
+            }
+        }
+        if failed.is_none() {
+            if let Err(e) = self.store_session(&tx) {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            drop(tx.abort());
+            pending.extend(outcomes.into_iter().map(Outcome::into_reply));
+            return Err((format!("{}: {e}", location.display()), pending));
+        }
+        if let Err(e) = tx.commit() {
+            pending.extend(outcomes.into_iter().map(Outcome::into_reply));
+            return Err((
+                format!("{}: commit failed: {e}", location.display()),
+                pending,
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    fn next_id(&mut self, time_ns: u64) -> EntryId {
+        if self.counter == u32::MAX {
+            self.session += 1;
+            self.counter = 0;
+        }
+        self.counter += 1;
+        EntryId::new(time_ns, (self.session << 32) | u64::from(self.counter))
+    }
+
+    /// Persists the session if the counter rolled over into a new one, so a
+    /// later open never reuses it.
+    fn store_session(&self, tx: &WriteTransaction) -> Result<(), String> {
+        let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+        let stored = read_u64(&meta, META_SESSION, &self.location).map_err(|e| e.to_string())?;
+        if stored < self.session {
+            meta.insert(META_SESSION, self.session.to_le_bytes().as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn apply_write(
+        &mut self,
+        tx: &WriteTransaction,
+        entries: Vec<PreparedEntry>,
+        markers: &[SourceMarker],
+        deltas: &mut HashMap<u32, (i64, i64)>,
+    ) -> Result<Vec<Written>, String> {
+        let e = |e: redb::Error| e.to_string();
+        let mut table = tx.open_table(ENTRIES).map_err(|x| e(x.into()))?;
+        let mut latest = tx.open_table(LATEST).map_err(|x| e(x.into()))?;
+        let mut written = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(version_key) = &entry.version_key {
+                let existing = latest
+                    .get(version_key.as_slice())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                if let Some(existing) = existing {
+                    let (shard, id) = split_entry_key(&existing)
+                        .ok_or_else(|| "corrupt latest-index value".to_string())?;
+                    if id.time_ns > entry.time_ns {
+                        written.push(Written::Superseded(EntryRef { shard, id }));
+                        continue;
+                    }
+                    // Same or newer time: the later arrival is the newer change.
+                    if let Some(old) = table.remove(existing.as_slice()).map_err(|x| e(x.into()))? {
+                        let d = deltas.entry(shard).or_default();
+                        d.0 -= 1;
+                        d.1 -= (existing.len() + old.value().len()) as i64;
+                    }
+                }
+            }
+            let id = self.next_id(entry.time_ns);
+            let key = entry_key(entry.shard, id);
+            table
+                .insert(key.as_slice(), entry.value.as_slice())
+                .map_err(|x| e(x.into()))?;
+            if let Some(version_key) = &entry.version_key {
+                latest
+                    .insert(version_key.as_slice(), key.as_slice())
+                    .map_err(|x| e(x.into()))?;
+            }
+            let d = deltas.entry(entry.shard).or_default();
+            d.0 += 1;
+            d.1 += (key.len() + entry.value.len()) as i64;
+            written.push(Written::Stored(EntryRef {
+                shard: entry.shard,
+                id,
+            }));
+        }
+        if !markers.is_empty() {
+            let mut table = tx.open_table(MARKERS).map_err(|x| e(x.into()))?;
+            for m in markers {
+                table
+                    .insert(m.name.as_str(), m.value.as_slice())
+                    .map_err(|x| e(x.into()))?;
+            }
+        }
+        Ok(written)
+    }
+
+    fn apply_trim(
+        &self,
+        tx: &WriteTransaction,
+        refs: &[EntryRef],
+        deltas: &mut HashMap<u32, (i64, i64)>,
+    ) -> Result<u64, String> {
+        let e = |e: redb::Error| e.to_string();
+        let latest_mode = self.layout.mode == super::IndexMode::Latest;
+        let mut table = tx.open_table(ENTRIES).map_err(|x| e(x.into()))?;
+        let mut latest = tx.open_table(LATEST).map_err(|x| e(x.into()))?;
+        let mut removed = 0;
+        for r in refs {
+            let key = entry_key(r.shard, r.id);
+            let Some(old) = table.remove(key.as_slice()).map_err(|x| e(x.into()))? else {
+                continue;
+            };
+            removed += 1;
+            let d = deltas.entry(r.shard).or_default();
+            d.0 -= 1;
+            d.1 -= (key.len() + old.value().len()) as i64;
+            if latest_mode {
+                let record = decode_record(old.value()).map_err(|x| x.to_string())?;
+                let version_key =
+                    object_version_key(&record.bucket, &record.key, record.version_id.as_deref());
+                drop(old);
+                let points_here = latest
+                    .get(version_key.as_slice())
+                    .map_err(|x| e(x.into()))?
+                    .is_some_and(|v| v.value() == key.as_slice());
+                if points_here {
+                    latest
+                        .remove(version_key.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn apply_lease(
+    tx: &WriteTransaction,
+    op: LeaseOp,
+) -> Result<Result<Option<Lease>, LeaseError>, String> {
+    let e = |e: redb::Error| e.to_string();
+    let mut leases = tx.open_table(LEASES).map_err(|x| e(x.into()))?;
+    let now = SystemTime::now();
+    let name = match &op {
+        LeaseOp::Acquire { name, .. } => name.clone(),
+        LeaseOp::Renew { lease, .. } | LeaseOp::Release { lease } => lease.name.clone(),
+    };
+    let current: Option<StoredLease> = match leases.get(name.as_str()).map_err(|x| e(x.into()))? {
+        Some(v) => Some(serde_json::from_slice(v.value()).map_err(|x| x.to_string())?),
+        None => None,
+    };
+    let live = current
+        .as_ref()
+        .filter(|l| l.expires_unix_ms > unix_ms(now));
+    let to_lease = |stored: &StoredLease| Lease {
+        name: name.clone(),
+        holder: stored.holder.clone(),
+        token: stored.token,
+        expires_at: UNIX_EPOCH + Duration::from_millis(stored.expires_unix_ms),
+    };
+    let put = |leases: &mut redb::Table<&str, &[u8]>, stored: &StoredLease| -> Result<(), String> {
+        let bytes = serde_json::to_vec(stored).map_err(|x| x.to_string())?;
+        leases
+            .insert(name.as_str(), bytes.as_slice())
+            .map_err(|x| e(x.into()))?;
+        Ok(())
+    };
+    let expiry = |ttl: Duration| unix_ms(now + ttl);
+    match op {
+        LeaseOp::Acquire { holder, ttl, .. } => {
+            if let Some(l) = live {
+                if l.holder != holder {
+                    let remaining = Duration::from_millis(l.expires_unix_ms - unix_ms(now));
+                    return Ok(Err(LeaseError::Held {
+                        name,
+                        holder: l.holder.clone(),
+                        remaining,
+                    }));
+                }
+                let stored = StoredLease {
+                    holder,
+                    token: l.token,
+                    expires_unix_ms: expiry(ttl),
+                };
+                put(&mut leases, &stored)?;
+                return Ok(Ok(Some(to_lease(&stored))));
+            }
+            drop(leases);
+            let mut meta = tx.open_table(META).map_err(|x| e(x.into()))?;
+            let token = read_u64(&meta, META_LEASE_TOKEN, Path::new("leases"))
+                .map_err(|x| x.to_string())?
+                + 1;
+            meta.insert(META_LEASE_TOKEN, token.to_le_bytes().as_slice())
+                .map_err(|x| e(x.into()))?;
+            drop(meta);
+            let mut leases = tx.open_table(LEASES).map_err(|x| e(x.into()))?;
+            let stored = StoredLease {
+                holder,
+                token,
+                expires_unix_ms: expiry(ttl),
+            };
+            put(&mut leases, &stored)?;
+            Ok(Ok(Some(to_lease(&stored))))
+        }
+        LeaseOp::Renew { lease, ttl } => match live {
+            Some(l) if l.holder == lease.holder && l.token == lease.token => {
+                let stored = StoredLease {
+                    holder: lease.holder,
+                    token: l.token,
+                    expires_unix_ms: expiry(ttl),
+                };
+                put(&mut leases, &stored)?;
+                Ok(Ok(Some(to_lease(&stored))))
+            }
+            _ => Ok(Err(LeaseError::Lost {
+                name,
+                holder: lease.holder,
+                token: lease.token,
+            })),
+        },
+        LeaseOp::Release { lease } => {
+            if current
+                .as_ref()
+                .is_some_and(|l| l.holder == lease.holder && l.token == lease.token)
+            {
+                leases.remove(name.as_str()).map_err(|x| e(x.into()))?;
+            }
+            Ok(Ok(None))
+        }
+    }
+}
+
+/// A reply channel whose request did not commit.
+enum PendingReply {
+    Write(oneshot::Sender<Result<Vec<Written>, IndexError>>),
+    Trim(oneshot::Sender<Result<u64, IndexError>>),
+    Lease(oneshot::Sender<Result<Option<Lease>, LeaseError>>),
+}
+
+impl PendingReply {
+    fn fail(self, error: &str) {
+        match self {
+            PendingReply::Write(r) => drop(r.send(Err(IndexError::Backend(error.to_string())))),
+            PendingReply::Trim(r) => drop(r.send(Err(IndexError::Backend(error.to_string())))),
+            PendingReply::Lease(r) => drop(r.send(Err(LeaseError::Backend(error.to_string())))),
+        }
+    }
+}
+
+impl Request {
+    fn size(&self) -> usize {
+        match self {
+            Request::Write { entries, .. } => entries.len().max(1),
+            Request::Trim { entries, .. } => entries.len().max(1),
+            Request::Lease { .. } => 1,
+        }
+    }
+
+    fn into_reply(self) -> PendingReply {
+        match self {
+            Request::Write { reply, .. } => PendingReply::Write(reply),
+            Request::Trim { reply, .. } => PendingReply::Trim(reply),
+            Request::Lease { reply, .. } => PendingReply::Lease(reply),
+        }
+    }
+}
+
+impl Outcome {
+    fn into_reply(self) -> PendingReply {
+        match self {
+            Outcome::Write(_, reply) => PendingReply::Write(reply),
+            Outcome::Trim(_, reply) => PendingReply::Trim(reply),
+            Outcome::Lease(_, reply) => PendingReply::Lease(reply),
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeIndex for EmbeddedIndex {
+    fn layout(&self) -> IndexLayout {
+        self.layout
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
+        let entries = self.prepare(&batch)?;
+        if entries.is_empty() && batch.markers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let markers = batch.markers;
+        self.submit(|reply| Request::Write {
+            entries,
+            markers,
+            reply,
+        })
+        .await?
+    }
+
+    async fn read_shard(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<IndexedEntry>, IndexError> {
+        self.check_shard(shard)?;
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.db.clone();
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || read_range(&db, &location, shard, from, to, limit))
+            .await
+            .map_err(|e| backend(&self.location, e))?
+    }
+
+    async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError> {
+        for r in entries {
+            self.check_shard(r.shard)?;
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let entries = entries.to_vec();
+        self.submit(|reply| Request::Trim { entries, reply })
+            .await?
+    }
+
+    async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
+        let value = table.get(name).map_err(|e| err(&e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError> {
+        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..).map_err(|e| err(&e))? {
+            let (k, v) = item.map_err(|e| err(&e))?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(SourceMarker {
+                name: k.value().to_string(),
+                value: v.value().to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn stats(&self) -> Result<IndexStats, IndexError> {
+        let counters = self
+            .counters
+            .lock()
+            .map_err(|_| backend(&self.location, "stats lock poisoned"))?
+            .clone();
+        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+        let mut shards = Vec::with_capacity(counters.len());
+        for (shard, c) in counters.iter().enumerate() {
+            let shard = shard as u32;
+            let range = shard_range(shard, EntryId::MIN, EntryId::MAX);
+            let oldest = match table
+                .range(range.start.as_slice()..range.end.as_slice())
+                .map_err(|e| err(&e))?
+                .next()
+            {
+                Some(item) => {
+                    let (k, _) = item.map_err(|e| err(&e))?;
+                    split_entry_key(k.value()).map(|(_, id)| id.time_ns)
+                }
+                None => None,
+            };
+            shards.push(ShardStats {
+                shard,
+                entries: c.entries,
+                bytes: c.bytes,
+                oldest_time_ns: oldest,
+            });
+        }
+        Ok(IndexStats { shards })
+    }
+}
+
+fn read_range(
+    db: &Database,
+    location: &Path,
+    shard: u32,
+    from: EntryId,
+    to: EntryId,
+    limit: usize,
+) -> Result<Vec<IndexedEntry>, IndexError> {
+    let err = |e: &dyn std::fmt::Display| backend(location, e);
+    let tx = db.begin_read().map_err(|e| err(&e))?;
+    let table = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+    let range = shard_range(shard, from, to);
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for item in table
+        .range(range.start.as_slice()..range.end.as_slice())
+        .map_err(|e| err(&e))?
+        .take(limit)
+    {
+        let (k, v) = item.map_err(|e| err(&e))?;
+        let (_, id) = split_entry_key(k.value())
+            .ok_or_else(|| IndexError::Corrupt(format!("{}: bad entry key", location.display())))?;
+        let record = decode_record(v.value())
+            .map_err(|e| IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display())))?;
+        out.push(IndexedEntry { shard, id, record });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl LeaseStore for EmbeddedIndex {
+    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+        validate_request(name, holder, ttl)?;
+        self.lease_op(LeaseOp::Acquire {
+            name: name.to_string(),
+            holder: holder.to_string(),
+            ttl,
+        })
+        .await?
+        .ok_or_else(|| LeaseError::Backend("acquire returned no lease".into()))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
+        validate_request(&lease.name, &lease.holder, ttl)?;
+        self.lease_op(LeaseOp::Renew {
+            lease: lease.clone(),
+            ttl,
+        })
+        .await?
+        .ok_or_else(|| LeaseError::Backend("renew returned no lease".into()))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.lease_op(LeaseOp::Release {
+            lease: lease.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
+        let err = |e: &dyn std::fmt::Display| LeaseError::Backend(e.to_string());
+        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(LEASES).map_err(|e| err(&e))?;
+        let Some(v) = table.get(name).map_err(|e| err(&e))? else {
+            return Ok(None);
+        };
+        let stored: StoredLease = serde_json::from_slice(v.value()).map_err(|e| err(&e))?;
+        if stored.expires_unix_ms <= unix_ms(SystemTime::now()) {
+            return Ok(None);
+        }
+        Ok(Some(Lease {
+            name: name.to_string(),
+            holder: stored.holder,
+            token: stored.token,
+            expires_at: UNIX_EPOCH + Duration::from_millis(stored.expires_unix_ms),
+        }))
+    }
+}
