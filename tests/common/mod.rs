@@ -96,12 +96,11 @@ impl S3<'_> {
             .expect("create bucket");
     }
 
-    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
-        let url = self.0.url(
-            &format!("/{}/{}", encode_path(bucket), encode_path(key)),
-            &[],
-        );
-        self.0
+    /// Puts an object; returns its version id in a versioned bucket.
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Option<String> {
+        let url = self.object_url(bucket, key, &[]);
+        let reply = self
+            .0
             .send(
                 Method::PUT,
                 url,
@@ -110,14 +109,28 @@ impl S3<'_> {
             )
             .await
             .expect("put object");
+        version_header(&reply)
     }
 
-    pub async fn delete(&self, bucket: &str, key: &str) {
-        let url = self.0.url(
-            &format!("/{}/{}", encode_path(bucket), encode_path(key)),
-            &[],
-        );
-        self.0
+    /// Deletes an object; returns the version id RGW reports (the delete
+    /// marker's, in a versioned bucket).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Option<String> {
+        self.delete_version(bucket, key, None).await
+    }
+
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Option<String> {
+        let query: Vec<(&str, Option<&str>)> = version
+            .map(|v| ("versionId", Some(v)))
+            .into_iter()
+            .collect();
+        let url = self.object_url(bucket, key, &query);
+        let reply = self
+            .0
             .send(
                 Method::DELETE,
                 url,
@@ -126,5 +139,126 @@ impl S3<'_> {
             )
             .await
             .expect("delete object");
+        version_header(&reply)
     }
+
+    pub async fn copy(&self, bucket: &str, from_key: &str, to_key: &str) {
+        let url = self.object_url(bucket, to_key, &[]);
+        let source = format!("/{}/{}", encode_path(bucket), encode_path(from_key));
+        self.0
+            .send_with_headers(
+                Method::PUT,
+                url,
+                &[("x-amz-copy-source", source.as_str())],
+                Vec::new(),
+                &format!("copy to {bucket}/{to_key}"),
+            )
+            .await
+            .expect("copy object");
+    }
+
+    pub async fn enable_versioning(&self, bucket: &str) {
+        let url = self.0.url(
+            &format!("/{}", encode_path(bucket)),
+            &[("versioning", None)],
+        );
+        let body = br#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        self.0
+            .send(
+                Method::PUT,
+                url,
+                body.to_vec(),
+                &format!("versioning of {bucket}"),
+            )
+            .await
+            .expect("enable versioning");
+    }
+
+    pub async fn tag(&self, bucket: &str, key: &str) {
+        let url = self.object_url(bucket, key, &[("tagging", None)]);
+        let body =
+            br#"<Tagging><TagSet><Tag><Key>team</Key><Value>blue</Value></Tag></TagSet></Tagging>"#;
+        self.0
+            .send(
+                Method::PUT,
+                url,
+                body.to_vec(),
+                &format!("tag {bucket}/{key}"),
+            )
+            .await
+            .expect("tag object");
+    }
+
+    /// A multipart upload of `parts` parts (all but the last 5 MiB).
+    pub async fn multipart(&self, bucket: &str, key: &str, parts: usize) {
+        let url = self.object_url(bucket, key, &[("uploads", None)]);
+        let reply = self
+            .0
+            .send(Method::POST, url, Vec::new(), "create multipart upload")
+            .await
+            .expect("create multipart upload");
+        let text = String::from_utf8_lossy(&reply.body).to_string();
+        let upload_id = between(&text, "<UploadId>", "</UploadId>")
+            .expect("UploadId")
+            .to_string();
+        let mut complete = String::from("<CompleteMultipartUpload>");
+        for n in 1..=parts {
+            let size = if n < parts { 5 << 20 } else { 1000 };
+            let part = n.to_string();
+            let url = self.object_url(
+                bucket,
+                key,
+                &[
+                    ("partNumber", Some(part.as_str())),
+                    ("uploadId", Some(upload_id.as_str())),
+                ],
+            );
+            let reply = self
+                .0
+                .send(Method::PUT, url, vec![b'p'; size], "upload part")
+                .await
+                .expect("upload part");
+            let etag = reply
+                .headers
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .expect("part etag")
+                .to_string();
+            complete.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+            ));
+        }
+        complete.push_str("</CompleteMultipartUpload>");
+        let url = self.object_url(bucket, key, &[("uploadId", Some(upload_id.as_str()))]);
+        self.0
+            .send(
+                Method::POST,
+                url,
+                complete.into_bytes(),
+                "complete multipart upload",
+            )
+            .await
+            .expect("complete multipart upload");
+    }
+
+    fn object_url(&self, bucket: &str, key: &str, query: &[(&str, Option<&str>)]) -> Url {
+        self.0.url(
+            &format!("/{}/{}", encode_path(bucket), encode_path(key)),
+            query,
+        )
+    }
+}
+
+fn version_header(reply: &zonelog::capture::rgw::admin::Reply) -> Option<String> {
+    reply
+        .headers
+        .get("x-amz-version-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
 }

@@ -149,9 +149,25 @@ impl SignedClient {
         body: Vec<u8>,
         what: &str,
     ) -> Result<Reply, AdminError> {
+        self.send_with_headers(method, url, &[], body, what).await
+    }
+
+    /// Like [`send`](Self::send), with extra headers (such as
+    /// `x-amz-copy-source`), which are signed too.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        what: &str,
+    ) -> Result<Reply, AdminError> {
         let endpoint = self.endpoint.to_string();
-        let signed_headers = self.sign(method.as_str(), url.as_str(), &body, what)?;
+        let signed_headers = self.sign(method.as_str(), url.as_str(), headers, &body, what)?;
         let mut request = self.http.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         for (name, value) in &signed_headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -205,6 +221,7 @@ impl SignedClient {
         &self,
         method: &str,
         url: &str,
+        headers: &[(&str, &str)],
         body: &[u8],
         what: &str,
     ) -> Result<Vec<(String, String)>, AdminError> {
@@ -235,9 +252,13 @@ impl SignedClient {
             .build()
             .map_err(|e| signing_error(e.to_string()))?
             .into();
-        let signable =
-            SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body))
-                .map_err(|e| signing_error(e.to_string()))?;
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| signing_error(e.to_string()))?;
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| signing_error(e.to_string()))?
             .into_parts();

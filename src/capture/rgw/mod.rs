@@ -2,7 +2,10 @@
 
 pub mod admin;
 mod api;
+pub mod mapping;
+pub mod tail;
 
 pub use api::{
     BilogEntry, BilogInfo, BucketInstance, DatalogEntry, DatalogInfo, DatalogPage, RgwAdmin,
 };
+pub use tail::{BucketShard, CaptureCounters, CaptureError, PollReport, RgwCapture};
