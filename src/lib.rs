@@ -9,4 +9,6 @@ pub mod config;
 pub mod filter;
 pub mod index;
 pub mod lease;
+pub mod logfmt;
 pub mod record;
+pub mod sink;

@@ -153,7 +153,7 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-mod rfc3339_nanos {
+pub(crate) mod rfc3339_nanos {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -169,7 +169,7 @@ mod rfc3339_nanos {
     }
 }
 
-mod opt_rfc3339_nanos {
+pub(crate) mod opt_rfc3339_nanos {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -464,6 +464,50 @@ pub async fn concurrent_writers_all_land(b: &dyn ConformanceBackend) {
     }
 }
 
+pub async fn watermark_covers_exactly_what_was_committed(b: &dyn ConformanceBackend) {
+    let index = b.open(every_write(4)).await.unwrap();
+    let first = stored(
+        &index
+            .write(
+                WriteBatch::new()
+                    .record(record("bkt", "a", None, Op::Put, 500))
+                    .record(record("bkt", "b", None, Op::Put, 600)),
+            )
+            .await
+            .unwrap(),
+    );
+    let mark = index.watermark().await.unwrap();
+    assert!(first.iter().all(|r| mark.covers(&r.id)));
+    // A late change with an older time, committed after the watermark.
+    let late = stored(
+        &index
+            .write(WriteBatch::new().record(record("bkt", "late", None, Op::Put, 100)))
+            .await
+            .unwrap(),
+    );
+    assert!(!mark.covers(&late[0].id), "committed after the watermark");
+    let covered: Vec<String> = read_all(&index)
+        .await
+        .into_iter()
+        .filter(|e| mark.covers(&e.id))
+        .map(|e| e.record.key)
+        .collect();
+    assert_eq!(covered, ["a", "b"]);
+    assert!(index.watermark().await.unwrap().covers(&late[0].id));
+    drop(index);
+    // After a reopen the old entries stay covered and new ones are not.
+    let index = b.open(every_write(4)).await.unwrap();
+    let reopened = index.watermark().await.unwrap();
+    assert!(reopened.covers(&late[0].id));
+    let after = stored(
+        &index
+            .write(WriteBatch::new().record(record("bkt", "c", None, Op::Put, 50)))
+            .await
+            .unwrap(),
+    );
+    assert!(!reopened.covers(&after[0].id));
+}
+
 pub async fn leases_exclude_expire_and_fence(b: &dyn ConformanceBackend) {
     let leases = b.leases().await;
     let ttl = Duration::from_millis(1500);
@@ -528,6 +572,7 @@ macro_rules! index_conformance_tests {
             latest_mode_trim_of_replaced_entry_keeps_newer,
             stats_count_entries_bytes_and_age,
             concurrent_writers_all_land,
+            watermark_covers_exactly_what_was_committed,
             leases_exclude_expire_and_fence
         );
     };

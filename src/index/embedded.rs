@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{decode_record, encode_record, object_version_key};
 use super::{
     shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexStats, IndexedEntry,
-    ShardStats, SourceMarker, WriteBatch, Written,
+    ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 
@@ -83,6 +84,9 @@ pub struct EmbeddedIndex {
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Mutex<Vec<ShardCounter>>>,
+    /// The highest seq committed; seqs grow in commit order because only
+    /// the writer thread hands them out, and each open starts a new session.
+    committed_seq: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -181,6 +185,7 @@ impl EmbeddedIndex {
         let counters = Arc::new(Mutex::new(count_entries(&db, &location, layout.shards)?));
         let db = Arc::new(db);
         let (requests, inbox) = mpsc::channel(QUEUE_DEPTH);
+        let committed_seq = Arc::new(AtomicU64::new(session << 32));
         let writer = Writer {
             db: db.clone(),
             location: location.clone(),
@@ -188,6 +193,7 @@ impl EmbeddedIndex {
             session,
             counter: 0,
             counters: counters.clone(),
+            committed_seq: committed_seq.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("zonelog-index-writer".into())
@@ -200,6 +206,7 @@ impl EmbeddedIndex {
             requests: Some(requests),
             writer: Some(writer),
             counters,
+            committed_seq,
         })
     }
 
@@ -389,6 +396,7 @@ struct Writer {
     session: u64,
     counter: u32,
     counters: Arc<Mutex<Vec<ShardCounter>>>,
+    committed_seq: Arc<AtomicU64>,
 }
 
 /// What one request did inside the group's transaction, answered only
@@ -429,6 +437,10 @@ impl Writer {
         let result = self.apply_group(group, &mut deltas);
         match result {
             Ok(outcomes) => {
+                self.committed_seq.store(
+                    (self.session << 32) | u64::from(self.counter),
+                    Ordering::Release,
+                );
                 if let Ok(mut counters) = self.counters.lock() {
                     for (shard, (entries, bytes)) in deltas {
                         let c = &mut counters[shard as usize];
@@ -907,6 +919,10 @@ impl ChangeIndex for EmbeddedIndex {
             });
         }
         Ok(IndexStats { shards })
+    }
+
+    async fn watermark(&self) -> Result<Watermark, IndexError> {
+        Ok(Watermark(self.committed_seq.load(Ordering::Acquire)))
     }
 }
 

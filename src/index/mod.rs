@@ -278,6 +278,24 @@ pub trait ChangeIndex: Send + Sync + 'static {
     async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError>;
 
     async fn stats(&self) -> Result<IndexStats, IndexError>;
+
+    /// What has been committed so far: every entry whose write returned
+    /// before this call is covered, and no entry committed after it is. The
+    /// collector records it with a planned window, so that reading the
+    /// window again after a crash yields exactly the same entries even when
+    /// late changes (with older times) arrived meanwhile.
+    async fn watermark(&self) -> Result<Watermark, IndexError>;
+}
+
+/// See [`ChangeIndex::watermark`]. Backends hand out `seq` values that grow
+/// in commit order, so one number is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Watermark(pub u64);
+
+impl Watermark {
+    pub fn covers(&self, id: &EntryId) -> bool {
+        id.seq <= self.0
+    }
 }
 
 /// Reads all shards merged by key, one page per shard at a time, so memory

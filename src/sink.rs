@@ -1,0 +1,336 @@
+//! Where log objects go: an S3 bucket (any S3 endpoint, path-style) or a
+//! local directory, both through `object_store`.
+//!
+//! [`Upload`] streams one object: bytes are held in memory only up to the
+//! multipart threshold; past it the object becomes a multipart upload with
+//! fixed-size parts, so memory stays at threshold + a few parts however big
+//! the window. It also computes what the target must confirm: the size,
+//! the S3 ETag (MD5, or MD5 of part MD5s for multipart) and a SHA-256 for
+//! the manifest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest as _, Md5};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart,
+};
+use sha2::Sha256;
+
+use crate::config::TargetConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("target {target}: {what} failed: {reason}")]
+    Store {
+        target: String,
+        what: String,
+        reason: String,
+    },
+    #[error("target {target}: {object} was not stored as sent: {reason}")]
+    Verify {
+        target: String,
+        object: String,
+        reason: String,
+    },
+    #[error("invalid target configuration: {0}")]
+    Config(String),
+}
+
+/// The configured target.
+#[derive(Clone)]
+pub struct Target {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    description: String,
+    /// S3 targets report an MD5-based ETag worth checking; a directory
+    /// does not.
+    checks_etag: bool,
+}
+
+impl Target {
+    pub fn from_config(config: &TargetConfig) -> Result<Self, SinkError> {
+        let prefix = config.prefix.trim_matches('/').to_string();
+        if let Some(dir) = &config.directory {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                SinkError::Config(format!("target.directory {}: {e}", dir.display()))
+            })?;
+            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+                SinkError::Config(format!("target.directory {}: {e}", dir.display()))
+            })?;
+            return Ok(Target {
+                store: Arc::new(store),
+                prefix,
+                description: format!("directory {}", dir.display()),
+                checks_etag: false,
+            });
+        }
+        let endpoint = config
+            .endpoint
+            .as_ref()
+            .ok_or_else(|| SinkError::Config("target needs endpoint or directory".into()))?;
+        let bucket = config
+            .bucket
+            .as_ref()
+            .ok_or_else(|| SinkError::Config("target.bucket is missing".into()))?;
+        let (Some(access), Some(secret)) = (&config.access_key, &config.secret_key) else {
+            return Err(SinkError::Config(
+                "target.access_key and target.secret_key are required for an S3 target".into(),
+            ));
+        };
+        let store = AmazonS3Builder::new()
+            .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+            .with_allow_http(endpoint.scheme() == "http")
+            .with_virtual_hosted_style_request(false)
+            .with_region(&config.region)
+            .with_bucket_name(bucket)
+            .with_access_key_id(access)
+            .with_secret_access_key(secret.expose())
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(60),
+            })
+            .build()
+            .map_err(|e| SinkError::Config(format!("target: {e}")))?;
+        Ok(Target {
+            store: Arc::new(store),
+            prefix,
+            description: format!(
+                "s3 {} bucket {bucket}",
+                endpoint.as_str().trim_end_matches('/')
+            ),
+            checks_etag: true,
+        })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The full object path for a name below the configured prefix.
+    pub fn path(&self, name: &str) -> StorePath {
+        if self.prefix.is_empty() {
+            StorePath::from(name)
+        } else {
+            StorePath::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn error(&self, what: impl Into<String>, e: impl std::fmt::Display) -> SinkError {
+        SinkError::Store {
+            target: self.description.clone(),
+            what: what.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Writes a small object in one PUT.
+    pub async fn put_small(&self, name: &str, bytes: Vec<u8>) -> Result<(), SinkError> {
+        let path = self.path(name);
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error(format!("PUT {path}"), e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, name: &str) -> Result<bytes::Bytes, SinkError> {
+        let path = self.path(name);
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| self.error(format!("GET {path}"), e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| self.error(format!("GET {path}"), e))
+    }
+
+    pub fn begin(&self, name: &str, threshold: usize, part_size: usize) -> Upload {
+        Upload {
+            target: self.clone(),
+            path: self.path(name),
+            threshold: threshold.max(1),
+            part_size: part_size.max(1),
+            pending: Vec::new(),
+            multipart: None,
+            size: 0,
+            sha256: Sha256::new(),
+            part_md5: Md5::new(),
+            part_fill: 0,
+            part_md5s: Vec::new(),
+        }
+    }
+}
+
+/// What a finished upload wrote, as confirmed by the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub parts: usize,
+}
+
+/// One object being streamed to the target.
+pub struct Upload {
+    target: Target,
+    path: StorePath,
+    threshold: usize,
+    part_size: usize,
+    pending: Vec<u8>,
+    multipart: Option<WriteMultipart>,
+    size: u64,
+    sha256: Sha256,
+    part_md5: Md5,
+    part_fill: usize,
+    part_md5s: Vec<[u8; 16]>,
+}
+
+impl Upload {
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), SinkError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.size += bytes.len() as u64;
+        sha2::Digest::update(&mut self.sha256, bytes);
+        // Mirror WriteMultipart's exact part boundaries to predict the ETag.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = rest.len().min(self.part_size - self.part_fill);
+            self.part_md5.update(&rest[..take]);
+            self.part_fill += take;
+            rest = &rest[take..];
+            if self.part_fill == self.part_size {
+                let md5 = std::mem::take(&mut self.part_md5).finalize();
+                self.part_md5s.push(md5.into());
+                self.part_fill = 0;
+            }
+        }
+        if self.multipart.is_none() {
+            if self.pending.len() + bytes.len() <= self.threshold {
+                self.pending.extend_from_slice(bytes);
+                return Ok(());
+            }
+            let upload = self
+                .target
+                .store
+                .put_multipart(&self.path)
+                .await
+                .map_err(|e| {
+                    self.target
+                        .error(format!("start multipart upload of {}", self.path), e)
+                })?;
+            let mut multipart = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+            multipart.write(&std::mem::take(&mut self.pending));
+            self.multipart = Some(multipart);
+        }
+        let multipart = self.multipart.as_mut().expect("multipart started above");
+        while !bytes.is_empty() {
+            // Two parts in flight at most: bounded memory, steady throughput.
+            multipart.wait_for_capacity(2).await.map_err(|e| {
+                self.target
+                    .error(format!("upload part of {}", self.path), e)
+            })?;
+            let take = bytes.len().min(self.part_size);
+            multipart.write(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        Ok(())
+    }
+
+    /// Completes the object and checks it: size from a HEAD, and on S3 the
+    /// ETag against the MD5s of what was sent.
+    pub async fn finish(mut self) -> Result<Uploaded, SinkError> {
+        let expected_etag;
+        let parts;
+        match self.multipart.take() {
+            None => {
+                let md5 = Md5::digest(&self.pending);
+                expected_etag = hex::encode(md5);
+                parts = 1;
+                let payload = PutPayload::from(std::mem::take(&mut self.pending));
+                self.target
+                    .store
+                    .put(&self.path, payload)
+                    .await
+                    .map_err(|e| self.target.error(format!("PUT {}", self.path), e))?;
+            }
+            Some(multipart) => {
+                if self.part_fill > 0 {
+                    let md5 = std::mem::take(&mut self.part_md5).finalize();
+                    self.part_md5s.push(md5.into());
+                }
+                let mut all = Md5::new();
+                for md5 in &self.part_md5s {
+                    all.update(md5);
+                }
+                parts = self.part_md5s.len();
+                expected_etag = format!("{}-{parts}", hex::encode(all.finalize()));
+                multipart.finish().await.map_err(|e| {
+                    self.target
+                        .error(format!("complete multipart upload of {}", self.path), e)
+                })?;
+            }
+        }
+        let meta = self
+            .target
+            .store
+            .head(&self.path)
+            .await
+            .map_err(|e| self.target.error(format!("HEAD {}", self.path), e))?;
+        let verify = |reason: String| SinkError::Verify {
+            target: self.target.description.clone(),
+            object: self.path.to_string(),
+            reason,
+        };
+        if meta.size != self.size {
+            return Err(verify(format!(
+                "size {} instead of {}",
+                meta.size, self.size
+            )));
+        }
+        if self.target.checks_etag {
+            if let Some(etag) = meta.e_tag.as_deref().map(|e| e.trim_matches('"')) {
+                // Stores that encrypt or compute ETags otherwise do not give
+                // an MD5; only a well-formed MD5 ETag is held to it.
+                let md5_like = etag
+                    .split('-')
+                    .next()
+                    .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if md5_like && etag != expected_etag {
+                    return Err(verify(format!("ETag {etag} instead of {expected_etag}")));
+                }
+            }
+        }
+        Ok(Uploaded {
+            path: self.path.to_string(),
+            size: self.size,
+            sha256: hex::encode(sha2::Digest::finalize(self.sha256)),
+            parts,
+        })
+    }
+
+    /// Gives up an unfinished object (a multipart upload is aborted so the
+    /// target does not keep its parts).
+    pub async fn abort(mut self) {
+        if let Some(multipart) = self.multipart.take() {
+            if let Err(e) = multipart.abort().await {
+                tracing::warn!(object = %self.path, error = %e, "could not abort a multipart upload");
+            }
+        }
+    }
+}
