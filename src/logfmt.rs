@@ -241,7 +241,7 @@ mod tests {
             record: record(
                 "bkt",
                 key,
-                (n % 2 == 0).then_some("v1"),
+                n.is_multiple_of(2).then_some("v1"),
                 Op::Put,
                 1_764_000_000_000_000_000 + n,
             ),
