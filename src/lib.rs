@@ -5,6 +5,7 @@
 //! → collector → log encoding → sinks → consumers.
 
 pub mod capture;
+pub mod collector;
 pub mod config;
 pub mod filter;
 pub mod index;

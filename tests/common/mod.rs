@@ -262,3 +262,90 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let to = text[from..].find(end)? + from;
     Some(&text[from..to])
 }
+
+/// A fresh bucket on the dev zone as a collector target, and a way to read
+/// back what was written there.
+pub mod target {
+    use super::*;
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt as _;
+    use zonelog::config::{Compression, TargetConfig};
+    use zonelog::logfmt::{compression_of, decode_all, LogRecord};
+    use zonelog::sink::Target;
+
+    pub async fn fresh(zone: &DevZone, prefix: &str) -> (TargetConfig, Target) {
+        let bucket = unique_bucket("zl-target");
+        S3(&zone.admin_client()).create_bucket(&bucket).await;
+        let config = TargetConfig {
+            endpoint: Some(zone.endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key: Some(zone.admin_access_key.clone()),
+            secret_key: Some(Secret::new(zone.admin_secret_key.clone())),
+            bucket: Some(bucket),
+            prefix: prefix.into(),
+            directory: None,
+        };
+        let target = Target::from_config(&config).expect("target");
+        (config, target)
+    }
+
+    /// Every object below the prefix, by name.
+    pub async fn names(target: &Target) -> Vec<String> {
+        let prefix = object_store::path::Path::from(target.prefix());
+        let mut names: Vec<String> = target
+            .store()
+            .list(Some(&prefix))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list target");
+        names.sort();
+        names
+    }
+
+    /// All records of all log objects, in name order, with the object each
+    /// came from; checks every manifest against its object.
+    pub async fn read_logs(target: &Target) -> Vec<(String, LogRecord)> {
+        let mut out = Vec::new();
+        for name in names(target).await {
+            let Some(compression) = compression_of(&name) else {
+                continue;
+            };
+            let bytes = target
+                .store()
+                .get(&object_store::path::Path::from(name.as_str()))
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            let records = decode_all(compression, &bytes).expect("decode log object");
+            let manifest_path = zonelog::collector::manifest_name(&name);
+            let manifest = target
+                .store()
+                .get(&object_store::path::Path::from(manifest_path.as_str()))
+                .await
+                .expect("manifest exists")
+                .bytes()
+                .await
+                .expect("manifest bytes");
+            let manifest: zonelog::collector::Manifest =
+                serde_json::from_slice(&manifest).expect("manifest JSON");
+            assert_eq!(manifest.count, records.len() as u64, "{name}");
+            assert_eq!(manifest.bytes, bytes.len() as u64, "{name}");
+            use sha2::Digest;
+            assert_eq!(
+                manifest.sha256,
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                "{name}"
+            );
+            if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                assert_eq!(manifest.first_id, first.id);
+                assert_eq!(manifest.last_id, last.id);
+            }
+            let _ = Compression::None;
+            out.extend(records.into_iter().map(|r| (name.clone(), r)));
+        }
+        out
+    }
+}

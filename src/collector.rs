@@ -1,0 +1,637 @@
+//! The collector (DESIGN.md, "Collector"): leased rounds that turn the index
+//! into log objects, then trim exactly what they wrote.
+//!
+//! A window is planned before anything is uploaded and its plan is stored
+//! in the index (marker `collector/pending`):
+//!
+//! 1. plan: number (last + 1), cutoff (now − margin), the index watermark,
+//!    the object name, the entry limit → state `planned`;
+//! 2. upload: the covered entries (id < cutoff, committed before the
+//!    watermark), merged in key order, the first `limit` of them, streamed
+//!    to the target and verified; then the manifest → state `uploaded` with
+//!    the count and the last id;
+//! 3. trim: every covered entry up to the last id, in chunks;
+//! 4. done: `collector/pending` cleared and `collector/last` advanced, in
+//!    one commit.
+//!
+//! Whoever runs the next round — this process after a crash, or another
+//! instance that took the lease — first finishes a pending window: a
+//! `planned` one is uploaded again under the same name with the same
+//! content (nothing covered by it can have been trimmed or added), an
+//! `uploaded` one is trimmed. So every change lands in exactly one log
+//! object.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::CollectorConfig;
+use crate::index::{
+    ChangeIndex, EntryId, EntryRef, IndexError, IndexedEntry, MergedReader, Watermark, WriteBatch,
+};
+use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
+use crate::logfmt::{extension, LogEncoder, RECORD_VERSION};
+use crate::sink::{SinkError, Target, Uploaded};
+
+const PENDING: &str = "collector/pending";
+const LAST: &str = "collector/last";
+/// Entries per shard page of the merged read: memory is shards × this.
+const READ_PAGE: usize = 512;
+/// Compressed bytes collected before they are handed to the upload.
+const FLUSH_BYTES: usize = 1 << 20;
+const TRIM_CHUNK: usize = 10_000;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("the control lease was lost during window {window}; stopping before the next upload or trim")]
+    LeaseLost { window: u64 },
+    #[error("stored collector state {name:?} is unreadable: {reason}")]
+    State { name: String, reason: String },
+    #[error("encoding the log object failed: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum WindowState {
+    Planned,
+    Uploaded {
+        count: u64,
+        first_id: String,
+        last_id: String,
+        bytes: u64,
+        sha256: String,
+    },
+}
+
+/// A window as recorded in the index before its upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WindowPlan {
+    number: u64,
+    start_ns: u64,
+    cutoff_ns: u64,
+    watermark: Watermark,
+    limit: u64,
+    object: String,
+    #[serde(flatten)]
+    state: WindowState,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LastWindow {
+    number: u64,
+    cutoff_ns: u64,
+    object: String,
+    count: u64,
+}
+
+/// The manifest written beside each log object (see docs/format.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub v: u32,
+    pub zone: String,
+    pub window: u64,
+    pub object: String,
+    pub count: u64,
+    pub first_id: String,
+    pub last_id: String,
+    pub start: String,
+    pub cutoff: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// One log object a round wrote (or finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenWindow {
+    pub number: u64,
+    pub object: String,
+    pub entries: u64,
+    pub bytes: u64,
+    /// Finished a window an earlier round (or another instance) planned.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RoundReport {
+    pub windows: Vec<WrittenWindow>,
+    /// Set when another holder has the control lease.
+    pub lease_holder: Option<String>,
+}
+
+/// Running totals, for metrics and status.
+#[derive(Debug, Default)]
+pub struct CollectorCounters {
+    pub rounds: AtomicU64,
+    pub windows: AtomicU64,
+    pub entries: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub lease_held: AtomicBool,
+    pub last_round_ms: AtomicU64,
+}
+
+pub struct Collector {
+    index: Arc<dyn ChangeIndex>,
+    leases: Arc<dyn LeaseStore>,
+    target: Target,
+    zone: String,
+    config: CollectorConfig,
+    holder: String,
+    pub counters: Arc<CollectorCounters>,
+}
+
+/// Keeps the control lease alive in the background while a round works.
+struct LeaseKeeper {
+    lost: Arc<AtomicBool>,
+    lease: Arc<Mutex<Lease>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(leases: Arc<dyn LeaseStore>, lease: Lease, ttl: Duration) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Mutex::new(lease));
+        let (lost_flag, current) = (lost.clone(), shared.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let lease = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match leases.renew(&lease, ttl).await {
+                    Ok(renewed) => *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "collector: control lease lost");
+                        lost_flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        LeaseKeeper {
+            lost,
+            lease: shared,
+            task,
+        }
+    }
+
+    fn check(&self, window: u64) -> Result<(), CollectorError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(CollectorError::LeaseLost { window });
+        }
+        Ok(())
+    }
+
+    fn stop(self) -> Lease {
+        self.task.abort();
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lease
+    }
+}
+
+impl Collector {
+    pub fn new(
+        index: Arc<dyn ChangeIndex>,
+        leases: Arc<dyn LeaseStore>,
+        target: Target,
+        zone: &str,
+        config: CollectorConfig,
+        holder: String,
+    ) -> Self {
+        Collector {
+            index,
+            leases,
+            target,
+            zone: zone.to_string(),
+            config,
+            holder,
+            counters: Arc::new(CollectorCounters::default()),
+        }
+    }
+
+    /// Runs a round every `period` until `shutdown`; failures are retried
+    /// with backoff and never trim anything that was not written.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            let pause = tokio::select! {
+                result = self.round() => match result {
+                    Ok(report) => {
+                        failures = 0;
+                        for w in &report.windows {
+                            tracing::info!(window = w.number, object = %w.object, entries = w.entries, bytes = w.bytes, resumed = w.resumed, "collector: wrote log object");
+                        }
+                        self.config.period
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        let pause = (self.config.period.min(Duration::from_secs(5)) * (1 << failures.min(6))).min(MAX_BACKOFF);
+                        tracing::warn!(error = %e, retry_in = ?pause, "collector: round failed; nothing trimmed that was not written, retrying");
+                        pause
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One round: take the control lease, finish a pending window, then
+    /// write windows until the entries before the cutoff are all written.
+    pub async fn round(&self) -> Result<RoundReport, CollectorError> {
+        let started = std::time::Instant::now();
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
+        let ttl = self.config.lease_duration;
+        let lease = match self.leases.acquire(CONTROL_LEASE, &self.holder, ttl).await {
+            Ok(lease) => lease,
+            Err(LeaseError::Held { holder, .. }) => {
+                self.counters.lease_held.store(false, Ordering::Relaxed);
+                return Ok(RoundReport {
+                    windows: Vec::new(),
+                    lease_holder: Some(holder),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.counters.lease_held.store(true, Ordering::Relaxed);
+        let keeper = LeaseKeeper::start(self.leases.clone(), lease, ttl);
+        let result = self.round_with_lease(&keeper).await;
+        let lease = keeper.stop();
+        // Keep the lease between rounds (so leadership is stable), unless
+        // it was lost.
+        if matches!(result, Err(CollectorError::LeaseLost { .. })) {
+            self.counters.lease_held.store(false, Ordering::Relaxed);
+        } else if let Err(e) = self.leases.renew(&lease, ttl).await {
+            tracing::warn!(error = %e, "collector: could not renew the control lease after the round");
+            self.counters.lease_held.store(false, Ordering::Relaxed);
+        }
+        self.counters
+            .last_round_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Gives the control lease up (on shutdown), so another instance can
+    /// take over at once instead of after the lease expires.
+    pub async fn release(&self) {
+        if let Ok(Some(lease)) = self.leases.holder(CONTROL_LEASE).await {
+            if lease.holder == self.holder {
+                let _ = self.leases.release(&lease).await;
+            }
+        }
+        self.counters.lease_held.store(false, Ordering::Relaxed);
+    }
+
+    async fn round_with_lease(&self, keeper: &LeaseKeeper) -> Result<RoundReport, CollectorError> {
+        let mut report = RoundReport::default();
+        if let Some(plan) = self.load::<WindowPlan>(PENDING).await? {
+            tracing::info!(window = plan.number, object = %plan.object, "collector: finishing a window planned by an earlier round");
+            let mut written = self.finish(plan, keeper).await?;
+            written.resumed = true;
+            report.windows.push(written);
+        }
+        let cutoff_ns = unix_ns(SystemTime::now() - self.config.cutoff_margin);
+        let mut wrote_any = !report.windows.is_empty();
+        loop {
+            let last = self.load::<LastWindow>(LAST).await?.unwrap_or_default();
+            let watermark = self.index.watermark().await?;
+            let first = self.first_covered(cutoff_ns, watermark).await?;
+            let start_ns = match &first {
+                Some(e) => e.id.time_ns,
+                None if self.config.write_empty_windows && !wrote_any => {
+                    last.cutoff_ns.min(cutoff_ns)
+                }
+                None => break,
+            };
+            let number = last.number + 1;
+            let plan = WindowPlan {
+                number,
+                start_ns,
+                cutoff_ns,
+                watermark,
+                limit: self.config.max_entries_per_object.max(1),
+                object: self.object_name(number, start_ns, cutoff_ns),
+                state: WindowState::Planned,
+            };
+            keeper.check(number)?;
+            self.store(PENDING, &plan).await?;
+            let written = self.finish(plan, keeper).await?;
+            let full = written.entries >= self.config.max_entries_per_object.max(1);
+            report.windows.push(written);
+            wrote_any = true;
+            if !full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// `PREFIX/ZONE/YYYY/MM/DD/HH/<number>_<start>_<end>.jsonl[.zst|.gz]`:
+    /// partitions by the window end, then a window number that only grows,
+    /// so a lexicographic listing is chronological.
+    fn object_name(&self, number: u64, start_ns: u64, cutoff_ns: u64) -> String {
+        let end = time_of(cutoff_ns);
+        format!(
+            "{}/{:04}/{:02}/{:02}/{:02}/{number:012}_{}_{}.{}",
+            self.zone,
+            end.year(),
+            end.month(),
+            end.day(),
+            end.hour(),
+            compact_time(start_ns),
+            compact_time(cutoff_ns),
+            extension(self.config.compression)
+        )
+    }
+
+    async fn first_covered(
+        &self,
+        cutoff_ns: u64,
+        watermark: Watermark,
+    ) -> Result<Option<IndexedEntry>, CollectorError> {
+        let mut reader =
+            MergedReader::new(self.index.clone(), EntryId::MIN, EntryId::at(cutoff_ns), 16);
+        while let Some(e) = reader.next().await? {
+            if watermark.covers(&e.id) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    fn covered_reader(&self, plan: &WindowPlan) -> MergedReader {
+        MergedReader::new(
+            self.index.clone(),
+            EntryId::MIN,
+            EntryId::at(plan.cutoff_ns),
+            READ_PAGE,
+        )
+    }
+
+    async fn finish(
+        &self,
+        mut plan: WindowPlan,
+        keeper: &LeaseKeeper,
+    ) -> Result<WrittenWindow, CollectorError> {
+        if plan.state == WindowState::Planned {
+            keeper.check(plan.number)?;
+            plan.state = self.upload(&plan, keeper).await?;
+            keeper.check(plan.number)?;
+            self.store(PENDING, &plan).await?;
+        }
+        let WindowState::Uploaded {
+            count,
+            last_id,
+            bytes,
+            ..
+        } = &plan.state
+        else {
+            unreachable!("uploaded above");
+        };
+        self.trim(&plan, last_id, keeper).await?;
+        let done = LastWindow {
+            number: plan.number,
+            cutoff_ns: plan.cutoff_ns,
+            object: plan.object.clone(),
+            count: *count,
+        };
+        let done = serde_json::to_vec(&done).map_err(|e| self.state_error(LAST, e))?;
+        keeper.check(plan.number)?;
+        self.index
+            .write(
+                WriteBatch::new()
+                    .marker(PENDING, Vec::new())
+                    .marker(LAST, done),
+            )
+            .await?;
+        self.counters.windows.fetch_add(1, Ordering::Relaxed);
+        self.counters.entries.fetch_add(*count, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(*bytes, Ordering::Relaxed);
+        Ok(WrittenWindow {
+            number: plan.number,
+            object: plan.object.clone(),
+            entries: *count,
+            bytes: *bytes,
+            resumed: false,
+        })
+    }
+
+    /// Streams the window's entries to the target and writes the manifest.
+    async fn upload(
+        &self,
+        plan: &WindowPlan,
+        keeper: &LeaseKeeper,
+    ) -> Result<WindowState, CollectorError> {
+        let mut encoder = LogEncoder::new(&self.zone, self.config.compression)?;
+        let mut upload = self.target.begin(
+            &plan.object,
+            self.config.multipart_threshold.as_u64() as usize,
+            self.config.part_size.as_u64() as usize,
+        );
+        let mut reader = self.covered_reader(plan);
+        let (mut first_id, mut last_id) = (None, None);
+        let streamed: Result<(), CollectorError> = async {
+            while encoder.entries < plan.limit {
+                let Some(entry) = reader.next().await? else {
+                    break;
+                };
+                if !plan.watermark.covers(&entry.id) {
+                    continue;
+                }
+                first_id.get_or_insert(entry.id);
+                last_id = Some(entry.id);
+                encoder.push(&entry)?;
+                if encoder.buffered() >= FLUSH_BYTES {
+                    keeper.check(plan.number)?;
+                    upload.write(&encoder.take_output()).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            upload.abort().await;
+            return Err(e);
+        }
+        let count = encoder.entries;
+        let rest = encoder.finish()?;
+        if let Err(e) = upload.write(&rest).await {
+            upload.abort().await;
+            return Err(e.into());
+        }
+        if let Err(e) = keeper.check(plan.number) {
+            upload.abort().await;
+            return Err(e);
+        }
+        let Uploaded { size, sha256, .. } = upload.finish().await?;
+        let first_id = first_id.map(|i| i.to_string()).unwrap_or_default();
+        let last_id = last_id.map(|i| i.to_string()).unwrap_or_default();
+        let manifest = Manifest {
+            v: RECORD_VERSION,
+            zone: self.zone.clone(),
+            window: plan.number,
+            object: plan.object.clone(),
+            count,
+            first_id: first_id.clone(),
+            last_id: last_id.clone(),
+            start: crate::record::format_time(&time_of(plan.start_ns)),
+            cutoff: crate::record::format_time(&time_of(plan.cutoff_ns)),
+            bytes: size,
+            sha256: sha256.clone(),
+        };
+        let manifest_bytes =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| self.state_error("manifest", e))?;
+        self.target
+            .put_small(&manifest_name(&plan.object), manifest_bytes)
+            .await?;
+        Ok(WindowState::Uploaded {
+            count,
+            first_id,
+            last_id,
+            bytes: size,
+            sha256,
+        })
+    }
+
+    /// Trims every covered entry up to the window's last id: exactly the
+    /// entries the object holds, also when an earlier trim was cut short.
+    async fn trim(
+        &self,
+        plan: &WindowPlan,
+        last_id: &str,
+        keeper: &LeaseKeeper,
+    ) -> Result<(), CollectorError> {
+        if last_id.is_empty() {
+            return Ok(());
+        }
+        let last: EntryId = last_id
+            .parse()
+            .map_err(|e| self.state_error(PENDING, format!("{e:?}")))?;
+        let mut reader = self.covered_reader(plan);
+        let mut chunk: Vec<EntryRef> = Vec::with_capacity(TRIM_CHUNK);
+        while let Some(entry) = reader.next().await? {
+            if entry.id > last {
+                break;
+            }
+            if !plan.watermark.covers(&entry.id) {
+                continue;
+            }
+            chunk.push(entry.entry_ref());
+            if chunk.len() == TRIM_CHUNK {
+                keeper.check(plan.number)?;
+                self.index.trim(&chunk).await?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            keeper.check(plan.number)?;
+            self.index.trim(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, CollectorError> {
+        match self.index.marker(name).await? {
+            None => Ok(None),
+            Some(bytes) if bytes.is_empty() => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.state_error(name, e)),
+        }
+    }
+
+    async fn store<T: Serialize>(&self, name: &str, value: &T) -> Result<(), CollectorError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.state_error(name, e))?;
+        self.index
+            .write(WriteBatch::new().marker(name, bytes))
+            .await?;
+        Ok(())
+    }
+
+    fn state_error(&self, name: &str, e: impl std::fmt::Display) -> CollectorError {
+        CollectorError::State {
+            name: name.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The manifest's name: the log object's name with its extension replaced.
+pub fn manifest_name(object: &str) -> String {
+    let stem = object
+        .strip_suffix(".jsonl.zst")
+        .or_else(|| object.strip_suffix(".jsonl.gz"))
+        .or_else(|| object.strip_suffix(".jsonl"))
+        .unwrap_or(object);
+    format!("{stem}.manifest.json")
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+        .unwrap_or(0)
+}
+
+fn time_of(ns: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
+}
+
+/// `20261125T104434.123456789Z`: sortable and safe in object names.
+fn compact_time(ns: u64) -> String {
+    time_of(ns).format("%Y%m%dT%H%M%S%.9fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_chronologically() {
+        assert_eq!(
+            compact_time(1_764_067_474_123_456_789),
+            "20251125T104434.123456789Z"
+        );
+        assert_eq!(
+            manifest_name("z/2026/11/25/10/000000000042_a_b.jsonl.zst"),
+            "z/2026/11/25/10/000000000042_a_b.manifest.json"
+        );
+    }
+
+    #[test]
+    fn plans_survive_a_round_trip_through_the_index() {
+        let plan = WindowPlan {
+            number: 7,
+            start_ns: 1,
+            cutoff_ns: 2,
+            watermark: Watermark(99),
+            limit: 10,
+            object: "o".into(),
+            state: WindowState::Uploaded {
+                count: 3,
+                first_id: "a".into(),
+                last_id: "b".into(),
+                bytes: 4,
+                sha256: "s".into(),
+            },
+        };
+        let json = serde_json::to_vec(&plan).unwrap();
+        assert_eq!(serde_json::from_slice::<WindowPlan>(&json).unwrap(), plan);
+    }
+}

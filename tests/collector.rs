@@ -1,0 +1,365 @@
+//! The collector against the dev zone's RGW as the target: round trips in
+//! order and schema-valid, multipart, every compression, bounded objects
+//! for a backlog, late entries, two collectors, and a target that is down.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use common::target::{fresh, names, read_logs};
+use common::{dev_zone, unique_bucket};
+use zonelog::collector::Collector;
+use zonelog::config::{CollectorConfig, Compression, TargetConfig};
+use zonelog::index::conformance::{read_all, record};
+use zonelog::index::embedded::EmbeddedIndex;
+use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
+use zonelog::lease::LeaseStore;
+use zonelog::record::{ChangeRecord, Op};
+use zonelog::sink::Target;
+
+const NOW_NS: u64 = 1_764_000_000_000_000_000;
+
+fn config(compression: Compression) -> CollectorConfig {
+    CollectorConfig {
+        period: Duration::from_secs(1),
+        cutoff_margin: Duration::from_secs(1),
+        lease_duration: Duration::from_secs(10),
+        multipart_threshold: ByteSize::mib(8),
+        part_size: ByteSize::mib(5),
+        compression,
+        max_entries_per_object: 1_000_000,
+        write_empty_windows: false,
+    }
+}
+
+fn open_index(dir: &tempfile::TempDir) -> Arc<EmbeddedIndex> {
+    Arc::new(
+        EmbeddedIndex::open(
+            dir.path(),
+            IndexLayout {
+                shards: 8,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .expect("open index"),
+    )
+}
+
+fn collector(
+    index: &Arc<EmbeddedIndex>,
+    target: Target,
+    cfg: CollectorConfig,
+    holder: &str,
+) -> Collector {
+    Collector::new(
+        index.clone() as Arc<dyn ChangeIndex>,
+        index.clone() as Arc<dyn LeaseStore>,
+        target,
+        "dev-zone",
+        cfg,
+        holder.to_string(),
+    )
+}
+
+/// `n` records with distinct keys, some versioned, a few odd keys.
+async fn fill(index: &Arc<EmbeddedIndex>, from: u64, n: u64) -> Vec<ChangeRecord> {
+    let mut all = Vec::new();
+    let mut batch = WriteBatch::new();
+    for i in from..from + n {
+        let key = match i % 7 {
+            0 => format!("odd key \"{i}\"\n%+ü"),
+            _ => format!("dir/{i:08}"),
+        };
+        let version = (i % 5 == 0).then(|| format!("v{i}"));
+        let r = record(
+            "bkt",
+            &key,
+            version.as_deref(),
+            Op::Put,
+            NOW_NS - 10_000_000_000 + i,
+        );
+        all.push(r.clone());
+        batch = batch.record(r);
+        if batch.records.len() == 1000 {
+            index
+                .write(std::mem::take(&mut batch))
+                .await
+                .expect("write");
+        }
+    }
+    if !batch.records.is_empty() {
+        index.write(batch).await.expect("write");
+    }
+    all
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/record.schema.json"
+    ))
+    .expect("schema file");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+    jsonschema::validator_for(&schema).expect("valid schema")
+}
+
+async fn round_trip(
+    compression: Compression,
+    n: u64,
+    cfg: CollectorConfig,
+) -> (TargetConfig, Vec<String>) {
+    let zone = dev_zone().expect("dev zone");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open_index(&dir);
+    let written = fill(&index, 0, n).await;
+    let (target_config, target) = fresh(&zone, &unique_bucket("logs")).await;
+    let c = collector(
+        &index,
+        target.clone(),
+        CollectorConfig { compression, ..cfg },
+        "holder-a",
+    );
+    let report = c.round().await.expect("round");
+    assert!(!report.windows.is_empty());
+    let logs = read_logs(&target).await;
+    let validator = schema();
+    for (_, r) in &logs {
+        let value = serde_json::to_value(r).expect("to JSON");
+        assert!(validator.is_valid(&value), "schema-valid: {value}");
+        assert_eq!(r.zone, "dev-zone");
+    }
+    let ids: Vec<&String> = logs.iter().map(|(_, r)| &r.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "records in id order across objects"
+    );
+    let mut got: Vec<(String, Option<String>, chrono::DateTime<chrono::Utc>)> = logs
+        .iter()
+        .map(|(_, r)| (r.key.clone(), r.version_id.clone(), r.time))
+        .collect();
+    let mut want: Vec<(String, Option<String>, chrono::DateTime<chrono::Utc>)> = written
+        .iter()
+        .map(|r| (r.key.clone(), r.version_id.clone(), r.time))
+        .collect();
+    want.sort_by_key(|w| w.2);
+    got.sort_by_key(|g| g.2);
+    assert_eq!(got, want, "every record written comes back exactly once");
+    assert!(
+        read_all(&(index.clone() as Arc<dyn ChangeIndex>))
+            .await
+            .is_empty(),
+        "trimmed"
+    );
+    (target_config, names(&target).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_each_compression() {
+    if dev_zone().is_none() {
+        return;
+    }
+    for (compression, ext) in [
+        (Compression::None, ".jsonl"),
+        (Compression::Gzip, ".jsonl.gz"),
+        (Compression::Zstd, ".jsonl.zst"),
+    ] {
+        let (_, names) = round_trip(compression, 2_000, config(compression)).await;
+        let objects: Vec<&String> = names
+            .iter()
+            .filter(|n| !n.ends_with(".manifest.json"))
+            .collect();
+        assert_eq!(objects.len(), 1, "{names:?}");
+        assert!(objects[0].ends_with(ext), "{names:?}");
+        assert!(objects[0].contains("/dev-zone/"), "{names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_window_goes_up_as_a_multipart_upload() {
+    if dev_zone().is_none() {
+        return;
+    }
+    // ~ 12 MB of uncompressed JSON: 3 parts of 5 MiB.
+    let cfg = CollectorConfig {
+        multipart_threshold: ByteSize::mib(1),
+        ..config(Compression::None)
+    };
+    round_trip(Compression::None, 45_000, cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_becomes_several_bounded_objects_in_order() {
+    if dev_zone().is_none() {
+        return;
+    }
+    let cfg = CollectorConfig {
+        max_entries_per_object: 300,
+        ..config(Compression::Zstd)
+    };
+    let (_, names) = round_trip(Compression::Zstd, 1_000, cfg).await;
+    let objects: Vec<&String> = names.iter().filter(|n| n.ends_with(".jsonl.zst")).collect();
+    assert_eq!(objects.len(), 4, "300 + 300 + 300 + 100: {names:?}");
+    let numbers: Vec<&str> = objects
+        .iter()
+        .map(|n| n.rsplit('/').next().unwrap().split('_').next().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            "000000000001",
+            "000000000002",
+            "000000000003",
+            "000000000004"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_after_the_cutoff_wait_and_an_empty_window_writes_nothing() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open_index(&dir);
+    let (_, target) = fresh(&zone, "logs").await;
+    let c = collector(
+        &index,
+        target.clone(),
+        config(Compression::Zstd),
+        "holder-a",
+    );
+    assert!(c.round().await.expect("round").windows.is_empty());
+    assert!(
+        names(&target).await.is_empty(),
+        "an empty window writes no object"
+    );
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let future_ns = future
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "now", None, Op::Put, NOW_NS))
+                .record(record("bkt", "later", None, Op::Put, future_ns)),
+        )
+        .await
+        .unwrap();
+    let report = c.round().await.expect("round");
+    assert_eq!(report.windows.len(), 1);
+    assert_eq!(report.windows[0].entries, 1);
+    let left = read_all(&(index.clone() as Arc<dyn ChangeIndex>)).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].record.key, "later",
+        "past the cutoff: stays for a later round"
+    );
+    // A late change with an old time goes into the next window.
+    index
+        .write(WriteBatch::new().record(record("bkt", "late", None, Op::Delete, NOW_NS - 5)))
+        .await
+        .unwrap();
+    let report = c.round().await.expect("round");
+    assert_eq!(report.windows.len(), 1);
+    assert_eq!(report.windows[0].number, 2);
+    let keys: Vec<String> = read_logs(&target)
+        .await
+        .into_iter()
+        .map(|(_, r)| r.key)
+        .collect();
+    assert_eq!(keys, ["now", "late"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_of_two_collectors_writes() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open_index(&dir);
+    fill(&index, 0, 500).await;
+    let (_, target) = fresh(&zone, "logs").await;
+    let a = collector(
+        &index,
+        target.clone(),
+        config(Compression::Zstd),
+        "holder-a",
+    );
+    let b = collector(
+        &index,
+        target.clone(),
+        config(Compression::Zstd),
+        "holder-b",
+    );
+    let (ra, rb) = tokio::join!(a.round(), b.round());
+    let (ra, rb) = (ra.expect("round a"), rb.expect("round b"));
+    let wrote = [!ra.windows.is_empty(), !rb.windows.is_empty()];
+    assert_eq!(
+        wrote.iter().filter(|w| **w).count(),
+        1,
+        "exactly one writes: {ra:?} {rb:?}"
+    );
+    let loser = if wrote[0] { &rb } else { &ra };
+    assert!(
+        loser.lease_holder.is_some(),
+        "the other one is told who holds the lease"
+    );
+    assert_eq!(read_logs(&target).await.len(), 500);
+    // The leader keeps the lease between rounds; after it releases, the
+    // other can take over.
+    let (leader, other) = if wrote[0] { (&a, &b) } else { (&b, &a) };
+    fill(&index, 1000, 10).await;
+    assert!(other.round().await.expect("round").lease_holder.is_some());
+    leader.release().await;
+    let report = other.round().await.expect("round");
+    assert_eq!(report.windows.iter().map(|w| w.entries).sum::<u64>(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_down_loses_nothing_and_catches_up() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open_index(&dir);
+    fill(&index, 0, 700).await;
+    let (good_config, good) = fresh(&zone, "logs").await;
+    let down = Target::from_config(&TargetConfig {
+        endpoint: Some("http://127.0.0.1:9".parse().unwrap()),
+        ..good_config.clone()
+    })
+    .expect("target");
+    let c = collector(&index, down, config(Compression::Zstd), "holder-a");
+    let err = c.round().await.expect_err("target down");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    assert_eq!(
+        read_all(&(index.clone() as Arc<dyn ChangeIndex>))
+            .await
+            .len(),
+        700,
+        "nothing trimmed"
+    );
+    // Wrong credentials name the endpoint that refused.
+    let refused = Target::from_config(&TargetConfig {
+        secret_key: Some(zonelog::config::Secret::new("wrong")),
+        ..good_config.clone()
+    })
+    .expect("target");
+    let c = collector(&index, refused, config(Compression::Zstd), "holder-a");
+    let err = c.round().await.expect_err("bad credentials");
+    assert!(
+        err.to_string()
+            .contains(zone.endpoint.as_str().trim_end_matches('/')),
+        "{err}"
+    );
+    // Back up: the planned window is finished under its planned name.
+    fill(&index, 5000, 50).await;
+    let c = collector(&index, good.clone(), config(Compression::Zstd), "holder-a");
+    let report = c.round().await.expect("round");
+    assert!(report.windows[0].resumed, "{report:?}");
+    let logs = read_logs(&good).await;
+    let ids: BTreeSet<&String> = logs.iter().map(|(_, r)| &r.id).collect();
+    assert_eq!(ids.len(), logs.len(), "no record twice");
+    assert_eq!(logs.len(), 750);
+    assert!(read_all(&(index.clone() as Arc<dyn ChangeIndex>))
+        .await
+        .is_empty());
+}
