@@ -1,14 +1,27 @@
 //! The `zonelog` command line. Library errors are typed; here they get the
 //! context a person needs (which file, which endpoint) through anyhow.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use zonelog::capture::rgw::admin::SignedClient;
-use zonelog::capture::rgw::RgwAdmin;
-use zonelog::config::Config;
+use futures::TryStreamExt as _;
+use object_store::ObjectStoreExt as _;
+use reqwest::Method;
+use tokio::sync::watch;
+use zonelog::capture::rgw::admin::{encode_path, SignedClient};
+use zonelog::capture::rgw::{RgwAdmin, RgwCapture};
+use zonelog::collector::Collector;
+use zonelog::config::{Config, IndexBackend, LogFormat};
+use zonelog::filter::Filter;
+use zonelog::index::embedded::EmbeddedIndex;
+use zonelog::index::{ChangeIndex, EntryId, MergedReader};
+use zonelog::lease::{process_holder_id, LeaseStore};
+use zonelog::logfmt::{compression_of, decompressor};
+use zonelog::sink::Target;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +36,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the configured capture sources and the collector until SIGINT or
+    /// SIGTERM.
+    Run {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run one collector round now and print the log objects it wrote.
+    Flush {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Pending changes in the index, oldest first (one JSON line each).
+    Changes {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Only changes of this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only keys with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Work with the configuration file.
     Config {
         #[command(subcommand)]
@@ -32,6 +67,21 @@ enum Command {
     Rgw {
         #[command(subcommand)]
         command: RgwCommand,
+    },
+    /// The log objects on the target.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+    /// The collector's target.
+    Target {
+        #[command(subcommand)]
+        command: TargetCommand,
+    },
+    /// Helpers for the dev zone and benchmarks.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
     },
 }
 
@@ -54,9 +104,49 @@ enum RgwCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// List log objects (name, size), oldest first.
+    Ls {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the records of log objects, decompressed; all of them, or those
+    /// whose names contain FILTER (e.g. a date partition `2026/11/25`).
+    Cat {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        filter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TargetCommand {
+    /// Create the configured S3 target bucket if it does not exist.
+    CreateBucket {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Write a workload to the zone with the rgw source's keys: creates the
+    /// bucket, puts OBJECTS objects, overwrites and deletes a few.
+    Workload {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        #[arg(long, default_value = "zonelog-demo")]
+        bucket: String,
+        #[arg(long, default_value_t = 20)]
+        objects: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -73,21 +163,124 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZONELOG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
-fn load_config(path: &std::path::Path) -> Result<Config> {
-    Config::load(path).with_context(|| format!("invalid configuration {}", path.display()))
+fn load_config(path: &Path) -> Result<Config> {
+    let cfg =
+        Config::load(path).with_context(|| format!("invalid configuration {}", path.display()))?;
+    init_logging(cfg.log.format, &cfg.log.level);
+    Ok(cfg)
+}
+
+fn open_index(cfg: &Config) -> Result<Arc<EmbeddedIndex>> {
+    if cfg.index.backend == IndexBackend::Rados {
+        bail!("index.backend = \"rados\" is not available in this build yet; use \"embedded\"");
+    }
+    let index = EmbeddedIndex::open(&cfg.index.path, cfg.index.layout())
+        .with_context(|| format!("cannot open the index at {}", cfg.index.path.display()))?;
+    Ok(Arc::new(index))
+}
+
+fn rgw_client(cfg: &Config) -> Result<(SignedClient, &zonelog::config::RgwSourceConfig)> {
+    let rgw = cfg
+        .sources
+        .rgw
+        .as_ref()
+        .context("the config has no [sources.rgw] section")?;
+    let client = SignedClient::new(
+        rgw.endpoint.clone(),
+        &rgw.access_key,
+        rgw.secret_key.clone(),
+        &rgw.region,
+    )?;
+    Ok((client, rgw))
+}
+
+fn target(cfg: &Config) -> Result<Target> {
+    let target = cfg
+        .target
+        .as_ref()
+        .context("the config has no [target] section")?;
+    Ok(Target::from_config(target)?)
+}
+
+fn collector(cfg: &Config, index: &Arc<EmbeddedIndex>) -> Result<Collector> {
+    Ok(Collector::new(
+        index.clone() as Arc<dyn ChangeIndex>,
+        index.clone() as Arc<dyn LeaseStore>,
+        target(cfg)?,
+        &cfg.zone,
+        cfg.collector.clone(),
+        process_holder_id(),
+    ))
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Run { config } => run(&load_config(&config)?).await,
+        Command::Flush { config } => {
+            let cfg = load_config(&config)?;
+            let index = open_index(&cfg)?;
+            let collector = collector(&cfg, &index)?;
+            let report = collector.round().await?;
+            collector.release().await;
+            if let Some(holder) = report.lease_holder {
+                println!("another collector holds the control lease: {holder}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if report.windows.is_empty() {
+                println!("nothing to write: no pending change before the cutoff");
+            }
+            for w in report.windows {
+                println!(
+                    "window {}: {} changes, {} bytes -> {}{}",
+                    w.number,
+                    w.entries,
+                    w.bytes,
+                    w.object,
+                    if w.resumed {
+                        " (finished an earlier round's window)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Changes {
+            config,
+            bucket,
+            prefix,
+        } => {
+            let cfg = load_config(&config)?;
+            let index: Arc<dyn ChangeIndex> = open_index(&cfg)?;
+            let mut reader = MergedReader::new(index, EntryId::MIN, EntryId::MAX, 1000);
+            let mut out = std::io::stdout().lock();
+            let mut line = Vec::new();
+            while let Some(entry) = reader.next().await? {
+                if bucket.as_ref().is_some_and(|b| *b != entry.record.bucket)
+                    || prefix
+                        .as_ref()
+                        .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
+                {
+                    continue;
+                }
+                line.clear();
+                zonelog::logfmt::encode_line(&cfg.zone, &entry, &mut line);
+                out.write_all(&line)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -100,19 +293,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             command: RgwCommand::Probe { config },
         } => {
             let cfg = load_config(&config)?;
-            let rgw = cfg
-                .sources
-                .rgw
-                .as_ref()
-                .context("the config has no [sources.rgw] section")?;
-            let client = SignedClient::new(
-                rgw.endpoint.clone(),
-                &rgw.access_key,
-                rgw.secret_key.clone(),
-                &rgw.region,
-            )?;
+            let (client, rgw) = rgw_client(&cfg)?;
             let admin = RgwAdmin::new(client);
-            let filter = zonelog::filter::Filter::new(&cfg.filter);
+            let filter = Filter::new(&cfg.filter);
             let shards = admin.datalog_shard_count().await?;
             println!("rgw {}: data log has {shards} shards", rgw.endpoint);
             let buckets = admin.list_buckets().await?;
@@ -134,5 +317,208 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Logs { command } => logs(command).await,
+        Command::Target {
+            command: TargetCommand::CreateBucket { config },
+        } => {
+            let cfg = load_config(&config)?;
+            let t = cfg
+                .target
+                .as_ref()
+                .context("the config has no [target] section")?;
+            let (Some(endpoint), Some(bucket), Some(access), Some(secret)) =
+                (&t.endpoint, &t.bucket, &t.access_key, &t.secret_key)
+            else {
+                println!("the target is a directory; nothing to create");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let client = SignedClient::new(endpoint.clone(), access, secret.clone(), &t.region)?;
+            let url = client.url(&format!("/{}", encode_path(bucket)), &[]);
+            match client
+                .send(
+                    Method::PUT,
+                    url,
+                    Vec::new(),
+                    &format!("create bucket {bucket}"),
+                )
+                .await
+            {
+                Ok(_) => println!("created bucket {bucket} on {endpoint}"),
+                Err(e)
+                    if e.to_string().contains("BucketAlreadyOwnedByYou")
+                        || e.to_string().contains("BucketAlreadyExists") =>
+                {
+                    println!("bucket {bucket} already exists on {endpoint}")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev {
+            command:
+                DevCommand::Workload {
+                    config,
+                    bucket,
+                    objects,
+                    concurrency,
+                },
+        } => {
+            let cfg = load_config(&config)?;
+            let (client, _) = rgw_client(&cfg)?;
+            workload(&client, &bucket, objects, concurrency).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn run(cfg: &Config) -> Result<ExitCode> {
+    if cfg.sources.notify.is_some() {
+        bail!("sources.notify is not available in this build yet; remove [sources.notify]");
+    }
+    let index = open_index(cfg)?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(rgw) = &cfg.sources.rgw {
+        let (client, _) = rgw_client(cfg)?;
+        let capture = RgwCapture::new(
+            RgwAdmin::new(client),
+            index.clone() as Arc<dyn ChangeIndex>,
+            Filter::new(&cfg.filter),
+            rgw.clone(),
+        );
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { capture.run(shutdown).await });
+    }
+    let collector = match &cfg.target {
+        Some(_) => Some(Arc::new(collector(cfg, &index)?)),
+        None => None,
+    };
+    if let Some(collector) = collector.clone() {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { collector.run(shutdown).await });
+    }
+    tracing::info!(zone = %cfg.zone, index = %index.location().display(), "zonelog running");
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing the batch in flight");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    if let Some(collector) = collector {
+        collector.release().await;
+    }
+    drop(index);
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn logs(command: LogsCommand) -> Result<ExitCode> {
+    let (config, filter) = match command {
+        LogsCommand::Ls { config } => (config, None),
+        LogsCommand::Cat { config, filter } => (config, Some(filter)),
+    };
+    let cfg = load_config(&config)?;
+    let target = target(&cfg)?;
+    let prefix = object_store::path::Path::from(target.prefix());
+    let mut objects: Vec<object_store::ObjectMeta> = target
+        .store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .with_context(|| format!("cannot list {}", target.describe()))?;
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut out = std::io::stdout().lock();
+    for meta in objects {
+        let name = meta.location.to_string();
+        let Some(compression) = compression_of(&name) else {
+            continue;
+        };
+        match &filter {
+            None => writeln!(out, "{name}\t{}", meta.size)?,
+            Some(f) if f.as_ref().is_none_or(|f| name.contains(f.as_str())) => {
+                let bytes = target
+                    .store()
+                    .get(&meta.location)
+                    .await
+                    .with_context(|| format!("cannot read {name}"))?
+                    .bytes()
+                    .await?;
+                let mut reader = decompressor(compression, &bytes[..])?;
+                std::io::copy(&mut reader, &mut out)
+                    .with_context(|| format!("cannot decompress {name}"))?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn workload(
+    client: &SignedClient,
+    bucket: &str,
+    objects: usize,
+    concurrency: usize,
+) -> Result<()> {
+    use futures::StreamExt as _;
+    let url = client.url(&format!("/{}", encode_path(bucket)), &[]);
+    if let Err(e) = client
+        .send(Method::PUT, url, Vec::new(), "create bucket")
+        .await
+    {
+        if !e.to_string().contains("BucketAlreadyOwnedByYou") {
+            return Err(e.into());
+        }
+    }
+    let started = std::time::Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..objects)
+        .map(|n| async move {
+            let key = format!("demo/{n:06}.txt");
+            let url = client.url(
+                &format!("/{}/{}", encode_path(bucket), encode_path(&key)),
+                &[],
+            );
+            client
+                .send(
+                    Method::PUT,
+                    url,
+                    format!("object {n}\n").into_bytes(),
+                    "put",
+                )
+                .await?;
+            Ok(())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    // A few overwrites and deletes, so the log shows more than puts.
+    for n in 0..objects.min(3) {
+        let key = format!("demo/{n:06}.txt");
+        let url = client.url(
+            &format!("/{}/{}", encode_path(bucket), encode_path(&key)),
+            &[],
+        );
+        client
+            .send(Method::PUT, url.clone(), b"changed\n".to_vec(), "overwrite")
+            .await?;
+        client
+            .send(Method::DELETE, url, Vec::new(), "delete")
+            .await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "workload: {objects} puts, {} overwrites, {} deletes in {bucket} ({:.0} puts/s)",
+        objects.min(3),
+        objects.min(3),
+        objects as f64 / secs
+    );
+    Ok(())
 }
