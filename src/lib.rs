@@ -11,5 +11,6 @@ pub mod filter;
 pub mod index;
 pub mod lease;
 pub mod logfmt;
+pub mod ops;
 pub mod record;
 pub mod sink;

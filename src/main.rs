@@ -168,6 +168,7 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -378,6 +379,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     let index = open_index(cfg)?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut capture_counters = None;
     if let Some(rgw) = &cfg.sources.rgw {
         let (client, _) = rgw_client(cfg)?;
         let capture = RgwCapture::new(
@@ -386,6 +388,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
             Filter::new(&cfg.filter),
             rgw.clone(),
         );
+        capture_counters = Some(capture.counters.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move { capture.run(shutdown).await });
     }
@@ -397,6 +400,17 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
         let shutdown = shutdown.clone();
         tasks.spawn(async move { collector.run(shutdown).await });
     }
+    let observed = zonelog::ops::Observed {
+        index: index.clone() as Arc<dyn ChangeIndex>,
+        capture: capture_counters,
+        collector: collector.as_ref().map(|c| c.counters.clone()),
+    };
+    let server = zonelog::ops::serve(cfg.http.listen, observed, shutdown.clone()).await?;
+    tasks.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
     tracing::info!(zone = %cfg.zone, index = %index.location().display(), "zonelog running");
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing the batch in flight");

@@ -16,7 +16,7 @@
 //! another drain of the same shard.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,13 +107,46 @@ impl PollReport {
 /// Running totals, for metrics and status.
 #[derive(Debug, Default)]
 pub struct CaptureCounters {
-    pub records: AtomicU64,
+    pub puts: AtomicU64,
+    pub deletes: AtomicU64,
+    pub delete_markers: AtomicU64,
+    pub metadata: AtomicU64,
     pub skipped: AtomicU64,
     pub filtered: AtomicU64,
     pub polls: AtomicU64,
     pub errors: AtomicU64,
     /// Source time of the newest captured change, ns since the epoch.
     pub newest_change_ns: AtomicU64,
+    /// Bucket shards seen changing recently (drained on every poll).
+    pub active_bucket_shards: AtomicU64,
+    /// When the last poll succeeded, ns since the epoch.
+    pub last_poll_ok_ns: AtomicU64,
+    /// The starting positions are recorded: capture is following the zone.
+    pub initialized: AtomicBool,
+}
+
+impl CaptureCounters {
+    pub fn changes(&self) -> u64 {
+        [
+            &self.puts,
+            &self.deletes,
+            &self.delete_markers,
+            &self.metadata,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+
+    fn count_op(&self, op: Op) {
+        let counter = match op {
+            Op::Put => &self.puts,
+            Op::Delete => &self.deletes,
+            Op::DeleteMarker => &self.delete_markers,
+            Op::Metadata => &self.metadata,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub struct RgwCapture {
@@ -189,6 +222,7 @@ impl RgwCapture {
         if self.index.marker(INITIALIZED).await?.is_none() {
             self.initialize().await?;
         }
+        self.counters.initialized.store(true, Ordering::Relaxed);
         let shards = self.admin.datalog_shard_count().await?;
         let mut report = PollReport::default();
         let mut first_error = None;
@@ -209,6 +243,9 @@ impl RgwCapture {
         let active: Vec<BucketShard> = {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
             active.retain(|_, seen| seen.elapsed() < KEEP_ACTIVE);
+            self.counters
+                .active_bucket_shards
+                .store(active.len() as u64, Ordering::Relaxed);
             active.keys().cloned().collect()
         };
         let results: Vec<Result<PollReport, CaptureError>> = stream::iter(active)
@@ -226,7 +263,14 @@ impl RgwCapture {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(report),
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                self.counters.last_poll_ok_ns.store(now, Ordering::Relaxed);
+                Ok(report)
+            }
         }
     }
 
@@ -244,9 +288,17 @@ impl RgwCapture {
         // data-log position, so it is seen.
         let shards = self.admin.datalog_shard_count().await?;
         let mut batch = WriteBatch::new();
-        for shard in 0..shards {
-            let info = self.admin.datalog_info(shard).await?;
-            batch = batch.marker(datalog_marker_name(shard), info.marker.into_bytes());
+        let positions: Vec<Result<(u32, String), AdminError>> = stream::iter(0..shards)
+            .map(|shard| async move {
+                let info = self.admin.datalog_info(shard).await?;
+                Ok((shard, info.marker))
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for position in positions {
+            let (shard, marker) = position?;
+            batch = batch.marker(datalog_marker_name(shard), marker.into_bytes());
         }
         let buckets = self.admin.list_buckets().await?;
         let mut positioned = 0usize;
@@ -389,8 +441,12 @@ impl RgwCapture {
             }
             let newest = batch.records.iter().filter_map(|r| r.time_ns().ok()).max();
             page_report.records = batch.records.len() as u64;
+            let batch_ops: Vec<Op> = batch.records.iter().map(|r| r.op).collect();
             batch = batch.marker(name.clone(), last_marker.clone().into_bytes());
             self.index.write(batch).await?;
+            for record in &batch_ops {
+                self.counters.count_op(*record);
+            }
             self.count(&page_report, newest);
             report.add(&page_report);
             if page.len() < BILOG_PAGE || Some(&last_marker) == marker.as_ref() {
@@ -402,7 +458,6 @@ impl RgwCapture {
 
     fn count(&self, report: &PollReport, newest: Option<u64>) {
         let c = &self.counters;
-        c.records.fetch_add(report.records, Ordering::Relaxed);
         c.skipped.fetch_add(report.skipped, Ordering::Relaxed);
         c.filtered.fetch_add(report.filtered, Ordering::Relaxed);
         if let Some(ns) = newest {

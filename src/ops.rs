@@ -1,0 +1,337 @@
+//! Operating the service: `/metrics` (Prometheus text format), `/healthz`
+//! and `/readyz` on one HTTP listener.
+//!
+//! Capture and collector keep plain atomic counters on their hot paths; a
+//! `prometheus-client` collector turns them into metric families at scrape
+//! time, together with a fresh snapshot of the index statistics.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::collector::Collector as MetricsCollector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::capture::rgw::CaptureCounters;
+use crate::collector::CollectorCounters;
+use crate::index::{ChangeIndex, IndexStats};
+
+/// What the HTTP endpoints read.
+pub struct Observed {
+    pub index: Arc<dyn ChangeIndex>,
+    pub capture: Option<Arc<CaptureCounters>>,
+    pub collector: Option<Arc<CollectorCounters>>,
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    capture: Option<Arc<CaptureCounters>>,
+    collector: Option<Arc<CollectorCounters>>,
+    stats: Mutex<IndexStats>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl MetricsCollector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = now_ns();
+        if let Some(c) = &self.capture {
+            let ops = [
+                ("put", &c.puts),
+                ("delete", &c.deletes),
+                ("delete_marker", &c.delete_markers),
+                ("metadata", &c.metadata),
+            ];
+            let mut family = encoder.encode_descriptor(
+                "zonelog_changes_captured",
+                "Changes written to the index, by source and op",
+                None,
+                MetricType::Counter,
+            )?;
+            for (op, value) in ops {
+                let labels = [("source", "rgw"), ("op", op)];
+                ConstCounter::new(value.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+            counter(
+                &mut encoder,
+                "zonelog_capture_skipped",
+                "Source log entries that are not object changes (multipart parts, pending ops, ...)",
+                c.skipped.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_filtered",
+                "Changes outside the filter, not stored",
+                c.filtered.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_polls",
+                "Capture polls of the source",
+                c.polls.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_errors",
+                "Failed capture polls (retried)",
+                c.errors.load(Ordering::Relaxed),
+            )?;
+            let newest = c.newest_change_ns.load(Ordering::Relaxed);
+            if newest > 0 {
+                gauge(
+                    &mut encoder,
+                    "zonelog_capture_lag_seconds",
+                    "Now minus the source time of the newest captured change",
+                    now.saturating_sub(newest) as f64 / 1e9,
+                )?;
+            }
+            gauge(
+                &mut encoder,
+                "zonelog_capture_active_bucket_shards",
+                "Bucket-index shards seen changing recently (followed on every poll)",
+                c.active_bucket_shards.load(Ordering::Relaxed) as f64,
+            )?;
+            let last_ok = c.last_poll_ok_ns.load(Ordering::Relaxed);
+            if last_ok > 0 {
+                gauge(
+                    &mut encoder,
+                    "zonelog_source_position_timestamp_seconds",
+                    "When the source's positions were last brought up to date (a successful poll)",
+                    last_ok as f64 / 1e9,
+                )?;
+            }
+        }
+        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut family = encoder.encode_descriptor(
+                "zonelog_index_entries",
+                "Pending entries per index shard",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in &stats.shards {
+                let shard = s.shard.to_string();
+                ConstGauge::new(s.entries as i64)
+                    .encode(family.encode_family(&[("shard", shard.as_str())])?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "zonelog_index_bytes",
+                "Bytes of pending entries per index shard",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in &stats.shards {
+                let shard = s.shard.to_string();
+                ConstGauge::new(s.bytes as i64)
+                    .encode(family.encode_family(&[("shard", shard.as_str())])?)?;
+            }
+        }
+        gauge(
+            &mut encoder,
+            "zonelog_index_oldest_entry_age_seconds",
+            "Age of the oldest pending change (0 when the index is empty)",
+            stats
+                .oldest_time_ns()
+                .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1e9),
+        )?;
+        if let Some(c) = &self.collector {
+            counter(
+                &mut encoder,
+                "zonelog_collector_rounds",
+                "Collector rounds started",
+                c.rounds.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                &mut encoder,
+                "zonelog_collector_round_seconds",
+                "Duration of the last collector round",
+                c.last_round_ms.load(Ordering::Relaxed) as f64 / 1e3,
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_collector_windows",
+                "Log objects written",
+                c.windows.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_collector_entries",
+                "Changes written to log objects",
+                c.entries.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_collector_bytes",
+                "Bytes of log objects written",
+                c.bytes.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_collector_upload_errors",
+                "Failed collector rounds (upload or target errors; retried, nothing trimmed)",
+                c.errors.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                &mut encoder,
+                "zonelog_collector_lease_held",
+                "1 while this process holds the collector's control lease",
+                if c.lease_held.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct AppState {
+    index: Arc<dyn ChangeIndex>,
+    registry: Registry,
+    snapshot: Arc<Snapshot>,
+}
+
+/// The rendered `/metrics` page.
+pub async fn render_metrics(observed: &Observed) -> Result<String, String> {
+    let (registry, snapshot) = registry(observed);
+    refresh(&observed.index, &snapshot).await?;
+    encode(&registry)
+}
+
+fn registry(observed: &Observed) -> (Registry, Arc<Snapshot>) {
+    let snapshot = Arc::new(Snapshot {
+        capture: observed.capture.clone(),
+        collector: observed.collector.clone(),
+        stats: Mutex::new(IndexStats::default()),
+    });
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot.clone()));
+    (registry, snapshot)
+}
+
+async fn refresh(index: &Arc<dyn ChangeIndex>, snapshot: &Snapshot) -> Result<(), String> {
+    let stats = index.stats().await.map_err(|e| e.to_string())?;
+    *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+    Ok(())
+}
+
+fn encode(registry: &Registry) -> Result<String, String> {
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match refresh(&state.index, &state.snapshot)
+        .await
+        .and_then(|()| encode(&state.registry))
+    {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("metrics unavailable: {e}\n"),
+        ),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready once the index answers and the rgw source has its positions.
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    if let Err(e) = state.index.stats().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("index: {e}\n"));
+    }
+    if let Some(c) = &state.snapshot.capture {
+        if !c.initialized.load(Ordering::Relaxed) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rgw source: not connected yet\n".into(),
+            );
+        }
+    }
+    (StatusCode::OK, "ready\n".into())
+}
+
+/// Binds the listener (so a port in use fails `zonelog run` at once) and
+/// returns the server future, which ends when `shutdown` turns true.
+pub async fn serve(
+    listen: SocketAddr,
+    observed: Observed,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let (registry, snapshot) = registry(&observed);
+    let state = Arc::new(AppState {
+        index: observed.index,
+        registry,
+        snapshot,
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {listen} (http.listen): {e}"),
+        )
+    })?;
+    Ok(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    })
+}
