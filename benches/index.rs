@@ -13,11 +13,16 @@ use std::time::{Duration, Instant};
 
 use zonelog::index::conformance::record;
 use zonelog::index::embedded::EmbeddedIndex;
-use zonelog::index::{ChangeIndex, EntryId, EntryRef, IndexLayout, IndexMode, MergedReader, WriteBatch};
+use zonelog::index::{
+    ChangeIndex, EntryId, EntryRef, IndexLayout, IndexMode, MergedReader, WriteBatch,
+};
 use zonelog::record::{ChangeRecord, Op, Provenance};
 
 fn layout() -> IndexLayout {
-    IndexLayout { shards: 64, mode: IndexMode::EveryWrite }
+    IndexLayout {
+        shards: 64,
+        mode: IndexMode::EveryWrite,
+    }
 }
 
 /// A record shaped like a real RGW capture: bucket, a path-like key, size,
@@ -30,7 +35,10 @@ fn realistic(n: u64) -> ChangeRecord {
         Op::Put,
         1_764_000_000_000_000_000 + n * 1_000,
     );
-    r.etag = Some(format!("{:032x}", u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    r.etag = Some(format!(
+        "{:032x}",
+        u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    ));
     r.source = Provenance::Rgw {
         bucket_shard: "photos-prod:6297e187-fc92.4163.2:7".into(),
         marker: format!("00000000001.{n}.6"),
@@ -78,8 +86,14 @@ async fn ingest_cell(dir: &Path, writers: usize, batch: usize, secs: f64) -> (u6
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = std::env::var("ZONELOG_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let total: u64 = std::env::var("ZONELOG_BENCH_ENTRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let secs: f64 = std::env::var("ZONELOG_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let total: u64 = std::env::var("ZONELOG_BENCH_ENTRIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-index");
     let _ = std::fs::remove_dir_all(&base);
     let mut value_bytes = Vec::new();
@@ -89,7 +103,13 @@ async fn main() {
     println!("|---:|---:|---:|---:|");
     for writers in [1usize, 4, 16] {
         for batch in [1usize, 100, 1000] {
-            let (entries, rate) = ingest_cell(&base.join(format!("ingest-{writers}-{batch}")), writers, batch, secs).await;
+            let (entries, rate) = ingest_cell(
+                &base.join(format!("ingest-{writers}-{batch}")),
+                writers,
+                batch,
+                secs,
+            )
+            .await;
             println!("| {writers} | {batch} | {entries} | {rate:.0} |");
         }
     }
@@ -119,16 +139,27 @@ async fn main() {
     }
     let fill = started.elapsed().as_secs_f64();
     let entries = index.stats().await.expect("stats").entries();
-    let file_bytes = std::fs::metadata(dir.join("index.redb")).map(|m| m.len()).unwrap_or(0);
-    println!("\nfill: {entries} entries in {fill:.2} s ({:.0} entries/s, 4 writers, batch 1000)", entries as f64 / fill);
-    println!("bytes on disk: {file_bytes} = {:.0} bytes/entry", file_bytes as f64 / entries as f64);
+    let file_bytes = std::fs::metadata(dir.join("index.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "\nfill: {entries} entries in {fill:.2} s ({:.0} entries/s, 4 writers, batch 1000)",
+        entries as f64 / fill
+    );
+    println!(
+        "bytes on disk: {file_bytes} = {:.0} bytes/entry",
+        file_bytes as f64 / entries as f64
+    );
 
     let started = Instant::now();
     let mut refs: Vec<EntryRef> = Vec::with_capacity(entries as usize);
     for shard in 0..64 {
         let mut from = EntryId::MIN;
         loop {
-            let page = index.read_shard(shard, from, EntryId::MAX, 10_000).await.expect("read");
+            let page = index
+                .read_shard(shard, from, EntryId::MAX, 10_000)
+                .await
+                .expect("read");
             let Some(last) = page.last() else { break };
             from = last.id.successor().expect("successor");
             refs.extend(page.iter().map(|e| e.entry_ref()));
@@ -144,14 +175,21 @@ async fn main() {
         merged += 1;
     }
     let merged_secs = started.elapsed().as_secs_f64();
-    println!("merged read of all shards: {merged} entries in {merged_secs:.2} s = {:.0} entries/s", merged as f64 / merged_secs);
+    println!(
+        "merged read of all shards: {merged} entries in {merged_secs:.2} s = {:.0} entries/s",
+        merged as f64 / merged_secs
+    );
 
     let started = Instant::now();
     for chunk in refs.chunks(10_000) {
         index.trim(chunk).await.expect("trim");
     }
     let trim = started.elapsed().as_secs_f64();
-    println!("trim (10000 per durable call): {} entries in {trim:.2} s = {:.0} entries/s", refs.len(), refs.len() as f64 / trim);
+    println!(
+        "trim (10000 per durable call): {} entries in {trim:.2} s = {:.0} entries/s",
+        refs.len(),
+        refs.len() as f64 / trim
+    );
     println!("peak RSS (VmHWM) of the whole run: {:.0} MB", peak_rss_mb());
     drop(reader);
     drop(index);
