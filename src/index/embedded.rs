@@ -66,16 +66,7 @@ pub const INDEX_FILE: &str = "index.redb";
 const STORE_FORMAT: u32 = 2;
 
 const ENTRY_KEY_BYTES: usize = 4 + super::key::ENTRY_ID_BYTES;
-/// Bounds of one block: large enough that a commit group writes a few rows
-/// per shard, small enough that rewriting one (a late entry in its range, a
-/// trim that leaves part of it) stays cheap and a reader that wants one
-/// entry does not parse much.
-const BLOCK_MAX_BYTES: usize = 128 << 10;
-const BLOCK_MAX_ENTRIES: usize = 2048;
-/// A tail block below this size takes the next group's appends by being
-/// rewritten, so that writers with small commits do not leave one tiny
-/// block per commit; above it, appends start a new block.
-const BLOCK_SMALL_BYTES: usize = 32 << 10;
+
 /// A group stops taking more requests at this many entries, so one commit
 /// (and the memory it dirties) stays bounded under any backlog.
 const GROUP_MAX_ENTRIES: usize = 50_000;
@@ -86,12 +77,26 @@ const QUEUE_DEPTH: usize = 1024;
 pub struct EmbeddedOptions {
     /// redb's page cache.
     pub cache_bytes: usize,
+    /// Bounds of one block: large enough that a commit group writes a few
+    /// rows per shard, small enough that rewriting one (for a late entry in
+    /// its range, or a trim that leaves part of it) stays cheap and a
+    /// reader that wants one entry does not parse much. Tests shrink them
+    /// to exercise splits and merges.
+    pub block_max_bytes: usize,
+    pub block_max_entries: usize,
+    /// A tail block below this size takes the next group's appends by being
+    /// rewritten, so that writers with small commits do not leave one tiny
+    /// block per commit; above it, appends start a new block.
+    pub block_small_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             cache_bytes: 64 << 20,
+            block_max_bytes: 128 << 10,
+            block_max_entries: 2048,
+            block_small_bytes: 32 << 10,
         }
     }
 }
@@ -188,7 +193,7 @@ impl EmbeddedIndex {
         std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
         let location = dir.join(INDEX_FILE);
         let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
+            .set_cache_size(options.cache_bytes.max(1 << 20))
             .create(&location)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => backend(
@@ -209,6 +214,7 @@ impl EmbeddedIndex {
             session,
             counter: 0,
             counters: counters.clone(),
+            options,
         };
         let writer = std::thread::Builder::new()
             .name("zonelog-index-writer".into())
@@ -438,6 +444,7 @@ struct Writer {
     session: u64,
     counter: u32,
     counters: Arc<Mutex<Vec<ShardCounter>>>,
+    options: EmbeddedOptions,
 }
 
 /// Why a group did not commit; every request in it gets this answer.
@@ -877,7 +884,7 @@ impl Writer {
                         && region_inserts
                             .first()
                             .is_some_and(|(id, _)| *id > block.last());
-                    if !(appends_only && floor_bytes.len() >= BLOCK_SMALL_BYTES) {
+                    if !(appends_only && floor_bytes.len() >= self.options.block_small_bytes) {
                         rewritten = true;
                         blocks.remove(key.as_slice())?;
                         delta.0 -= block.len() as i64;
@@ -903,7 +910,7 @@ impl Writer {
                             .map(|(id, value)| (*id, value.as_slice())),
                     );
                 }
-                for chunk in chunks(&merged) {
+                for chunk in chunks(&merged, &self.options) {
                     encode_block(chunk, &mut buf);
                     let key = entry_key(shard, chunk[0].0);
                     blocks.insert(key.as_slice(), buf.as_slice())?;
@@ -927,7 +934,9 @@ fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 /// Splits entries in id order into runs that each fit one block.
 fn chunks<'e, 'r>(
     entries: &'e [(EntryId, &'r [u8])],
+    options: &EmbeddedOptions,
 ) -> impl Iterator<Item = &'e [(EntryId, &'r [u8])]> {
+    let (max_bytes, max_entries) = (options.block_max_bytes, options.block_max_entries.max(1));
     let mut rest = entries;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -935,9 +944,9 @@ fn chunks<'e, 'r>(
         }
         let mut size = block_size(0, 0);
         let mut n = 0;
-        while n < rest.len() && n < BLOCK_MAX_ENTRIES {
+        while n < rest.len() && n < max_entries {
             let grown = size + block_size(1, rest[n].1.len()) - block_size(0, 0);
-            if n > 0 && grown > BLOCK_MAX_BYTES {
+            if n > 0 && grown > max_bytes {
                 break;
             }
             size = grown;
