@@ -96,7 +96,7 @@ impl Default for EmbeddedOptions {
             cache_bytes: 64 << 20,
             block_max_bytes: 128 << 10,
             block_max_entries: 2048,
-            block_small_bytes: 32 << 10,
+            block_small_bytes: 4 << 10,
         }
     }
 }
