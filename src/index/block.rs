@@ -140,20 +140,29 @@ impl<'a> Block<'a> {
 }
 
 /// Encodes entries given in strictly increasing id order.
-pub fn encode_block<'r>(entries: &[(EntryId, &'r [u8])], out: &mut Vec<u8>) {
+pub fn encode_block(entries: &[(EntryId, &[u8])], out: &mut Vec<u8>) {
     let data: usize = entries.iter().map(|(_, r)| r.len()).sum();
     out.clear();
-    out.reserve(HEADER + entries.len() * SLOT + data);
-    out.push(FORMAT);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    let mut end = 0usize;
+    out.resize(block_size(entries.len(), data), 0);
+    write_block(entries, out);
+}
+
+/// Encodes entries given in strictly increasing id order into `out`, which
+/// is exactly [`block_size`] long (the writer reserves it inside the store's
+/// page, so a block is copied once).
+pub fn write_block(entries: &[(EntryId, &[u8])], out: &mut [u8]) {
+    out[0] = FORMAT;
+    out[1..HEADER].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut slot = HEADER;
+    let mut at = HEADER + entries.len() * SLOT;
+    let data_start = at;
     for (id, record) in entries {
-        end += record.len();
-        out.extend_from_slice(&id.to_bytes());
-        out.extend_from_slice(&(end as u32).to_le_bytes());
-    }
-    for (_, record) in entries {
-        out.extend_from_slice(record);
+        out[at..at + record.len()].copy_from_slice(record);
+        at += record.len();
+        out[slot..slot + ENTRY_ID_BYTES].copy_from_slice(&id.to_bytes());
+        out[slot + ENTRY_ID_BYTES..slot + SLOT]
+            .copy_from_slice(&((at - data_start) as u32).to_le_bytes());
+        slot += SLOT;
     }
 }
 

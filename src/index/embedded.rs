@@ -25,7 +25,7 @@
 //! - `leases`: lease name → holder, token, expiry;
 //! - `meta`: the layout, the last writer session, the last lease token.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,8 +40,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::block::{block_size, encode_block, Block};
-use super::codec::{decode_record, encode_record, encoded_version_key, object_version_key};
+use super::block::{block_size, write_block, Block};
+use super::codec::{decode_record, encode_record, encoded_version_key};
 use super::{
     shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexStats, IndexedEntry,
     ShardStats, SourceMarker, WriteBatch, Written,
@@ -117,19 +117,25 @@ struct ShardCounter {
     bytes: u64,
 }
 
-/// A validated batch, encoded by the caller so that the writer thread only
-/// does store work.
+/// A validated batch, encoded by the caller (so that the writer thread only
+/// does store work) into one buffer (so that a batch costs one allocation
+/// and one free, not one per record).
+struct PreparedBatch {
+    entries: Vec<PreparedEntry>,
+    data: Vec<u8>,
+}
+
+/// A record of a prepared batch: `data[start..end]`.
 struct PreparedEntry {
     shard: u32,
     time_ns: u64,
-    value: Vec<u8>,
-    /// Latest mode: the object version this entry stands for.
-    version_key: Option<Vec<u8>>,
+    start: usize,
+    end: usize,
 }
 
 enum Request {
     Write {
-        entries: Vec<PreparedEntry>,
+        batch: PreparedBatch,
         markers: Vec<SourceMarker>,
         reply: oneshot::Sender<Result<Vec<Written>, IndexError>>,
     },
@@ -234,33 +240,26 @@ impl EmbeddedIndex {
         &self.location
     }
 
-    fn prepare(&self, batch: &WriteBatch) -> Result<Vec<PreparedEntry>, IndexError> {
+    fn prepare(&self, batch: &WriteBatch) -> Result<PreparedBatch, IndexError> {
         batch.validate()?;
-        let latest = self.layout.mode == super::IndexMode::Latest;
-        batch
-            .records
-            .iter()
-            .enumerate()
-            .map(|(position, record)| {
-                let time_ns = record
-                    .time_ns()
-                    .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
-                let mut value = Vec::with_capacity(64 + record.key.len() + record.bucket.len());
-                encode_record(record, &mut value);
-                Ok(PreparedEntry {
-                    shard: shard_of(&record.bucket, &record.key, self.layout.shards),
-                    time_ns,
-                    value,
-                    version_key: latest.then(|| {
-                        object_version_key(
-                            &record.bucket,
-                            &record.key,
-                            record.version_id.as_deref(),
-                        )
-                    }),
-                })
-            })
-            .collect()
+        let mut prepared = PreparedBatch {
+            entries: Vec::with_capacity(batch.records.len()),
+            data: Vec::with_capacity(batch.records.len() * 160),
+        };
+        for (position, record) in batch.records.iter().enumerate() {
+            let time_ns = record
+                .time_ns()
+                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+            let start = prepared.data.len();
+            encode_record(record, &mut prepared.data);
+            prepared.entries.push(PreparedEntry {
+                shard: shard_of(&record.bucket, &record.key, self.layout.shards),
+                time_ns,
+                start,
+                end: prepared.data.len(),
+            });
+        }
+        Ok(prepared)
     }
 
     async fn submit<T>(
@@ -489,18 +488,59 @@ failure_from_redb!(
     redb::SetDurabilityError
 );
 
-/// Entries a group adds to and removes from one shard. They are applied to
-/// the shard's blocks once, just before the commit, so that concurrent
-/// small writes cost one block write per shard per group rather than one
-/// per request; the requests of the group see each other's changes here.
+/// What a group adds to and removes from the shards. It is applied to the
+/// blocks once, just before the commit, so that concurrent small writes
+/// cost one block write per shard per group rather than one per request;
+/// the requests of the group see each other's changes here.
+struct Group {
+    /// The batches' record buffers; `Pending` entries point into them.
+    buffers: Vec<Vec<u8>>,
+    shards: BTreeMap<u32, ShardEdits>,
+    /// Every id minted in this group has a larger seq, every stored id a
+    /// smaller or equal one.
+    minted_after: u64,
+}
+
 #[derive(Default)]
 struct ShardEdits {
-    inserts: BTreeMap<EntryId, Vec<u8>>,
+    /// New entries in arrival order; sorted once, at flush.
+    inserts: Vec<Pending>,
+    /// New entries that a later request of the group removed again.
+    dropped: HashSet<EntryId>,
     /// Stored entries the group removes (each known to be stored).
     removes: BTreeSet<EntryId>,
 }
 
-type Edits = BTreeMap<u32, ShardEdits>;
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: EntryId,
+    buffer: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Group {
+    fn record(&self, p: &Pending) -> &[u8] {
+        &self.buffers[p.buffer][p.start..p.end]
+    }
+
+    fn is_minted(&self, id: EntryId) -> bool {
+        id.seq > self.minted_after
+    }
+
+    /// Removes a live entry minted in this group. A linear search, but only
+    /// a trim naming an id the group itself just minted gets here, and no
+    /// caller can have read such an id yet.
+    fn take_pending(&mut self, shard: u32, id: EntryId) -> Option<Pending> {
+        let edits = self.shards.get_mut(&shard)?;
+        if edits.dropped.contains(&id) {
+            return None;
+        }
+        let found = *edits.inserts.iter().find(|p| p.id == id)?;
+        edits.dropped.insert(id);
+        Some(found)
+    }
+}
 type Deltas = HashMap<u32, (i64, i64)>;
 
 /// What one request did inside the group's transaction, answered only
@@ -594,7 +634,11 @@ impl Writer {
         if let Err(e) = tx.set_durability(Durability::Immediate) {
             failed = Some(e.into());
         }
-        let mut edits = Edits::new();
+        let mut group_edits = Group {
+            buffers: Vec::new(),
+            shards: BTreeMap::new(),
+            minted_after: (self.session << 32) | u64::from(self.counter),
+        };
         let mut pending = Vec::new();
         for request in group {
             if failed.is_some() {
@@ -603,10 +647,10 @@ impl Writer {
             }
             match request {
                 Request::Write {
-                    entries,
+                    batch,
                     markers,
                     reply,
-                } => match self.apply_write(&tx, entries, &markers, &mut edits) {
+                } => match self.apply_write(&tx, batch, &markers, &mut group_edits) {
                     Ok(written) => outcomes.push(Outcome::Write(written, reply)),
                     Err(e) => {
                         failed = Some(e);
@@ -614,7 +658,7 @@ impl Writer {
                     }
                 },
                 Request::Trim { entries, reply } => {
-                    match self.apply_trim(&tx, &entries, &mut edits) {
+                    match self.apply_trim(&tx, &entries, &mut group_edits) {
                         Ok(n) => outcomes.push(Outcome::Trim(n, reply)),
                         Err(e) => {
                             failed = Some(e);
@@ -632,7 +676,7 @@ impl Writer {
             }
         }
         if failed.is_none() {
-            if let Err(e) = self.flush(&tx, edits, deltas) {
+            if let Err(e) = self.flush(&tx, group_edits, deltas) {
                 failed = Some(e);
             }
         }
@@ -688,17 +732,27 @@ impl Writer {
     fn apply_write(
         &mut self,
         tx: &WriteTransaction,
-        entries: Vec<PreparedEntry>,
+        batch: PreparedBatch,
         markers: &[SourceMarker],
-        edits: &mut Edits,
+        group: &mut Group,
     ) -> Result<Vec<Written>, Failure> {
         let mut latest = self.latest_table(tx)?;
-        let mut written = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if let (Some(latest), Some(version_key)) = (latest.as_mut(), &entry.version_key) {
-                let existing = latest
-                    .get(version_key.as_slice())?
-                    .map(|v| v.value().to_vec());
+        let buffer = group.buffers.len();
+        let mut written = Vec::with_capacity(batch.entries.len());
+        for entry in &batch.entries {
+            let record = &batch.data[entry.start..entry.end];
+            let mut version_key = None;
+            if let Some(latest) = latest.as_mut() {
+                // The caller encoded this record; it always has a version key.
+                let key = encoded_version_key(record).map_err(|e| Failure::from(e.to_string()))?;
+                let existing: Option<[u8; ENTRY_KEY_BYTES]> = match latest.get(key)? {
+                    Some(v) => Some(
+                        v.value()
+                            .try_into()
+                            .map_err(|_| Failure::corrupt("bad latest-index value"))?,
+                    ),
+                    None => None,
+                };
                 if let Some(existing) = existing {
                     let (shard, id) = split_entry_key(&existing)
                         .ok_or_else(|| Failure::corrupt("bad latest-index value"))?;
@@ -707,29 +761,37 @@ impl Writer {
                         continue;
                     }
                     // Same or newer time: the later arrival is the newer change.
-                    let shard_edits = edits.entry(shard).or_default();
-                    if shard_edits.inserts.remove(&id).is_none() {
-                        shard_edits.removes.insert(id);
+                    let minted = group.is_minted(id);
+                    let edits = group.shards.entry(shard).or_default();
+                    if minted {
+                        edits.dropped.insert(id);
+                    } else {
+                        edits.removes.insert(id);
                     }
                 }
+                version_key = Some(key);
             }
             let id = self.next_id(entry.time_ns);
-            if let (Some(latest), Some(version_key)) = (latest.as_mut(), &entry.version_key) {
-                latest.insert(
-                    version_key.as_slice(),
-                    entry_key(entry.shard, id).as_slice(),
-                )?;
+            if let (Some(latest), Some(key)) = (latest.as_mut(), version_key) {
+                latest.insert(key, entry_key(entry.shard, id).as_slice())?;
             }
-            edits
+            group
+                .shards
                 .entry(entry.shard)
                 .or_default()
                 .inserts
-                .insert(id, entry.value);
+                .push(Pending {
+                    id,
+                    buffer,
+                    start: entry.start,
+                    end: entry.end,
+                });
             written.push(Written::Stored(EntryRef {
                 shard: entry.shard,
                 id,
             }));
         }
+        group.buffers.push(batch.data);
         if !markers.is_empty() {
             let mut table = tx.open_table(MARKERS)?;
             for m in markers {
@@ -745,31 +807,32 @@ impl Writer {
         &self,
         tx: &WriteTransaction,
         refs: &[EntryRef],
-        edits: &mut Edits,
+        group: &mut Group,
     ) -> Result<u64, Failure> {
         let blocks = tx.open_table(BLOCKS)?;
         let mut latest = self.latest_table(tx)?;
         let mut by_shard: BTreeMap<u32, Vec<EntryId>> = BTreeMap::new();
-        for r in refs {
-            by_shard.entry(r.shard).or_default().push(r.id);
-        }
         let mut removed = 0;
+        for r in refs {
+            if group.is_minted(r.id) {
+                if let Some(p) = group.take_pending(r.shard, r.id) {
+                    removed += 1;
+                    unlink_version(latest.as_mut(), group.record(&p), r.shard, r.id)?;
+                }
+            } else {
+                by_shard.entry(r.shard).or_default().push(r.id);
+            }
+        }
         // One stored block at a time, copied so that the table stays free.
         let mut stored = Vec::new();
         for (shard, mut ids) in by_shard {
             ids.sort_unstable();
             ids.dedup();
-            let shard_edits = edits.entry(shard).or_default();
+            let removes = &mut group.shards.entry(shard).or_default().removes;
             let mut i = 0;
             while i < ids.len() {
                 let id = ids[i];
-                if shard_edits.removes.contains(&id) {
-                    i += 1;
-                    continue;
-                }
-                if let Some(value) = shard_edits.inserts.remove(&id) {
-                    removed += 1;
-                    unlink_version(latest.as_mut(), &value, shard, id)?;
+                if removes.contains(&id) {
                     i += 1;
                     continue;
                 }
@@ -795,15 +858,12 @@ impl Writer {
                 while i < ids.len() && ids[i] <= last {
                     let id = ids[i];
                     i += 1;
-                    if shard_edits.removes.contains(&id) {
+                    if removes.contains(&id) {
                         continue;
                     }
-                    if let Some(value) = shard_edits.inserts.remove(&id) {
+                    if let Ok(at) = block.search(id) {
                         removed += 1;
-                        unlink_version(latest.as_mut(), &value, shard, id)?;
-                    } else if let Ok(at) = block.search(id) {
-                        removed += 1;
-                        shard_edits.removes.insert(id);
+                        removes.insert(id);
                         unlink_version(latest.as_mut(), block.record(at), shard, id)?;
                     }
                 }
@@ -820,21 +880,33 @@ impl Writer {
     fn flush(
         &self,
         tx: &WriteTransaction,
-        edits: Edits,
+        group: Group,
         deltas: &mut Deltas,
     ) -> Result<(), Failure> {
         let mut blocks = tx.open_table(BLOCKS)?;
-        let mut buf = Vec::new();
         let mut floor_bytes = Vec::new();
-        for (shard, edits) in edits {
-            let mut inserts = edits.inserts.into_iter().peekable();
-            let mut removes = edits.removes.into_iter().peekable();
+        let Group {
+            buffers, shards, ..
+        } = group;
+        let record = |p: &Pending| &buffers[p.buffer][p.start..p.end];
+        for (shard, edits) in shards {
+            let ShardEdits {
+                mut inserts,
+                dropped,
+                removes,
+            } = edits;
+            if !dropped.is_empty() {
+                inserts.retain(|p| !dropped.contains(&p.id));
+            }
+            inserts.sort_unstable_by_key(|p| p.id);
+            let mut next_insert = 0;
+            let mut removes = removes.into_iter().peekable();
             let delta = deltas.entry(shard).or_default();
             loop {
-                let next = match (inserts.peek(), removes.peek()) {
+                let next = match (inserts.get(next_insert).map(|p| p.id), removes.peek()) {
                     (None, None) => break,
-                    (Some((a, _)), Some(b)) => (*a).min(*b),
-                    (Some((a, _)), None) => *a,
+                    (Some(a), Some(b)) => a.min(*b),
+                    (Some(a), None) => a,
                     (None, Some(b)) => *b,
                 };
                 let floor = blocks
@@ -849,6 +921,7 @@ impl Writer {
                         floor_bytes.extend_from_slice(v.value());
                         k.value().to_vec()
                     });
+                // Changes before the next block's first entry belong here.
                 let after = match &floor {
                     Some(key) => Bound::Excluded(key.clone()),
                     None => Bound::Included(entry_key(shard, next).to_vec()),
@@ -867,10 +940,10 @@ impl Writer {
                     None => None,
                 };
                 let before_bound = |id: &EntryId| bound.is_none_or(|b| *id < b);
-                let mut region_inserts = Vec::new();
-                while let Some(item) = inserts.next_if(|(id, _)| before_bound(id)) {
-                    region_inserts.push(item);
-                }
+                let region_end =
+                    next_insert + inserts[next_insert..].partition_point(|p| before_bound(&p.id));
+                let region_inserts = &inserts[next_insert..region_end];
+                next_insert = region_end;
                 let mut region_removes = Vec::new();
                 while let Some(id) = removes.next_if(before_bound) {
                     region_removes.push(id);
@@ -881,48 +954,43 @@ impl Writer {
                     let (_, block) = check_block(key, &floor_bytes, &self.location)
                         .map_err(|e| Failure::corrupt(e.to_string()))?;
                     let appends_only = region_removes.is_empty()
-                        && region_inserts
-                            .first()
-                            .is_some_and(|(id, _)| *id > block.last());
+                        && region_inserts.first().is_some_and(|p| p.id > block.last());
                     if !(appends_only && floor_bytes.len() >= self.options.block_small_bytes) {
                         rewritten = true;
                         blocks.remove(key.as_slice())?;
                         delta.0 -= block.len() as i64;
                         delta.1 -= (key.len() + floor_bytes.len()) as i64;
+                        merged.reserve(block.len() + region_inserts.len());
                         let mut gone = region_removes.iter().peekable();
                         let mut added = region_inserts.iter().peekable();
-                        for (id, record) in block.iter() {
-                            while let Some((new, value)) = added.next_if(|(new, _)| *new < id) {
-                                merged.push((*new, value));
+                        for (id, stored) in block.iter() {
+                            while let Some(p) = added.next_if(|p| p.id < id) {
+                                merged.push((p.id, record(p)));
                             }
                             while gone.next_if(|g| **g < id).is_some() {}
                             if gone.next_if(|g| **g == id).is_none() {
-                                merged.push((id, record));
+                                merged.push((id, stored));
                             }
                         }
-                        merged.extend(added.map(|(id, value)| (*id, value.as_slice())));
+                        merged.extend(added.map(|p| (p.id, record(p))));
                     }
                 }
                 if !rewritten {
-                    merged.extend(
-                        region_inserts
-                            .iter()
-                            .map(|(id, value)| (*id, value.as_slice())),
-                    );
+                    merged.extend(region_inserts.iter().map(|p| (p.id, record(p))));
                 }
                 for chunk in chunks(&merged, &self.options) {
-                    encode_block(chunk, &mut buf);
+                    let size = block_size(chunk.len(), chunk.iter().map(|e| e.1.len()).sum());
                     let key = entry_key(shard, chunk[0].0);
-                    blocks.insert(key.as_slice(), buf.as_slice())?;
+                    let mut place = blocks.insert_reserve(key.as_slice(), size)?;
+                    write_block(chunk, place.as_mut());
                     delta.0 += chunk.len() as i64;
-                    delta.1 += (key.len() + buf.len()) as i64;
+                    delta.1 += (key.len() + size) as i64;
                 }
             }
         }
         Ok(())
     }
 }
-
 fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(v) => Bound::Included(v.as_slice()),
@@ -1111,7 +1179,7 @@ impl PendingReply {
 impl Request {
     fn size(&self) -> usize {
         match self {
-            Request::Write { entries, .. } => entries.len().max(1),
+            Request::Write { batch, .. } => batch.entries.len().max(1),
             Request::Trim { entries, .. } => entries.len().max(1),
             Request::Lease { .. } => 1,
         }
@@ -1143,13 +1211,13 @@ impl ChangeIndex for EmbeddedIndex {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
-        let entries = self.prepare(&batch)?;
-        if entries.is_empty() && batch.markers.is_empty() {
+        let prepared = self.prepare(&batch)?;
+        if prepared.entries.is_empty() && batch.markers.is_empty() {
             return Ok(Vec::new());
         }
         let markers = batch.markers;
         self.submit(|reply| Request::Write {
-            entries,
+            batch: prepared,
             markers,
             reply,
         })
