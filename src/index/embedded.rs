@@ -542,6 +542,7 @@ impl Group {
     }
 }
 type Deltas = HashMap<u32, (i64, i64)>;
+type BytesTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// What one request did inside the group's transaction, answered only
 /// after the group committed.
@@ -721,7 +722,7 @@ impl Writer {
     fn latest_table<'t>(
         &self,
         tx: &'t WriteTransaction,
-    ) -> Result<Option<redb::Table<'t, &'static [u8], &'static [u8]>>, Failure> {
+    ) -> Result<Option<BytesTable<'t>>, Failure> {
         if self.layout.mode == super::IndexMode::Latest {
             Ok(Some(tx.open_table(LATEST)?))
         } else {
@@ -1029,7 +1030,7 @@ fn chunks<'e, 'r>(
 /// Latest mode: forgets the version → entry link if it still points at
 /// this entry (a newer entry for the version has its own link).
 fn unlink_version(
-    latest: Option<&mut redb::Table<'_, &'static [u8], &'static [u8]>>,
+    latest: Option<&mut BytesTable<'_>>,
     record: &[u8],
     shard: u32,
     id: EntryId,
