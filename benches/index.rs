@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench index` (data in target/bench-index, removed after).
 //! `ZONELOG_BENCH_SECS` sets seconds per ingest cell (default 3),
-//! `ZONELOG_BENCH_ENTRIES` the size of the read/trim set (default 1000000).
+//! `ZONELOG_BENCH_ENTRIES` the size of the read/trim set (default 1000000),
+//! `ZONELOG_BENCH_CELLS` (e.g. `16x1000,4x100`) runs only those ingest cells.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -101,8 +102,16 @@ async fn main() {
     println!("embedded index (redb), 64 shards, every-write; record {} bytes encoded; {secs} s per ingest cell\n", value_bytes.len());
     println!("| writers | batch | entries | durable entries/s |");
     println!("|---:|---:|---:|---:|");
+    // e.g. "16x1000,4x100": only these ingest cells (for profiling one).
+    let cells = std::env::var("ZONELOG_BENCH_CELLS").ok();
     for writers in [1usize, 4, 16] {
         for batch in [1usize, 100, 1000] {
+            if cells
+                .as_deref()
+                .is_some_and(|c| !c.split(',').any(|c| c == format!("{writers}x{batch}")))
+            {
+                continue;
+            }
             let (entries, rate) = ingest_cell(
                 &base.join(format!("ingest-{writers}-{batch}")),
                 writers,

@@ -5,24 +5,41 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tempfile::TempDir;
 use zonelog::index::conformance::ConformanceBackend;
-use zonelog::index::embedded::EmbeddedIndex;
+use zonelog::index::embedded::{EmbeddedIndex, EmbeddedOptions};
 use zonelog::index::{ChangeIndex, IndexError, IndexLayout, IndexMode};
 use zonelog::lease::LeaseStore;
 
 struct Embedded {
     dir: TempDir,
+    options: EmbeddedOptions,
 }
 
 fn fresh() -> Embedded {
     Embedded {
         dir: tempfile::tempdir().expect("temp dir"),
+        options: EmbeddedOptions::default(),
+    }
+}
+
+/// Tiny blocks, so that a few entries already split blocks, merge appends
+/// into a small tail and rewrite blocks for late entries and trims.
+fn tiny_blocks() -> EmbeddedOptions {
+    EmbeddedOptions {
+        block_max_bytes: 200,
+        block_max_entries: 3,
+        block_small_bytes: 120,
+        ..EmbeddedOptions::default()
     }
 }
 
 #[async_trait]
 impl ConformanceBackend for Embedded {
     async fn open(&self, layout: IndexLayout) -> Result<Arc<dyn ChangeIndex>, IndexError> {
-        Ok(Arc::new(EmbeddedIndex::open(self.dir.path(), layout)?))
+        Ok(Arc::new(EmbeddedIndex::open_with(
+            self.dir.path(),
+            layout,
+            self.options.clone(),
+        )?))
     }
 
     async fn leases(&self) -> Arc<dyn LeaseStore> {
@@ -35,6 +52,15 @@ impl ConformanceBackend for Embedded {
 }
 
 zonelog::index_conformance_tests!(fresh());
+
+mod with_tiny_blocks {
+    use super::*;
+
+    zonelog::index_conformance_tests!(Embedded {
+        dir: tempfile::tempdir().expect("temp dir"),
+        options: tiny_blocks(),
+    });
+}
 
 #[test]
 fn a_second_open_of_the_same_index_is_a_clear_error() {
@@ -66,11 +92,16 @@ mod properties {
     }
 
     fn run(mode: IndexMode, ops: Vec<ModelOp>) {
+        run_with(mode, ops, EmbeddedOptions::default());
+    }
+
+    fn run_with(mode: IndexMode, ops: Vec<ModelOp>, options: EmbeddedOptions) {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
             let index: Arc<dyn ChangeIndex> = Arc::new(
-                EmbeddedIndex::open(dir.path(), IndexLayout { shards: 3, mode }).expect("open"),
+                EmbeddedIndex::open_with(dir.path(), IndexLayout { shards: 3, mode }, options)
+                    .expect("open"),
             );
             check_against_model(&index, &ops).await;
         });
@@ -87,6 +118,16 @@ mod properties {
         #[test]
         fn latest_mode_matches_the_model(ops in ops()) {
             run(IndexMode::Latest, ops);
+        }
+
+        #[test]
+        fn every_write_mode_with_tiny_blocks_matches_the_model(ops in ops()) {
+            run_with(IndexMode::EveryWrite, ops, tiny_blocks());
+        }
+
+        #[test]
+        fn latest_mode_with_tiny_blocks_matches_the_model(ops in ops()) {
+            run_with(IndexMode::Latest, ops, tiny_blocks());
         }
     }
 }

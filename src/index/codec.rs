@@ -143,6 +143,27 @@ pub fn object_version_key(bucket: &str, key: &str, version_id: Option<&str>) -> 
     out
 }
 
+/// The [`object_version_key`] of an encoded record, read in place: the key is
+/// the same bytes as the record's bucket, key and version_id fields, so a
+/// trim in latest mode finds the version without decoding the record.
+pub fn encoded_version_key(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(DecodeError(format!(
+            "unknown entry format version {version}"
+        )));
+    }
+    r.take(1 + 8)?;
+    let start = r.at;
+    r.skip_str()?;
+    r.skip_str()?;
+    if r.flag()? {
+        r.skip_str()?;
+    }
+    Ok(&bytes[start..r.at])
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -205,6 +226,13 @@ impl Reader<'_> {
         String::from_utf8(raw.to_vec()).map_err(|e| DecodeError(format!("invalid UTF-8: {e}")))
     }
 
+    fn skip_str(&mut self) -> Result<(), DecodeError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        self.take(u32::from_le_bytes(b) as usize)?;
+        Ok(())
+    }
+
     fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
         if self.flag()? {
             Ok(Some(self.str()?))
@@ -263,12 +291,15 @@ mod tests {
         fn records_round_trip(record in arb_record()) {
             let mut buf = Vec::new();
             encode_record(&record, &mut buf);
-            prop_assert_eq!(decode_record(&buf).unwrap(), record);
+            prop_assert_eq!(decode_record(&buf).unwrap(), record.clone());
+            let version_key = object_version_key(&record.bucket, &record.key, record.version_id.as_deref());
+            prop_assert_eq!(encoded_version_key(&buf).unwrap(), version_key.as_slice());
         }
 
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_record(&bytes);
+            let _ = encoded_version_key(&bytes);
         }
 
         #[test]

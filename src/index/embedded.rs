@@ -10,17 +10,23 @@
 //! wait for the writer.
 //!
 //! Tables:
-//! - `entries`: shard (u32 BE) ‖ EntryId (16 B BE) → encoded record
-//!   ([`super::codec`]), so a shard's entries are one contiguous key range
-//!   in time order;
+//! - `blocks`: shard (u32 BE) ‖ first EntryId (16 B BE) → a block of that
+//!   shard's entries ([`super::block`], records encoded by
+//!   [`super::codec`]). The blocks of a shard never overlap: every id
+//!   between a block's first and last entry belongs to that block, so a
+//!   shard is one contiguous key range in time order and a read finds its
+//!   start with one lookup. A commit group adds each shard's new entries as
+//!   one block (or merges them into the shard's small tail block), which is
+//!   what makes batched ingest fast: a commit writes a few rows per shard
+//!   instead of one B-tree insert per entry;
 //! - `latest` (latest mode only): object version key → shard ‖ EntryId of
 //!   its pending entry;
 //! - `markers`: source marker name → value;
 //! - `leases`: lease name → holder, token, expiry;
 //! - `meta`: the layout, the last writer session, the last lease token.
 
-use std::collections::HashMap;
-use std::ops::Range;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,14 +41,15 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{decode_record, encode_record, object_version_key};
+use super::block::{block_size, write_block, Block};
+use super::codec::{decode_record, encode_record, encoded_version_key};
 use super::{
     shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexStats, IndexedEntry,
     ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 
-const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
 const MARKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("markers");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -55,7 +62,12 @@ const META_LEASE_TOKEN: &str = "lease_token";
 /// The index file inside the configured directory.
 pub const INDEX_FILE: &str = "index.redb";
 
+/// Version of the table layout, kept in the stored layout record. 1 was one
+/// row per entry; 2 stores blocks.
+const STORE_FORMAT: u32 = 2;
+
 const ENTRY_KEY_BYTES: usize = 4 + super::key::ENTRY_ID_BYTES;
+
 /// A group stops taking more requests at this many entries, so one commit
 /// (and the memory it dirties) stays bounded under any backlog.
 const GROUP_MAX_ENTRIES: usize = 50_000;
@@ -66,12 +78,26 @@ const QUEUE_DEPTH: usize = 1024;
 pub struct EmbeddedOptions {
     /// redb's page cache.
     pub cache_bytes: usize,
+    /// Bounds of one block: large enough that a commit group writes a few
+    /// rows per shard, small enough that rewriting one (for a late entry in
+    /// its range, or a trim that leaves part of it) stays cheap and a
+    /// reader that wants one entry does not parse much. Tests shrink them
+    /// to exercise splits and merges.
+    pub block_max_bytes: usize,
+    pub block_max_entries: usize,
+    /// A tail block below this size takes the next group's appends by being
+    /// rewritten, so that writers with small commits do not leave one tiny
+    /// block per commit; above it, appends start a new block.
+    pub block_small_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             cache_bytes: 64 << 20,
+            block_max_bytes: 128 << 10,
+            block_max_entries: 2048,
+            block_small_bytes: 4 << 10,
         }
     }
 }
@@ -95,19 +121,25 @@ struct ShardCounter {
     bytes: u64,
 }
 
-/// A validated batch, encoded by the caller so that the writer thread only
-/// does store work.
+/// A validated batch, encoded by the caller (so that the writer thread only
+/// does store work) into one buffer (so that a batch costs one allocation
+/// and one free, not one per record).
+struct PreparedBatch {
+    entries: Vec<PreparedEntry>,
+    data: Vec<u8>,
+}
+
+/// A record of a prepared batch: `data[start..end]`.
 struct PreparedEntry {
     shard: u32,
     time_ns: u64,
-    value: Vec<u8>,
-    /// Latest mode: the object version this entry stands for.
-    version_key: Option<Vec<u8>>,
+    start: usize,
+    end: usize,
 }
 
 enum Request {
     Write {
-        entries: Vec<PreparedEntry>,
+        batch: PreparedBatch,
         markers: Vec<SourceMarker>,
         reply: oneshot::Sender<Result<Vec<Written>, IndexError>>,
     },
@@ -171,7 +203,7 @@ impl EmbeddedIndex {
         std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
         let location = dir.join(INDEX_FILE);
         let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
+            .set_cache_size(options.cache_bytes.max(1 << 20))
             .create(&location)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => backend(
@@ -194,6 +226,7 @@ impl EmbeddedIndex {
             counter: 0,
             counters: counters.clone(),
             committed_seq: committed_seq.clone(),
+            options,
         };
         let writer = std::thread::Builder::new()
             .name("zonelog-index-writer".into())
@@ -214,33 +247,26 @@ impl EmbeddedIndex {
         &self.location
     }
 
-    fn prepare(&self, batch: &WriteBatch) -> Result<Vec<PreparedEntry>, IndexError> {
+    fn prepare(&self, batch: &WriteBatch) -> Result<PreparedBatch, IndexError> {
         batch.validate()?;
-        let latest = self.layout.mode == super::IndexMode::Latest;
-        batch
-            .records
-            .iter()
-            .enumerate()
-            .map(|(position, record)| {
-                let time_ns = record
-                    .time_ns()
-                    .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
-                let mut value = Vec::with_capacity(64 + record.key.len() + record.bucket.len());
-                encode_record(record, &mut value);
-                Ok(PreparedEntry {
-                    shard: shard_of(&record.bucket, &record.key, self.layout.shards),
-                    time_ns,
-                    value,
-                    version_key: latest.then(|| {
-                        object_version_key(
-                            &record.bucket,
-                            &record.key,
-                            record.version_id.as_deref(),
-                        )
-                    }),
-                })
-            })
-            .collect()
+        let mut prepared = PreparedBatch {
+            entries: Vec::with_capacity(batch.records.len()),
+            data: Vec::with_capacity(batch.records.len() * 160),
+        };
+        for (position, record) in batch.records.iter().enumerate() {
+            let time_ns = record
+                .time_ns()
+                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+            let start = prepared.data.len();
+            encode_record(record, &mut prepared.data);
+            prepared.entries.push(PreparedEntry {
+                shard: shard_of(&record.bucket, &record.key, self.layout.shards),
+                time_ns,
+                start,
+                end: prepared.data.len(),
+            });
+        }
+        Ok(prepared)
     }
 
     async fn submit<T>(
@@ -299,10 +325,6 @@ fn split_entry_key(key: &[u8]) -> Option<(u32, EntryId)> {
     Some((shard, EntryId::from_bytes(&key[4..])?))
 }
 
-fn shard_range(shard: u32, from: EntryId, to: EntryId) -> Range<[u8; ENTRY_KEY_BYTES]> {
-    entry_key(shard, from)..entry_key(shard, to)
-}
-
 /// Checks or records the layout and hands out this open's writer session.
 fn init_meta(db: &Database, location: &Path, layout: IndexLayout) -> Result<u64, IndexError> {
     let err = |e: &dyn std::fmt::Display| backend(location, e);
@@ -319,6 +341,17 @@ fn init_meta(db: &Database, location: &Path, layout: IndexLayout) -> Result<u64,
                 let stored: StoredLayout = serde_json::from_slice(&bytes).map_err(|e| {
                     IndexError::Corrupt(format!("{}: layout record: {e}", location.display()))
                 })?;
+                if stored.format != STORE_FORMAT {
+                    return Err(backend(
+                        location,
+                        format!(
+                            "the index was written in store format {} and this zonelog reads \
+                             format {STORE_FORMAT}; drain it with the zonelog that wrote it, \
+                             or point the index at a new location",
+                            stored.format
+                        ),
+                    ));
+                }
                 if stored.layout != layout {
                     return Err(IndexError::LayoutMismatch {
                         location: location.display().to_string(),
@@ -328,8 +361,11 @@ fn init_meta(db: &Database, location: &Path, layout: IndexLayout) -> Result<u64,
                 }
             }
             None => {
-                let bytes =
-                    serde_json::to_vec(&StoredLayout { format: 1, layout }).map_err(|e| err(&e))?;
+                let bytes = serde_json::to_vec(&StoredLayout {
+                    format: STORE_FORMAT,
+                    layout,
+                })
+                .map_err(|e| err(&e))?;
                 meta.insert(META_LAYOUT, bytes.as_slice())
                     .map_err(|e| err(&e))?;
             }
@@ -337,7 +373,7 @@ fn init_meta(db: &Database, location: &Path, layout: IndexLayout) -> Result<u64,
         session = read_u64(&meta, META_SESSION, location)? + 1;
         meta.insert(META_SESSION, session.to_le_bytes().as_slice())
             .map_err(|e| err(&e))?;
-        tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+        tx.open_table(BLOCKS).map_err(|e| err(&e))?;
         tx.open_table(LATEST).map_err(|e| err(&e))?;
         tx.open_table(MARKERS).map_err(|e| err(&e))?;
         tx.open_table(LEASES).map_err(|e| err(&e))?;
@@ -375,18 +411,36 @@ fn count_entries(
     let err = |e: &dyn std::fmt::Display| backend(location, e);
     let mut counters = vec![ShardCounter::default(); shards as usize];
     let tx = db.begin_read().map_err(|e| err(&e))?;
-    let entries = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
-    for item in entries.iter().map_err(|e| err(&e))? {
+    let blocks = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
+    for item in blocks.iter().map_err(|e| err(&e))? {
         let (k, v) = item.map_err(|e| err(&e))?;
-        let (shard, _) = split_entry_key(k.value())
-            .ok_or_else(|| IndexError::Corrupt(format!("{}: bad entry key", location.display())))?;
+        let (shard, block) = check_block(k.value(), v.value(), location)?;
         let c = counters
             .get_mut(shard as usize)
-            .ok_or_else(|| IndexError::Corrupt(format!("entry in shard {shard}")))?;
-        c.entries += 1;
+            .ok_or_else(|| IndexError::Corrupt(format!("block in shard {shard}")))?;
+        c.entries += block.len() as u64;
         c.bytes += (k.value().len() + v.value().len()) as u64;
     }
     Ok(counters)
+}
+
+/// Parses a stored block and checks that its key names its first entry.
+fn check_block<'a>(
+    key: &[u8],
+    value: &'a [u8],
+    location: &Path,
+) -> Result<(u32, Block<'a>), IndexError> {
+    let corrupt = |what: String| IndexError::Corrupt(format!("{}: {what}", location.display()));
+    let (shard, first) =
+        split_entry_key(key).ok_or_else(|| corrupt(format!("bad block key {key:02x?}")))?;
+    let block = Block::parse(value).map_err(|e| corrupt(format!("block {shard}/{first}: {e}")))?;
+    if block.first() != first {
+        return Err(corrupt(format!(
+            "block {shard}/{first} starts at {}",
+            block.first()
+        )));
+    }
+    Ok((shard, block))
 }
 
 struct Writer {
@@ -397,7 +451,106 @@ struct Writer {
     counter: u32,
     counters: Arc<Mutex<Vec<ShardCounter>>>,
     committed_seq: Arc<AtomicU64>,
+    options: EmbeddedOptions,
 }
+
+/// Why a group did not commit; every request in it gets this answer.
+#[derive(Debug)]
+struct Failure {
+    corrupt: bool,
+    message: String,
+}
+
+impl Failure {
+    fn corrupt(message: impl Into<String>) -> Self {
+        Failure {
+            corrupt: true,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            corrupt: false,
+            message,
+        }
+    }
+}
+
+macro_rules! failure_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                Failure::from(e.to_string())
+            }
+        }
+    )*};
+}
+failure_from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// What a group adds to and removes from the shards. It is applied to the
+/// blocks once, just before the commit, so that concurrent small writes
+/// cost one block write per shard per group rather than one per request;
+/// the requests of the group see each other's changes here.
+struct Group {
+    /// The batches' record buffers; `Pending` entries point into them.
+    buffers: Vec<Vec<u8>>,
+    shards: BTreeMap<u32, ShardEdits>,
+    /// Every id minted in this group has a larger seq, every stored id a
+    /// smaller or equal one.
+    minted_after: u64,
+}
+
+#[derive(Default)]
+struct ShardEdits {
+    /// New entries in arrival order; sorted once, at flush.
+    inserts: Vec<Pending>,
+    /// New entries that a later request of the group removed again.
+    dropped: HashSet<EntryId>,
+    /// Stored entries the group removes (each known to be stored).
+    removes: BTreeSet<EntryId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: EntryId,
+    buffer: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Group {
+    fn record(&self, p: &Pending) -> &[u8] {
+        &self.buffers[p.buffer][p.start..p.end]
+    }
+
+    fn is_minted(&self, id: EntryId) -> bool {
+        id.seq > self.minted_after
+    }
+
+    /// Removes a live entry minted in this group. A linear search, but only
+    /// a trim naming an id the group itself just minted gets here, and no
+    /// caller can have read such an id yet.
+    fn take_pending(&mut self, shard: u32, id: EntryId) -> Option<Pending> {
+        let edits = self.shards.get_mut(&shard)?;
+        if edits.dropped.contains(&id) {
+            return None;
+        }
+        let found = *edits.inserts.iter().find(|p| p.id == id)?;
+        edits.dropped.insert(id);
+        Some(found)
+    }
+}
+type Deltas = HashMap<u32, (i64, i64)>;
+type BytesTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// What one request did inside the group's transaction, answered only
 /// after the group committed.
@@ -432,7 +585,7 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
-        let mut deltas: HashMap<u32, (i64, i64)> = HashMap::new();
+        let mut deltas = Deltas::new();
         let session_before = (self.session, self.counter);
         let result = self.apply_group(group, &mut deltas);
         match result {
@@ -473,23 +626,32 @@ impl Writer {
     fn apply_group(
         &mut self,
         group: Vec<Request>,
-        deltas: &mut HashMap<u32, (i64, i64)>,
-    ) -> Result<Vec<Outcome>, (String, Vec<PendingReply>)> {
+        deltas: &mut Deltas,
+    ) -> Result<Vec<Outcome>, (Failure, Vec<PendingReply>)> {
         let location = self.location.clone();
+        let at = |f: Failure| Failure {
+            message: format!("{}: {}", location.display(), f.message),
+            ..f
+        };
         let mut outcomes = Vec::with_capacity(group.len());
         let mut tx = match self.db.begin_write() {
             Ok(tx) => tx,
             Err(e) => {
                 return Err((
-                    format!("{}: {e}", location.display()),
+                    at(e.into()),
                     group.into_iter().map(Request::into_reply).collect(),
                 ))
             }
         };
-        let mut failed: Option<String> = None;
+        let mut failed: Option<Failure> = None;
         if let Err(e) = tx.set_durability(Durability::Immediate) {
-            failed = Some(e.to_string());
+            failed = Some(e.into());
         }
+        let mut group_edits = Group {
+            buffers: Vec::new(),
+            shards: BTreeMap::new(),
+            minted_after: (self.session << 32) | u64::from(self.counter),
+        };
         let mut pending = Vec::new();
         for request in group {
             if failed.is_some() {
@@ -498,48 +660,52 @@ impl Writer {
             }
             match request {
                 Request::Write {
-                    entries,
+                    batch,
                     markers,
                     reply,
-                } => match self.apply_write(&tx, entries, &markers, deltas) {
+                } => match self.apply_write(&tx, batch, &markers, &mut group_edits) {
                     Ok(written) => outcomes.push(Outcome::Write(written, reply)),
                     Err(e) => {
                         failed = Some(e);
                         pending.push(PendingReply::Write(reply));
                     }
                 },
-                Request::Trim { entries, reply } => match self.apply_trim(&tx, &entries, deltas) {
-                    Ok(n) => outcomes.push(Outcome::Trim(n, reply)),
-                    Err(e) => {
-                        failed = Some(e);
-                        pending.push(PendingReply::Trim(reply));
+                Request::Trim { entries, reply } => {
+                    match self.apply_trim(&tx, &entries, &mut group_edits) {
+                        Ok(n) => outcomes.push(Outcome::Trim(n, reply)),
+                        Err(e) => {
+                            failed = Some(e);
+                            pending.push(PendingReply::Trim(reply));
+                        }
                     }
-                },
+                }
                 Request::Lease { op, reply } => match apply_lease(&tx, op) {
                     Ok(result) => outcomes.push(Outcome::Lease(result, reply)),
                     Err(e) => {
-                        failed = Some(e);
+                        failed = Some(e.into());
                         pending.push(PendingReply::Lease(reply));
                     }
                 },
             }
         }
         if failed.is_none() {
-            if let Err(e) = self.store_session(&tx) {
+            if let Err(e) = self.flush(&tx, group_edits, deltas) {
                 failed = Some(e);
+            }
+        }
+        if failed.is_none() {
+            if let Err(e) = self.store_session(&tx) {
+                failed = Some(e.into());
             }
         }
         if let Some(e) = failed {
             drop(tx.abort());
             pending.extend(outcomes.into_iter().map(Outcome::into_reply));
-            return Err((format!("{}: {e}", location.display()), pending));
+            return Err((at(e), pending));
         }
         if let Err(e) = tx.commit() {
             pending.extend(outcomes.into_iter().map(Outcome::into_reply));
-            return Err((
-                format!("{}: commit failed: {e}", location.display()),
-                pending,
-            ));
+            return Err((at(format!("commit failed: {e}").into()), pending));
         }
         Ok(outcomes)
     }
@@ -565,105 +731,335 @@ impl Writer {
         Ok(())
     }
 
+    fn latest_table<'t>(
+        &self,
+        tx: &'t WriteTransaction,
+    ) -> Result<Option<BytesTable<'t>>, Failure> {
+        if self.layout.mode == super::IndexMode::Latest {
+            Ok(Some(tx.open_table(LATEST)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn apply_write(
         &mut self,
         tx: &WriteTransaction,
-        entries: Vec<PreparedEntry>,
+        batch: PreparedBatch,
         markers: &[SourceMarker],
-        deltas: &mut HashMap<u32, (i64, i64)>,
-    ) -> Result<Vec<Written>, String> {
-        let e = |e: redb::Error| e.to_string();
-        let mut table = tx.open_table(ENTRIES).map_err(|x| e(x.into()))?;
-        let mut latest = tx.open_table(LATEST).map_err(|x| e(x.into()))?;
-        let mut written = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if let Some(version_key) = &entry.version_key {
-                let existing = latest
-                    .get(version_key.as_slice())
-                    .map_err(|x| e(x.into()))?
-                    .map(|v| v.value().to_vec());
+        group: &mut Group,
+    ) -> Result<Vec<Written>, Failure> {
+        let mut latest = self.latest_table(tx)?;
+        let buffer = group.buffers.len();
+        let mut written = Vec::with_capacity(batch.entries.len());
+        for entry in &batch.entries {
+            let record = &batch.data[entry.start..entry.end];
+            let mut version_key = None;
+            if let Some(latest) = latest.as_mut() {
+                // The caller encoded this record; it always has a version key.
+                let key = encoded_version_key(record).map_err(|e| Failure::from(e.to_string()))?;
+                let existing: Option<[u8; ENTRY_KEY_BYTES]> = match latest.get(key)? {
+                    Some(v) => Some(
+                        v.value()
+                            .try_into()
+                            .map_err(|_| Failure::corrupt("bad latest-index value"))?,
+                    ),
+                    None => None,
+                };
                 if let Some(existing) = existing {
                     let (shard, id) = split_entry_key(&existing)
-                        .ok_or_else(|| "corrupt latest-index value".to_string())?;
+                        .ok_or_else(|| Failure::corrupt("bad latest-index value"))?;
                     if id.time_ns > entry.time_ns {
                         written.push(Written::Superseded(EntryRef { shard, id }));
                         continue;
                     }
                     // Same or newer time: the later arrival is the newer change.
-                    if let Some(old) = table.remove(existing.as_slice()).map_err(|x| e(x.into()))? {
-                        let d = deltas.entry(shard).or_default();
-                        d.0 -= 1;
-                        d.1 -= (existing.len() + old.value().len()) as i64;
+                    let minted = group.is_minted(id);
+                    let edits = group.shards.entry(shard).or_default();
+                    if minted {
+                        edits.dropped.insert(id);
+                    } else {
+                        edits.removes.insert(id);
                     }
                 }
+                version_key = Some(key);
             }
             let id = self.next_id(entry.time_ns);
-            let key = entry_key(entry.shard, id);
-            table
-                .insert(key.as_slice(), entry.value.as_slice())
-                .map_err(|x| e(x.into()))?;
-            if let Some(version_key) = &entry.version_key {
-                latest
-                    .insert(version_key.as_slice(), key.as_slice())
-                    .map_err(|x| e(x.into()))?;
+            if let (Some(latest), Some(key)) = (latest.as_mut(), version_key) {
+                latest.insert(key, entry_key(entry.shard, id).as_slice())?;
             }
-            let d = deltas.entry(entry.shard).or_default();
-            d.0 += 1;
-            d.1 += (key.len() + entry.value.len()) as i64;
+            group
+                .shards
+                .entry(entry.shard)
+                .or_default()
+                .inserts
+                .push(Pending {
+                    id,
+                    buffer,
+                    start: entry.start,
+                    end: entry.end,
+                });
             written.push(Written::Stored(EntryRef {
                 shard: entry.shard,
                 id,
             }));
         }
+        group.buffers.push(batch.data);
         if !markers.is_empty() {
-            let mut table = tx.open_table(MARKERS).map_err(|x| e(x.into()))?;
+            let mut table = tx.open_table(MARKERS)?;
             for m in markers {
-                table
-                    .insert(m.name.as_str(), m.value.as_slice())
-                    .map_err(|x| e(x.into()))?;
+                table.insert(m.name.as_str(), m.value.as_slice())?;
             }
         }
         Ok(written)
     }
 
+    /// Counts and records the removal of those of `refs` that exist, in
+    /// stored blocks or earlier in the group; the blocks change in `flush`.
     fn apply_trim(
         &self,
         tx: &WriteTransaction,
         refs: &[EntryRef],
-        deltas: &mut HashMap<u32, (i64, i64)>,
-    ) -> Result<u64, String> {
-        let e = |e: redb::Error| e.to_string();
-        let latest_mode = self.layout.mode == super::IndexMode::Latest;
-        let mut table = tx.open_table(ENTRIES).map_err(|x| e(x.into()))?;
-        let mut latest = tx.open_table(LATEST).map_err(|x| e(x.into()))?;
+        group: &mut Group,
+    ) -> Result<u64, Failure> {
+        let blocks = tx.open_table(BLOCKS)?;
+        let mut latest = self.latest_table(tx)?;
+        let mut by_shard: BTreeMap<u32, Vec<EntryId>> = BTreeMap::new();
         let mut removed = 0;
         for r in refs {
-            let key = entry_key(r.shard, r.id);
-            let Some(old) = table.remove(key.as_slice()).map_err(|x| e(x.into()))? else {
-                continue;
-            };
-            removed += 1;
-            let d = deltas.entry(r.shard).or_default();
-            d.0 -= 1;
-            d.1 -= (key.len() + old.value().len()) as i64;
-            if latest_mode {
-                let record = decode_record(old.value()).map_err(|x| x.to_string())?;
-                let version_key =
-                    object_version_key(&record.bucket, &record.key, record.version_id.as_deref());
-                drop(old);
-                let points_here = latest
-                    .get(version_key.as_slice())
-                    .map_err(|x| e(x.into()))?
-                    .is_some_and(|v| v.value() == key.as_slice());
-                if points_here {
-                    latest
-                        .remove(version_key.as_slice())
-                        .map_err(|x| e(x.into()))?;
+            if group.is_minted(r.id) {
+                if let Some(p) = group.take_pending(r.shard, r.id) {
+                    removed += 1;
+                    unlink_version(latest.as_mut(), group.record(&p), r.shard, r.id)?;
+                }
+            } else {
+                by_shard.entry(r.shard).or_default().push(r.id);
+            }
+        }
+        // One stored block at a time, copied so that the table stays free.
+        let mut stored = Vec::new();
+        for (shard, mut ids) in by_shard {
+            ids.sort_unstable();
+            ids.dedup();
+            let removes = &mut group.shards.entry(shard).or_default().removes;
+            let mut i = 0;
+            while i < ids.len() {
+                let id = ids[i];
+                if removes.contains(&id) {
+                    i += 1;
+                    continue;
+                }
+                let floor = blocks
+                    .range(
+                        entry_key(shard, EntryId::MIN).as_slice()..=entry_key(shard, id).as_slice(),
+                    )?
+                    .next_back()
+                    .transpose()?;
+                let Some((key, value)) = floor else {
+                    i += 1;
+                    continue;
+                };
+                stored.clear();
+                stored.extend_from_slice(value.value());
+                let (_, block) = check_block(key.value(), &stored, &self.location)
+                    .map_err(|e| Failure::corrupt(e.to_string()))?;
+                let last = block.last();
+                if id > last {
+                    i += 1;
+                    continue;
+                }
+                while i < ids.len() && ids[i] <= last {
+                    let id = ids[i];
+                    i += 1;
+                    if removes.contains(&id) {
+                        continue;
+                    }
+                    if let Ok(at) = block.search(id) {
+                        removed += 1;
+                        removes.insert(id);
+                        unlink_version(latest.as_mut(), block.record(at), shard, id)?;
+                    }
                 }
             }
         }
         Ok(removed)
     }
+
+    /// Applies the group's edits to the blocks, shard by shard. Each change
+    /// goes to the block whose range it falls in (the last block starting
+    /// at or before it); changes before a shard's first block, or appends
+    /// after a block that is large enough, become new blocks. Either way
+    /// the blocks of a shard stay disjoint.
+    fn flush(
+        &self,
+        tx: &WriteTransaction,
+        group: Group,
+        deltas: &mut Deltas,
+    ) -> Result<(), Failure> {
+        let mut blocks = tx.open_table(BLOCKS)?;
+        let mut floor_bytes = Vec::new();
+        let Group {
+            buffers, shards, ..
+        } = group;
+        let record = |p: &Pending| &buffers[p.buffer][p.start..p.end];
+        for (shard, edits) in shards {
+            let ShardEdits {
+                mut inserts,
+                dropped,
+                removes,
+            } = edits;
+            if !dropped.is_empty() {
+                inserts.retain(|p| !dropped.contains(&p.id));
+            }
+            inserts.sort_unstable_by_key(|p| p.id);
+            let mut next_insert = 0;
+            let mut removes = removes.into_iter().peekable();
+            let delta = deltas.entry(shard).or_default();
+            loop {
+                let next = match (inserts.get(next_insert).map(|p| p.id), removes.peek()) {
+                    (None, None) => break,
+                    (Some(a), Some(b)) => a.min(*b),
+                    (Some(a), None) => a,
+                    (None, Some(b)) => *b,
+                };
+                let floor = blocks
+                    .range(
+                        entry_key(shard, EntryId::MIN).as_slice()
+                            ..=entry_key(shard, next).as_slice(),
+                    )?
+                    .next_back()
+                    .transpose()?
+                    .map(|(k, v)| {
+                        floor_bytes.clear();
+                        floor_bytes.extend_from_slice(v.value());
+                        k.value().to_vec()
+                    });
+                // Changes before the next block's first entry belong here.
+                let after = match &floor {
+                    Some(key) => Bound::Excluded(key.clone()),
+                    None => Bound::Included(entry_key(shard, next).to_vec()),
+                };
+                let end = Bound::Included(entry_key(shard, EntryId::MAX).to_vec());
+                let bound = match blocks
+                    .range::<&[u8]>((as_slice_bound(&after), as_slice_bound(&end)))?
+                    .next()
+                {
+                    Some(item) => {
+                        let (key, _) = item?;
+                        let (_, id) = split_entry_key(key.value())
+                            .ok_or_else(|| Failure::corrupt("bad block key"))?;
+                        Some(id)
+                    }
+                    None => None,
+                };
+                let before_bound = |id: &EntryId| bound.is_none_or(|b| *id < b);
+                let region_end =
+                    next_insert + inserts[next_insert..].partition_point(|p| before_bound(&p.id));
+                let region_inserts = &inserts[next_insert..region_end];
+                next_insert = region_end;
+                let mut region_removes = Vec::new();
+                while let Some(id) = removes.next_if(before_bound) {
+                    region_removes.push(id);
+                }
+                let mut merged: Vec<(EntryId, &[u8])> = Vec::new();
+                let mut rewritten = false;
+                if let Some(key) = &floor {
+                    let (_, block) = check_block(key, &floor_bytes, &self.location)
+                        .map_err(|e| Failure::corrupt(e.to_string()))?;
+                    let appends_only = region_removes.is_empty()
+                        && region_inserts.first().is_some_and(|p| p.id > block.last());
+                    if !(appends_only && floor_bytes.len() >= self.options.block_small_bytes) {
+                        rewritten = true;
+                        blocks.remove(key.as_slice())?;
+                        delta.0 -= block.len() as i64;
+                        delta.1 -= (key.len() + floor_bytes.len()) as i64;
+                        merged.reserve(block.len() + region_inserts.len());
+                        let mut gone = region_removes.iter().peekable();
+                        let mut added = region_inserts.iter().peekable();
+                        for (id, stored) in block.iter() {
+                            while let Some(p) = added.next_if(|p| p.id < id) {
+                                merged.push((p.id, record(p)));
+                            }
+                            while gone.next_if(|g| **g < id).is_some() {}
+                            if gone.next_if(|g| **g == id).is_none() {
+                                merged.push((id, stored));
+                            }
+                        }
+                        merged.extend(added.map(|p| (p.id, record(p))));
+                    }
+                }
+                if !rewritten {
+                    merged.extend(region_inserts.iter().map(|p| (p.id, record(p))));
+                }
+                for chunk in chunks(&merged, &self.options) {
+                    let size = block_size(chunk.len(), chunk.iter().map(|e| e.1.len()).sum());
+                    let key = entry_key(shard, chunk[0].0);
+                    let mut place = blocks.insert_reserve(key.as_slice(), size)?;
+                    write_block(chunk, place.as_mut());
+                    delta.0 += chunk.len() as i64;
+                    delta.1 += (key.len() + size) as i64;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Splits entries in id order into runs that each fit one block.
+fn chunks<'e, 'r>(
+    entries: &'e [(EntryId, &'r [u8])],
+    options: &EmbeddedOptions,
+) -> impl Iterator<Item = &'e [(EntryId, &'r [u8])]> {
+    let (max_bytes, max_entries) = (options.block_max_bytes, options.block_max_entries.max(1));
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut size = block_size(0, 0);
+        let mut n = 0;
+        while n < rest.len() && n < max_entries {
+            let grown = size + block_size(1, rest[n].1.len()) - block_size(0, 0);
+            if n > 0 && grown > max_bytes {
+                break;
+            }
+            size = grown;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Latest mode: forgets the version → entry link if it still points at
+/// this entry (a newer entry for the version has its own link).
+fn unlink_version(
+    latest: Option<&mut BytesTable<'_>>,
+    record: &[u8],
+    shard: u32,
+    id: EntryId,
+) -> Result<(), Failure> {
+    let Some(latest) = latest else {
+        return Ok(());
+    };
+    let version_key = encoded_version_key(record)
+        .map_err(|e| Failure::corrupt(format!("entry {shard}/{id}: {e}")))?;
+    let key = entry_key(shard, id);
+    let points_here = latest
+        .get(version_key)?
+        .is_some_and(|v| v.value() == key.as_slice());
+    if points_here {
+        latest.remove(version_key)?;
+    }
+    Ok(())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -774,11 +1170,21 @@ enum PendingReply {
 }
 
 impl PendingReply {
-    fn fail(self, error: &str) {
+    fn fail(self, failure: &Failure) {
+        let index_error = || {
+            let message = failure.message.clone();
+            if failure.corrupt {
+                IndexError::Corrupt(message)
+            } else {
+                IndexError::Backend(message)
+            }
+        };
         match self {
-            PendingReply::Write(r) => drop(r.send(Err(IndexError::Backend(error.to_string())))),
-            PendingReply::Trim(r) => drop(r.send(Err(IndexError::Backend(error.to_string())))),
-            PendingReply::Lease(r) => drop(r.send(Err(LeaseError::Backend(error.to_string())))),
+            PendingReply::Write(r) => drop(r.send(Err(index_error()))),
+            PendingReply::Trim(r) => drop(r.send(Err(index_error()))),
+            PendingReply::Lease(r) => {
+                drop(r.send(Err(LeaseError::Backend(failure.message.clone()))))
+            }
         }
     }
 }
@@ -786,7 +1192,7 @@ impl PendingReply {
 impl Request {
     fn size(&self) -> usize {
         match self {
-            Request::Write { entries, .. } => entries.len().max(1),
+            Request::Write { batch, .. } => batch.entries.len().max(1),
             Request::Trim { entries, .. } => entries.len().max(1),
             Request::Lease { .. } => 1,
         }
@@ -818,13 +1224,13 @@ impl ChangeIndex for EmbeddedIndex {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
-        let entries = self.prepare(&batch)?;
-        if entries.is_empty() && batch.markers.is_empty() {
+        let prepared = self.prepare(&batch)?;
+        if prepared.entries.is_empty() && batch.markers.is_empty() {
             return Ok(Vec::new());
         }
         let markers = batch.markers;
         self.submit(|reply| Request::Write {
-            entries,
+            batch: prepared,
             markers,
             reply,
         })
@@ -895,19 +1301,25 @@ impl ChangeIndex for EmbeddedIndex {
             .clone();
         let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
         let tx = self.db.begin_read().map_err(|e| err(&e))?;
-        let table = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
+        let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
         let mut shards = Vec::with_capacity(counters.len());
         for (shard, c) in counters.iter().enumerate() {
             let shard = shard as u32;
-            let range = shard_range(shard, EntryId::MIN, EntryId::MAX);
+            // Blocks are never empty and keyed by their first entry.
             let oldest = match table
-                .range(range.start.as_slice()..range.end.as_slice())
+                .range(
+                    entry_key(shard, EntryId::MIN).as_slice()
+                        ..=entry_key(shard, EntryId::MAX).as_slice(),
+                )
                 .map_err(|e| err(&e))?
                 .next()
             {
                 Some(item) => {
                     let (k, _) = item.map_err(|e| err(&e))?;
-                    split_entry_key(k.value()).map(|(_, id)| id.time_ns)
+                    let (_, id) = split_entry_key(k.value()).ok_or_else(|| {
+                        IndexError::Corrupt(format!("{}: bad block key", self.location.display()))
+                    })?;
+                    Some(id.time_ns)
                 }
                 None => None,
             };
@@ -936,20 +1348,44 @@ fn read_range(
 ) -> Result<Vec<IndexedEntry>, IndexError> {
     let err = |e: &dyn std::fmt::Display| backend(location, e);
     let tx = db.begin_read().map_err(|e| err(&e))?;
-    let table = tx.open_table(ENTRIES).map_err(|e| err(&e))?;
-    let range = shard_range(shard, from, to);
+    let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
     let mut out = Vec::with_capacity(limit.min(4096));
-    for item in table
-        .range(range.start.as_slice()..range.end.as_slice())
+    let mut emit = |key: &[u8], value: &[u8]| -> Result<bool, IndexError> {
+        let (_, block) = check_block(key, value, location)?;
+        let start = block.search(from).unwrap_or_else(|at| at);
+        for i in start..block.len() {
+            let id = block.id(i);
+            if id >= to || out.len() >= limit {
+                return Ok(false);
+            }
+            let record = decode_record(block.record(i)).map_err(|e| {
+                IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display()))
+            })?;
+            out.push(IndexedEntry { shard, id, record });
+        }
+        Ok(true)
+    };
+    // Blocks never overlap, so only the last block starting before `from`
+    // can hold entries at or after it; the rest start inside the range.
+    let (start, end) = (entry_key(shard, from), entry_key(shard, to));
+    let floor = table
+        .range(entry_key(shard, EntryId::MIN).as_slice()..start.as_slice())
         .map_err(|e| err(&e))?
-        .take(limit)
+        .next_back();
+    if let Some(item) = floor {
+        let (k, v) = item.map_err(|e| err(&e))?;
+        if !emit(k.value(), v.value())? {
+            return Ok(out);
+        }
+    }
+    for item in table
+        .range(start.as_slice()..end.as_slice())
+        .map_err(|e| err(&e))?
     {
         let (k, v) = item.map_err(|e| err(&e))?;
-        let (_, id) = split_entry_key(k.value())
-            .ok_or_else(|| IndexError::Corrupt(format!("{}: bad entry key", location.display())))?;
-        let record = decode_record(v.value())
-            .map_err(|e| IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display())))?;
-        out.push(IndexedEntry { shard, id, record });
+        if !emit(k.value(), v.value())? {
+            break;
+        }
     }
     Ok(out)
 }

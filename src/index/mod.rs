@@ -5,6 +5,7 @@
 //! written once here ([`MergedReader`]) on top of per-shard pages, so backends
 //! only need ordered per-shard reads.
 
+pub mod block;
 pub mod codec;
 pub mod conformance;
 pub mod embedded;
