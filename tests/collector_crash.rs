@@ -27,7 +27,7 @@ use zonelog::record::Op;
 use zonelog::sink::Target;
 
 const RUNS: u32 = 30;
-const PER_RUN: u64 = 30_000;
+const PER_RUN: u64 = 8_000;
 
 fn layout() -> IndexLayout {
     IndexLayout {
@@ -41,10 +41,10 @@ fn collector_config() -> CollectorConfig {
         period: Duration::from_millis(50),
         cutoff_margin: Duration::from_millis(1),
         lease_duration: Duration::from_secs(2),
-        multipart_threshold: ByteSize::mib(1),
+        multipart_threshold: ByteSize::kib(512),
         part_size: ByteSize::mib(5),
         compression: Compression::None,
-        max_entries_per_object: 25_000,
+        max_entries_per_object: 6_000,
         write_empty_windows: false,
     }
 }
@@ -141,7 +141,7 @@ async fn sigkill_during_rounds_puts_every_change_in_exactly_one_object() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start child");
-        let delay = Duration::from_millis(50 + rng.next() % 3000);
+        let delay = Duration::from_millis(50 + rng.next() % 2000);
         std::thread::sleep(delay);
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
