@@ -33,7 +33,10 @@ fn rss_kb(field: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let total: u64 = std::env::var("ZONELOG_BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
+    let total: u64 = std::env::var("ZONELOG_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
     let compression = match std::env::var("ZONELOG_BENCH_COMPRESSION").as_deref() {
         Ok("none") => Compression::None,
         Ok("gzip") => Compression::Gzip,
@@ -42,7 +45,14 @@ async fn main() {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-collector");
     let _ = std::fs::remove_dir_all(&base);
     let index = Arc::new(
-        EmbeddedIndex::open(&base.join("index"), IndexLayout { shards: 64, mode: IndexMode::EveryWrite }).expect("open"),
+        EmbeddedIndex::open(
+            &base.join("index"),
+            IndexLayout {
+                shards: 64,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .expect("open"),
     );
     let started = Instant::now();
     let now_ns = 1_764_000_000_000_000_000u64;
@@ -62,8 +72,14 @@ async fn main() {
                         now_ns + n * 1000,
                     );
                     r.size = Some(1_000_000 + n % 5_000_000);
-                    r.etag = Some(format!("{:032x}", u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-                    r.source = Provenance::Rgw { bucket_shard: "photos-prod:6297e187.4163.2:7".into(), marker: format!("00000000001.{n}.6") };
+                    r.etag = Some(format!(
+                        "{:032x}",
+                        u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ));
+                    r.source = Provenance::Rgw {
+                        bucket_shard: "photos-prod:6297e187.4163.2:7".into(),
+                        marker: format!("00000000001.{n}.6"),
+                    };
                     batch.records.push(r);
                     n += 4;
                 }
@@ -74,10 +90,15 @@ async fn main() {
     for t in tasks {
         t.await.expect("fill");
     }
-    println!("fill: {total} entries in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "fill: {total} entries in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let target_config = if std::env::var("ZONELOG_BENCH_TARGET").as_deref() == Ok("rgw") {
-        let var = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("{n}: eval \"$(scripts/ceph-dev env)\""));
+        let var = |n: &str| {
+            std::env::var(n).unwrap_or_else(|_| panic!("{n}: eval \"$(scripts/ceph-dev env)\""))
+        };
         let bucket = format!("zl-bench-{}", std::process::id());
         let endpoint: url::Url = var("ZONELOG_DEV_RGW_ENDPOINT").parse().expect("endpoint");
         let client = zonelog::capture::rgw::admin::SignedClient::new(
@@ -88,7 +109,10 @@ async fn main() {
         )
         .expect("client");
         let url = client.url(&format!("/{bucket}"), &[]);
-        client.send(reqwest::Method::PUT, url, Vec::new(), "create bucket").await.expect("create bucket");
+        client
+            .send(reqwest::Method::PUT, url, Vec::new(), "create bucket")
+            .await
+            .expect("create bucket");
         TargetConfig {
             endpoint: Some(endpoint),
             region: "us-east-1".into(),
@@ -153,20 +177,43 @@ async fn main() {
         shard: 0,
         id: zonelog::index::EntryId::new(now_ns, 1),
         record: {
-            let mut r = record("photos-prod", "2026/11/25/camera-0001/IMG_00001234.jpg", None, Op::Put, now_ns);
+            let mut r = record(
+                "photos-prod",
+                "2026/11/25/camera-0001/IMG_00001234.jpg",
+                None,
+                Op::Put,
+                now_ns,
+            );
             r.size = Some(1_234_567);
             r.etag = Some(format!("{:032x}", 1234u128));
-            r.source = Provenance::Rgw { bucket_shard: "photos-prod:6297e187.4163.2:7".into(), marker: "00000000001.1234.6".into() };
+            r.source = Provenance::Rgw {
+                bucket_shard: "photos-prod:6297e187.4163.2:7".into(),
+                marker: "00000000001.1234.6".into(),
+            };
             r
         },
     };
     zonelog::logfmt::encode_line("bench-zone", &sample, &mut line);
     raw += line.len() as u64;
-    println!("target: {}", if target_config.directory.is_some() { "local directory" } else { "dev zone RGW" });
+    println!(
+        "target: {}",
+        if target_config.directory.is_some() {
+            "local directory"
+        } else {
+            "dev zone RGW"
+        }
+    );
     println!("compression: {compression:?}, part size 5 MiB, threshold 8 MiB");
     println!("round: {entries} entries, {} objects, {bytes} bytes in {secs:.1} s = {:.0} entries/s (read, encode, upload, verify, trim)", report.windows.len(), entries as f64 / secs);
-    println!("bytes/entry: {raw} uncompressed (one line), {:.1} stored", bytes as f64 / entries.max(1) as f64);
-    println!("RSS: {} MB before the round, peak {} MB during it (the index's page cache included)", rss_before / 1024, peak.load(Ordering::Relaxed) / 1024);
+    println!(
+        "bytes/entry: {raw} uncompressed (one line), {:.1} stored",
+        bytes as f64 / entries.max(1) as f64
+    );
+    println!(
+        "RSS: {} MB before the round, peak {} MB during it (the index's page cache included)",
+        rss_before / 1024,
+        peak.load(Ordering::Relaxed) / 1024
+    );
     drop(collector);
     drop(index);
     let _ = std::fs::remove_dir_all(&base);

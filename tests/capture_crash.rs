@@ -124,7 +124,7 @@ listen = "127.0.0.1:{port}"
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("writer");
     // Let the last child catch up, then stop it cleanly.
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(8));
     // SIGTERM through the kill command, as an operator would.
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

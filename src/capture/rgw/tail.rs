@@ -33,6 +33,7 @@ use crate::index::{ChangeIndex, IndexError, WriteBatch};
 use crate::record::{ChangeRecord, Op};
 
 const INITIALIZED: &str = "rgw/initialized";
+const BILOG_PREFIX: &str = "rgw/bilog/";
 /// RGW logs a bucket shard in the data log at most once per
 /// `rgw_data_log_window` (30 s) and re-logs shards that changed again
 /// within it only when the window renews. Draining recently active shards
@@ -76,8 +77,28 @@ impl BucketShard {
     }
 
     fn marker_name(&self) -> String {
-        format!("rgw/bilog/{}", self.name())
+        format!("{BILOG_PREFIX}{}", self.name())
     }
+}
+
+/// `bucket:instance[:shard]` back into its parts (bucket names and instance
+/// ids never contain `:`).
+fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
+    let mut parts = name.split(':');
+    let bucket = parts.next().filter(|b| !b.is_empty())?.to_string();
+    let instance = parts.next().filter(|i| !i.is_empty())?.to_string();
+    let shard = match parts.next() {
+        Some(s) => Some(s.parse().ok()?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(BucketShard {
+        bucket,
+        instance,
+        shard,
+    })
 }
 
 fn datalog_marker_name(shard: u32) -> String {
@@ -155,6 +176,7 @@ pub struct RgwCapture {
     filter: Filter,
     config: RgwSourceConfig,
     active: Mutex<HashMap<BucketShard, Instant>>,
+    caught_up: AtomicBool,
     pub counters: Arc<CaptureCounters>,
 }
 
@@ -171,6 +193,7 @@ impl RgwCapture {
             filter,
             config,
             active: Mutex::new(HashMap::new()),
+            caught_up: AtomicBool::new(false),
             counters: Arc::new(CaptureCounters::default()),
         }
     }
@@ -223,8 +246,12 @@ impl RgwCapture {
             self.initialize().await?;
         }
         self.counters.initialized.store(true, Ordering::Relaxed);
-        let shards = self.admin.datalog_shard_count().await?;
         let mut report = PollReport::default();
+        if !self.caught_up.load(Ordering::Relaxed) {
+            report.add(&self.catch_up().await?);
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
+        let shards = self.admin.datalog_shard_count().await?;
         let mut first_error = None;
         let results: Vec<Result<PollReport, CaptureError>> = stream::iter(0..shards)
             .map(|shard| self.poll_datalog_shard(shard))
@@ -272,6 +299,32 @@ impl RgwCapture {
                 Ok(report)
             }
         }
+    }
+
+    /// After a start, drains every bucket shard with a stored position once.
+    /// The shards a previous process was following may have changed again
+    /// without a new data-log entry (RGW re-logs a shard only when its
+    /// window renews), and that process's list of active shards died with
+    /// it.
+    async fn catch_up(&self) -> Result<PollReport, CaptureError> {
+        let known: Vec<BucketShard> = self
+            .index
+            .markers(BILOG_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|m| parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]))
+            .filter(|bs| self.filter.matches_bucket(&bs.bucket))
+            .collect();
+        let results: Vec<Result<PollReport, CaptureError>> = stream::iter(known)
+            .map(|bs| async move { self.drain(&bs).await })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = PollReport::default();
+        for r in results {
+            report.add(&r?);
+        }
+        Ok(report)
     }
 
     async fn initialize(&self) -> Result<(), CaptureError> {
@@ -525,6 +578,10 @@ mod tests {
             shard: Some(3),
         };
         assert_eq!(bs.marker_name(), "rgw/bilog/b:id.1:3");
+        assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs));
+        assert_eq!(parse_bucket_shard("b:id.1").map(|b| b.shard), Some(None));
+        assert_eq!(parse_bucket_shard("b"), None);
+        assert_eq!(parse_bucket_shard("b:i:x"), None);
         assert_eq!(datalog_marker_name(7), "rgw/datalog/007");
     }
 }
