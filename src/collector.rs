@@ -88,12 +88,43 @@ struct WindowPlan {
     state: WindowState,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LastWindow {
-    number: u64,
-    cutoff_ns: u64,
-    object: String,
-    count: u64,
+/// The last window a collector finished (for status and consumers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastWindow {
+    pub number: u64,
+    pub cutoff_ns: u64,
+    pub object: String,
+    pub count: u64,
+}
+
+/// The last finished window and whether one is planned but unfinished.
+pub async fn window_state(
+    index: &dyn ChangeIndex,
+) -> Result<(Option<LastWindow>, Option<u64>), CollectorError> {
+    let decode =
+        |name: &str, bytes: Option<Vec<u8>>| -> Result<Option<serde_json::Value>, CollectorError> {
+            match bytes {
+                Some(b) if !b.is_empty() => {
+                    serde_json::from_slice(&b)
+                        .map(Some)
+                        .map_err(|e| CollectorError::State {
+                            name: name.to_string(),
+                            reason: e.to_string(),
+                        })
+                }
+                _ => Ok(None),
+            }
+        };
+    let last = decode(LAST, index.marker(LAST).await?)?
+        .map(serde_json::from_value::<LastWindow>)
+        .transpose()
+        .map_err(|e| CollectorError::State {
+            name: LAST.into(),
+            reason: e.to_string(),
+        })?;
+    let pending = decode(PENDING, index.marker(PENDING).await?)?
+        .and_then(|v| v.get("number").and_then(|n| n.as_u64()));
+    Ok((last, pending))
 }
 
 /// The manifest written beside each log object (see docs/format.md).

@@ -14,3 +14,4 @@ pub mod logfmt;
 pub mod ops;
 pub mod record;
 pub mod sink;
+pub mod status;

@@ -47,16 +47,36 @@ enum Command {
         #[arg(short, long, env = "ZONELOG_CONFIG")]
         config: PathBuf,
     },
-    /// Pending changes in the index, oldest first (one JSON line each).
+    /// Pending changes of a time window, straight from the index, oldest
+    /// first. Asks the running `zonelog run` (which owns the embedded index)
+    /// over HTTP, or opens the index when none runs.
     Changes {
         #[arg(short, long, env = "ZONELOG_CONFIG")]
         config: PathBuf,
+        /// Changes at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Changes before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::FixedOffset>>,
         /// Only changes of this bucket.
         #[arg(long)]
         bucket: Option<String>,
         /// Only keys with this prefix.
         #[arg(long)]
         prefix: Option<String>,
+        /// One JSON record per line (the log object format) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One screen for an operator: sources, index backlog, last window,
+    /// lease holder. From the running service, or from the index.
+    Status {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Work with the configuration file.
     Config {
@@ -260,25 +280,47 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Changes {
             config,
+            from,
+            to,
             bucket,
             prefix,
+            json,
         } => {
             let cfg = load_config(&config)?;
-            let index: Arc<dyn ChangeIndex> = open_index(&cfg)?;
-            let mut reader = MergedReader::new(index, EntryId::MIN, EntryId::MAX, 1000);
-            let mut out = std::io::stdout().lock();
-            let mut line = Vec::new();
-            while let Some(entry) = reader.next().await? {
-                if bucket.as_ref().is_some_and(|b| *b != entry.record.bucket)
-                    || prefix
-                        .as_ref()
-                        .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
-                {
-                    continue;
+            let to_ns = |t: chrono::DateTime<chrono::FixedOffset>| {
+                t.timestamp_nanos_opt()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .context("time outside 1970..2262")
+            };
+            let query = zonelog::ops::ChangesQuery {
+                from_ns: from.map(to_ns).transpose()?,
+                to_ns: to.map(to_ns).transpose()?,
+                bucket,
+                prefix,
+            };
+            changes(&cfg, query, json).await
+        }
+        Command::Status { config, json } => {
+            let cfg = load_config(&config)?;
+            let status = match service_get(&cfg, "/status").await? {
+                Some(body) => serde_json::from_slice(&body).context("bad /status answer")?,
+                None => {
+                    let index = open_index(&cfg)?;
+                    zonelog::status::gather(
+                        &cfg.zone,
+                        index.as_ref(),
+                        index.as_ref(),
+                        None,
+                        cfg.sources.rgw.is_some(),
+                    )
+                    .await
+                    .map_err(anyhow::Error::msg)?
                 }
-                line.clear();
-                zonelog::logfmt::encode_line(&cfg.zone, &entry, &mut line);
-                out.write_all(&line)?;
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", zonelog::status::render(&status));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -372,6 +414,85 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// GET from the running service on `http.listen`; `None` when nothing
+/// listens there (then the caller opens the index itself).
+async fn service_get(cfg: &Config, path_and_query: &str) -> Result<Option<bytes::Bytes>> {
+    let url = format!("http://{}{path_and_query}", cfg.http.listen);
+    match reqwest::get(&url).await {
+        Ok(response) if response.status().is_success() => Ok(Some(response.bytes().await?)),
+        Ok(response) => bail!("{url} answered {}", response.status()),
+        Err(e) if e.is_connect() => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot ask the running zonelog at {url}")),
+    }
+}
+
+async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) -> Result<ExitCode> {
+    let mut url_query = Vec::new();
+    if let Some(f) = query.from_ns {
+        url_query.push(format!("from_ns={f}"));
+    }
+    if let Some(t) = query.to_ns {
+        url_query.push(format!("to_ns={t}"));
+    }
+    if let Some(b) = &query.bucket {
+        url_query.push(format!("bucket={}", encode_path(b)));
+    }
+    if let Some(p) = &query.prefix {
+        url_query.push(format!(
+            "prefix={}",
+            zonelog::capture::rgw::admin::encode_query(p)
+        ));
+    }
+    let lines: Vec<u8> =
+        match service_get(cfg, &format!("/changes?{}", url_query.join("&"))).await? {
+            Some(body) => body.to_vec(),
+            None => {
+                let index: Arc<dyn ChangeIndex> = open_index(cfg)?;
+                let from = EntryId::at(query.from_ns.unwrap_or(0));
+                let to = query.to_ns.map_or(EntryId::MAX, EntryId::at);
+                let mut reader = MergedReader::new(index, from, to, 1000);
+                let mut out = Vec::new();
+                while let Some(entry) = reader.next().await? {
+                    if query
+                        .bucket
+                        .as_ref()
+                        .is_some_and(|b| *b != entry.record.bucket)
+                        || query
+                            .prefix
+                            .as_ref()
+                            .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
+                    {
+                        continue;
+                    }
+                    zonelog::logfmt::encode_line(&cfg.zone, &entry, &mut out);
+                }
+                out
+            }
+        };
+    let mut out = std::io::stdout().lock();
+    if json {
+        out.write_all(&lines)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<30}  {:<13}  object", "time", "op")?;
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let r: zonelog::logfmt::LogRecord = serde_json::from_slice(line)?;
+        let version = r
+            .version_id
+            .map(|v| format!("  (version {v})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<30}  {:<13}  {}/{}{version}",
+            zonelog::record::format_time(&r.time),
+            r.op.as_str(),
+            r.bucket,
+            r.key.escape_debug()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(cfg: &Config) -> Result<ExitCode> {
     if cfg.sources.notify.is_some() {
         bail!("sources.notify is not available in this build yet; remove [sources.notify]");
@@ -401,7 +522,10 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
         tasks.spawn(async move { collector.run(shutdown).await });
     }
     let observed = zonelog::ops::Observed {
+        zone: cfg.zone.clone(),
         index: index.clone() as Arc<dyn ChangeIndex>,
+        leases: index.clone() as Arc<dyn LeaseStore>,
+        rgw_configured: cfg.sources.rgw.is_some(),
         capture: capture_counters,
         collector: collector.as_ref().map(|c| c.counters.clone()),
     };

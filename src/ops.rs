@@ -25,11 +25,15 @@ use tokio::sync::watch;
 
 use crate::capture::rgw::CaptureCounters;
 use crate::collector::CollectorCounters;
-use crate::index::{ChangeIndex, IndexStats};
+use crate::index::{ChangeIndex, EntryId, IndexStats, MergedReader};
+use crate::lease::LeaseStore;
 
 /// What the HTTP endpoints read.
 pub struct Observed {
+    pub zone: String,
     pub index: Arc<dyn ChangeIndex>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub rgw_configured: bool,
     pub capture: Option<Arc<CaptureCounters>>,
     pub collector: Option<Arc<CollectorCounters>>,
 }
@@ -226,7 +230,10 @@ impl MetricsCollector for Snapshot {
 }
 
 struct AppState {
+    zone: String,
     index: Arc<dyn ChangeIndex>,
+    leases: Arc<dyn LeaseStore>,
+    rgw_configured: bool,
     registry: Registry,
     snapshot: Arc<Snapshot>,
 }
@@ -283,6 +290,85 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
+async fn status(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    match crate::status::gather(
+        &state.zone,
+        state.index.as_ref(),
+        state.leases.as_ref(),
+        state.snapshot.capture.as_deref(),
+        state.rgw_configured,
+    )
+    .await
+    {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n")).into_response(),
+    }
+}
+
+/// Query of `/changes`: the same filters as `zonelog changes`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ChangesQuery {
+    pub from_ns: Option<u64>,
+    pub to_ns: Option<u64>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// Pending changes as JSON lines, streamed page by page.
+async fn changes(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<ChangesQuery>,
+) -> axum::response::Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let index = state.index.clone();
+    let zone = state.zone.clone();
+    tokio::spawn(async move {
+        let from = EntryId::at(query.from_ns.unwrap_or(0));
+        let to = query.to_ns.map_or(EntryId::MAX, EntryId::at);
+        let mut reader = MergedReader::new(index, from, to, 1000);
+        let mut chunk = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(Some(entry)) => {
+                    if query
+                        .bucket
+                        .as_ref()
+                        .is_some_and(|b| *b != entry.record.bucket)
+                        || query
+                            .prefix
+                            .as_ref()
+                            .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
+                    {
+                        continue;
+                    }
+                    crate::logfmt::encode_line(&zone, &entry, &mut chunk);
+                    if chunk.len() >= 64 * 1024
+                        && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.send(Ok(chunk)).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -312,12 +398,17 @@ pub async fn serve(
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let (registry, snapshot) = registry(&observed);
     let state = Arc::new(AppState {
+        zone: observed.zone,
         index: observed.index,
+        leases: observed.leases,
+        rgw_configured: observed.rgw_configured,
         registry,
         snapshot,
     });
     let app = Router::new()
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/changes", get(changes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);

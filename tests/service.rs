@@ -1,0 +1,189 @@
+//! `zonelog run` as an operator sees it, against the dev zone: readiness,
+//! the named metric series, `status` and `changes` while it runs (served by
+//! the running process), SIGTERM exiting 0 with nothing lost, then `flush`
+//! and `logs cat` showing the same changes in a log object.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{dev_zone, unique_bucket, S3};
+
+fn zonelog(config: &Path, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env("ZONELOG_LOG", "warn")
+        .output()
+        .expect("run zonelog");
+    assert!(
+        output.status.success(),
+        "zonelog {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bucket = unique_bucket("zlsvc");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port();
+    let config = dir.path().join("zonelog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"zone = "svc-zone"
+[sources.rgw]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+poll_interval = "200ms"
+[filter]
+buckets = ["{bucket}"]
+[index]
+path = "{dir}/index"
+shards = 8
+[collector]
+period = "1h"
+cutoff_margin = "1s"
+[target]
+directory = "{dir}/logs"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+            endpoint = zone.endpoint,
+            ak = zone.admin_access_key,
+            sk = zone.admin_secret_key,
+            dir = dir.path().display(),
+        ),
+    )
+    .expect("config");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zonelog run");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never ready");
+    }
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    s3.create_bucket(&bucket).await;
+    for n in 0..5 {
+        s3.put(&bucket, &format!("obj-{n}"), b"x").await;
+    }
+    s3.delete(&bucket, "obj-0").await;
+
+    // `changes` goes through the running process, which owns the index.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let out = text(&zonelog(
+            &config,
+            &["changes", "--json", "--bucket", &bucket],
+        ));
+        let lines: Vec<String> = out.lines().map(str::to_string).collect();
+        if lines.len() >= 6 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let table = text(&zonelog(&config, &["changes", "--prefix", "obj-0"]));
+    assert!(table.contains("put") && table.contains("delete"), "{table}");
+    assert!(table.contains(&format!("{bucket}/obj-0")), "{table}");
+    let far_future = text(&zonelog(
+        &config,
+        &["changes", "--json", "--from", "2200-01-01T00:00:00Z"],
+    ));
+    assert!(
+        far_future.is_empty(),
+        "the time window applies: {far_future}"
+    );
+
+    let status = text(&zonelog(&config, &["status"]));
+    assert!(
+        status.contains("rgw") && status.contains("following"),
+        "{status}"
+    );
+    assert!(status.contains("index backlog: 6 changes"), "{status}");
+    assert!(status.contains("control lease"), "{status}");
+
+    let series = [
+        r#"zonelog_changes_captured_total{source="rgw",op="put"} 5"#,
+        r#"zonelog_changes_captured_total{source="rgw",op="delete"} 1"#,
+        "zonelog_capture_lag_seconds",
+        "zonelog_source_position_timestamp_seconds",
+        r#"zonelog_index_entries{shard="0"}"#,
+        r#"zonelog_index_bytes{shard="7"}"#,
+        "zonelog_index_oldest_entry_age_seconds",
+        "zonelog_collector_rounds_total",
+        "zonelog_collector_round_seconds",
+        "zonelog_collector_entries_total",
+        "zonelog_collector_upload_errors_total",
+        "zonelog_collector_lease_held 1",
+    ];
+    // Some series appear after the first full poll; wait for them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if series.iter().all(|s| metrics.contains(s)) || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for series in series {
+        assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = run.wait().expect("reap");
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+
+    // The lease was released: flush in another process writes at once.
+    let flushed = text(&zonelog(&config, &["flush"]));
+    assert!(flushed.contains("6 changes"), "{flushed}");
+    let logs = text(&zonelog(&config, &["logs", "cat"]));
+    assert_eq!(logs.lines().count(), 6, "{logs}");
+    assert!(logs.contains("\"zone\":\"svc-zone\""), "{logs}");
+    let listing = text(&zonelog(&config, &["logs", "ls"]));
+    assert!(listing.contains("svc-zone/"), "{listing}");
+}
