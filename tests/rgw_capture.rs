@@ -259,3 +259,74 @@ async fn a_burst_of_1000_objects_over_50_buckets_arrives_exactly_once() {
         .await;
     poll_until(&cap, &index, want).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_full_lists_every_version_first_then_follows_the_logs() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let prefix = unique_bucket("zlfull");
+    let (plain, versioned) = (format!("{prefix}-a"), format!("{prefix}-v"));
+    s3.create_bucket(&plain).await;
+    for n in 0..3 {
+        s3.put(&plain, &format!("old-{n}"), b"x").await;
+    }
+    s3.create_bucket(&versioned).await;
+    s3.enable_versioning(&versioned).await;
+    let v1 = s3.put(&versioned, "obj", b"1").await.expect("v1");
+    let v2 = s3.put(&versioned, "obj", b"2").await.expect("v2");
+    let dm = s3.delete(&versioned, "obj").await.expect("delete marker");
+    let filter = FilterConfig {
+        buckets: vec![],
+        bucket_prefixes: vec![prefix.clone()],
+        key_prefixes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let config = RgwSourceConfig {
+        initial: InitialSync::Full,
+        ..source_config(&zone)
+    };
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        config.clone(),
+    );
+    let mut want = vec![
+        change(&plain, "old-0", None, Op::Put),
+        change(&plain, "old-1", None, Op::Put),
+        change(&plain, "old-2", None, Op::Put),
+        change(&versioned, "obj", Some(&v1), Op::Put),
+        change(&versioned, "obj", Some(&v2), Op::Put),
+        change(&versioned, "obj", Some(&dm), Op::DeleteMarker),
+    ];
+    poll_until(&cap, &index, want.clone()).await;
+    for e in read_all(&index).await {
+        assert!(
+            matches!(e.record.source, Provenance::Listing { .. }),
+            "{:?}",
+            e.record.source
+        );
+        if e.record.op == Op::Put {
+            assert!(
+                e.record.size.is_some() && e.record.etag.is_some(),
+                "listing gives size and etag"
+            );
+        }
+    }
+    // Then the logs: a new change arrives once, also across a restart.
+    s3.put(&plain, "new", b"y").await;
+    want.push(change(&plain, "new", None, Op::Put));
+    poll_until(&cap, &index, want.clone()).await;
+    drop(cap);
+    drop(index);
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        config,
+    );
+    poll_until(&cap, &index, want).await;
+}

@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod api;
+pub mod listing;
 pub mod mapping;
 pub mod tail;
 

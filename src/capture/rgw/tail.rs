@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use super::admin::{encode_path, AdminError};
 use super::api::{RgwAdmin, BILOG_PAGE};
+use super::listing::{list_page, ListPosition};
 use super::mapping::{entry_marker, map_entry};
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
@@ -34,6 +35,10 @@ use crate::record::{ChangeRecord, Op};
 
 const INITIALIZED: &str = "rgw/initialized";
 const BILOG_PREFIX: &str = "rgw/bilog/";
+/// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
+/// position after which it continues) or `done`.
+const LISTING_PREFIX: &str = "rgw/listing/";
+const LISTING_DONE: &[u8] = b"done";
 /// RGW logs a bucket shard in the data log at most once per
 /// `rgw_data_log_window` (30 s) and re-logs shards that changed again
 /// within it only when the window renews. Draining recently active shards
@@ -50,8 +55,6 @@ pub enum CaptureError {
     Index(#[from] IndexError),
     #[error("stored marker {name:?} is not UTF-8")]
     BadMarker { name: String },
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl CaptureError {
@@ -247,6 +250,7 @@ impl RgwCapture {
         }
         self.counters.initialized.store(true, Ordering::Relaxed);
         let mut report = PollReport::default();
+        report.add(&self.continue_listings().await?);
         if !self.caught_up.load(Ordering::Relaxed) {
             report.add(&self.catch_up().await?);
             self.caught_up.store(true, Ordering::Relaxed);
@@ -301,6 +305,57 @@ impl RgwCapture {
         }
     }
 
+    /// Lists every bucket whose full sync is not done, page by page; each
+    /// page's records and the listing position commit together, so a
+    /// restart continues the listing where it stopped.
+    async fn continue_listings(&self) -> Result<PollReport, CaptureError> {
+        let mut report = PollReport::default();
+        for pending in self.index.markers(LISTING_PREFIX).await? {
+            if pending.value == LISTING_DONE {
+                continue;
+            }
+            let bucket = pending.name[LISTING_PREFIX.len()..].to_string();
+            let mut position = ListPosition::decode(&pending.value);
+            let reason = "initial = \"full\": every object version at the first start";
+            tracing::info!(bucket = %bucket, resumed = position.is_some(), "rgw capture: full sync of a bucket (initial = \"full\"): listing all object versions");
+            loop {
+                let (records, next) = match list_page(
+                    self.admin.client(),
+                    &bucket,
+                    position.as_ref(),
+                    reason,
+                )
+                .await
+                {
+                    Ok(page) => page,
+                    Err(AdminError::NotFound { .. }) => (Vec::new(), None),
+                    Err(e) => return Err(e.into()),
+                };
+                let mut batch = WriteBatch::new();
+                for record in records {
+                    if self.filter.matches(&record.bucket, &record.key) {
+                        self.counters.count_op(record.op);
+                        batch.records.push(record);
+                    } else {
+                        report.filtered += 1;
+                    }
+                }
+                report.records += batch.records.len() as u64;
+                let value = next
+                    .as_ref()
+                    .map_or(LISTING_DONE.to_vec(), ListPosition::encode);
+                batch = batch.marker(pending.name.clone(), value);
+                self.index.write(batch).await?;
+                match next {
+                    Some(n) => position = Some(n),
+                    None => break,
+                }
+            }
+            tracing::info!(bucket = %bucket, "rgw capture: full sync of the bucket done");
+        }
+        Ok(report)
+    }
+
     /// After a start, drains every bucket shard with a stored position once.
     /// The shards a previous process was following may have changed again
     /// without a new data-log entry (RGW re-logs a shard only when its
@@ -328,13 +383,6 @@ impl RgwCapture {
     }
 
     async fn initialize(&self) -> Result<(), CaptureError> {
-        if self.config.initial == InitialSync::Full {
-            return Err(CaptureError::Unsupported(
-                "sources.rgw.initial = \"full\" (list every bucket first) is not available yet; \
-                 use \"now\""
-                    .into(),
-            ));
-        }
         // Data-log positions first, then bilog positions: a change between
         // the two reads is either before the bilog position (not wanted:
         // it predates the start) or after it, and then also after the
@@ -380,13 +428,23 @@ impl RgwCapture {
                 batch = batch.marker(bs.marker_name(), info.max_marker.into_bytes());
                 positioned += 1;
             }
+            if self.config.initial == InitialSync::Full {
+                // Listed after the positions above are committed, so a
+                // change during the listing is seen by the logs as well.
+                batch = batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new());
+            }
         }
-        batch = batch.marker(INITIALIZED, b"now".to_vec());
+        let initial = match self.config.initial {
+            InitialSync::Now => "now",
+            InitialSync::Full => "full",
+        };
+        batch = batch.marker(INITIALIZED, initial.as_bytes().to_vec());
         self.index.write(batch).await?;
         tracing::info!(
             datalog_shards = shards,
             bucket_shards = positioned,
-            "rgw capture: first start; capturing changes from now on (initial = \"now\")"
+            initial,
+            "rgw capture: first start; positions recorded, capturing changes from now on"
         );
         Ok(())
     }
