@@ -132,6 +132,9 @@ pub struct RgwSourceConfig {
     pub initial: InitialSync,
     #[serde(default)]
     pub trim_source: bool,
+    /// How often `trim_source` trims RGW's logs.
+    #[serde(default = "default_trim_interval", with = "humantime_serde")]
+    pub trim_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +329,9 @@ fn default_region() -> String {
 fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
 }
+fn default_trim_interval() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_concurrency() -> usize {
     4
 }
@@ -419,6 +425,7 @@ impl Config {
             validate_http_url("sources.rgw.endpoint", &rgw.endpoint)?;
             require_credentials("sources.rgw", Some(&rgw.access_key), Some(&rgw.secret_key))?;
             positive("sources.rgw.poll_interval", rgw.poll_interval)?;
+            positive("sources.rgw.trim_interval", rgw.trim_interval)?;
             if rgw.concurrency == 0 || rgw.concurrency > 256 {
                 return Err(invalid(
                     "sources.rgw.concurrency",

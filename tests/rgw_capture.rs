@@ -32,6 +32,7 @@ fn source_config(zone: &DevZone) -> RgwSourceConfig {
         enrich: false,
         initial: InitialSync::Now,
         trim_source: false,
+        trim_interval: Duration::from_secs(60),
     }
 }
 
@@ -329,4 +330,54 @@ async fn initial_full_lists_every_version_first_then_follows_the_logs() {
         config,
     );
     poll_until(&cap, &index, want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zltrim");
+    let filter = FilterConfig {
+        buckets: vec![bucket.clone()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        RgwSourceConfig {
+            trim_source: true,
+            trim_interval: Duration::from_millis(1),
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    let mut want = Vec::new();
+    for n in 0..3 {
+        s3.put(&bucket, &format!("t{n}"), b"x").await;
+        want.push(change(&bucket, &format!("t{n}"), None, Op::Put));
+    }
+    poll_until(&cap, &index, want).await;
+    // Everything captured is gone from RGW's bucket-index logs.
+    let admin = RgwAdmin::new(zone.admin_client());
+    let instance = admin.bucket_instance(&bucket).await.expect("bucket info");
+    let shards: Vec<Option<u32>> = if instance.num_shards == 0 {
+        vec![None]
+    } else {
+        (0..instance.num_shards).map(Some).collect()
+    };
+    let mut left = 0;
+    for shard in shards {
+        left += admin
+            .bilog_list(&bucket, &instance.instance_id, shard, None)
+            .await
+            .expect("bilog")
+            .len();
+    }
+    assert_eq!(left, 0, "bilog entries left after trim_source");
 }

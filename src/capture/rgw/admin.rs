@@ -302,7 +302,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The admin cap a path needs, to name it when RGW says AccessDenied.
 fn cap_for(what: &str) -> Option<&'static str> {
-    if what.contains("data log") {
+    if what.contains("data log trim") {
+        Some("datalog=write")
+    } else if what.contains("bucket-index log trim") {
+        Some("bilog=write")
+    } else if what.contains("data log") {
         Some("datalog=read")
     } else if what.contains("bucket-index log") {
         Some("bilog=read")

@@ -1,6 +1,7 @@
 //! Typed calls of RGW's admin log and metadata API — the calls a multisite
 //! sync peer makes — with the JSON shapes RGW (16.2) answers.
 
+use reqwest::Method;
 use serde::Deserialize;
 
 use super::admin::{AdminError, SignedClient};
@@ -225,6 +226,58 @@ impl RgwAdmin {
                 &format!("bucket-index log info of {instance}"),
             )
             .await
+    }
+
+    /// Trims a data-log shard up to and including `end_marker` (needs the
+    /// `datalog=write` cap).
+    pub async fn datalog_trim(&self, shard: u32, end_marker: &str) -> Result<(), AdminError> {
+        let id = shard.to_string();
+        let url = self.client.url(
+            "/admin/log",
+            &[
+                ("type", Some("data")),
+                ("id", Some(id.as_str())),
+                ("end-marker", Some(end_marker)),
+            ],
+        );
+        self.client
+            .send(
+                Method::DELETE,
+                url,
+                Vec::new(),
+                &format!("data log trim of shard {shard}"),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Trims a bucket shard's index log up to and including `end_marker`
+    /// (needs the `bilog=write` cap).
+    pub async fn bilog_trim(
+        &self,
+        bucket: &str,
+        instance_id: &str,
+        shard: Option<u32>,
+        end_marker: &str,
+    ) -> Result<(), AdminError> {
+        let instance = instance_key(bucket, instance_id, shard);
+        let url = self.client.url(
+            "/admin/log",
+            &[
+                ("type", Some("bucket-index")),
+                ("bucket-instance", Some(instance.as_str())),
+                ("end-marker", Some(end_marker)),
+            ],
+        );
+        self.client
+            .send(
+                Method::DELETE,
+                url,
+                Vec::new(),
+                &format!("bucket-index log trim of {instance}"),
+            )
+            .await
+            .map(|_| ())
     }
 
     /// The names of every bucket of the zone.

@@ -35,6 +35,7 @@ use crate::record::{ChangeRecord, Op};
 
 const INITIALIZED: &str = "rgw/initialized";
 const BILOG_PREFIX: &str = "rgw/bilog/";
+const DATALOG_PREFIX: &str = "rgw/datalog/";
 /// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
 /// position after which it continues) or `done`.
 const LISTING_PREFIX: &str = "rgw/listing/";
@@ -105,7 +106,7 @@ fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
 }
 
 fn datalog_marker_name(shard: u32) -> String {
-    format!("rgw/datalog/{shard:03}")
+    format!("{DATALOG_PREFIX}{shard:03}")
 }
 
 /// What one poll did.
@@ -180,6 +181,7 @@ pub struct RgwCapture {
     config: RgwSourceConfig,
     active: Mutex<HashMap<BucketShard, Instant>>,
     caught_up: AtomicBool,
+    last_trim: Mutex<Option<Instant>>,
     pub counters: Arc<CaptureCounters>,
 }
 
@@ -197,6 +199,7 @@ impl RgwCapture {
             config,
             active: Mutex::new(HashMap::new()),
             caught_up: AtomicBool::new(false),
+            last_trim: Mutex::new(None),
             counters: Arc::new(CaptureCounters::default()),
         }
     }
@@ -292,6 +295,9 @@ impl RgwCapture {
                 }
             }
         }
+        if first_error.is_none() && self.config.trim_source {
+            self.trim_source_logs().await;
+        }
         match first_error {
             Some(e) => Err(e),
             None => {
@@ -302,6 +308,70 @@ impl RgwCapture {
                 self.counters.last_poll_ok_ns.store(now, Ordering::Relaxed);
                 Ok(report)
             }
+        }
+    }
+
+    /// `trim_source = true`: trims RGW's data log and the bilogs of the
+    /// recently active bucket shards up to the positions committed in the
+    /// index, as a sync peer does, every `trim_interval`. Everything up to
+    /// those positions is durable in the index, so nothing can be lost; a
+    /// failed trim only leaves RGW's logs longer and is retried later.
+    async fn trim_source_logs(&self) {
+        {
+            let mut last = self.last_trim.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.config.trim_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut failures = Vec::new();
+        match self.index.markers(DATALOG_PREFIX).await {
+            Ok(markers) => {
+                for m in markers {
+                    let Ok(shard) = m.name[DATALOG_PREFIX.len()..].parse::<u32>() else {
+                        continue;
+                    };
+                    let Ok(marker) = String::from_utf8(m.value) else {
+                        continue;
+                    };
+                    if marker.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = self.admin.datalog_trim(shard, &marker).await {
+                        failures.push(e);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rgw capture: cannot read positions to trim the source");
+                return;
+            }
+        }
+        let active: Vec<BucketShard> = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for bs in active {
+            match self.stored_marker(&bs.marker_name()).await {
+                Ok(Some(marker)) if !marker.is_empty() => {
+                    if let Err(e) = self
+                        .admin
+                        .bilog_trim(&bs.bucket, &bs.instance, bs.shard, &marker)
+                        .await
+                    {
+                        if !matches!(e, AdminError::NotFound { .. }) {
+                            failures.push(e);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(first) = failures.first() {
+            tracing::warn!(failed = failures.len(), error = %first, "rgw capture: trimming the source's logs failed; retried after trim_interval");
         }
     }
 
