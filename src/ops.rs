@@ -117,6 +117,39 @@ impl MetricsCollector for Snapshot {
                 "Failed capture polls (retried)",
                 c.errors.load(Ordering::Relaxed),
             )?;
+            {
+                let counts = c.lag.snapshot();
+                let mut cumulative = 0u64;
+                let buckets: Vec<(f64, u64)> = c
+                    .lag
+                    .bounds
+                    .iter()
+                    .zip(&counts)
+                    .map(|(b, n)| {
+                        cumulative += n;
+                        (*b, cumulative)
+                    })
+                    .collect();
+                let total: u64 = counts.iter().sum();
+                let sum = c.lag.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+                let histogram = ConstHistogram {
+                    sum,
+                    count: total,
+                    buckets,
+                };
+                let mut family = encoder.encode_descriptor(
+                    "zonelog_capture_commit_lag_seconds",
+                    "Seconds from a change at the source to its commit in the index",
+                    None,
+                    MetricType::Histogram,
+                )?;
+                family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    histogram.sum,
+                    histogram.count,
+                    &histogram.buckets_with_inf(),
+                    None,
+                )?;
+            }
             let newest = c.newest_change_ns.load(Ordering::Relaxed);
             if newest > 0 {
                 gauge(
@@ -226,6 +259,26 @@ impl MetricsCollector for Snapshot {
             )?;
         }
         Ok(())
+    }
+}
+
+struct ConstHistogram {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl ConstHistogram {
+    /// prometheus-client wants per-bucket counts with the +Inf bucket last.
+    fn buckets_with_inf(&self) -> Vec<(f64, u64)> {
+        let mut out = Vec::with_capacity(self.buckets.len() + 1);
+        let mut previous = 0;
+        for (bound, cumulative) in &self.buckets {
+            out.push((*bound, cumulative - previous));
+            previous = *cumulative;
+        }
+        out.push((f64::INFINITY, self.count - previous));
+        out
     }
 }
 

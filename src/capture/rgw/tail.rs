@@ -85,6 +85,75 @@ impl BucketShard {
     }
 }
 
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A fixed-bucket histogram on atomics: cheap to observe on the capture
+/// path, exported as a Prometheus histogram and read by the benchmark.
+#[derive(Debug)]
+pub struct LagHistogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<AtomicU64>,
+    pub sum_micros: AtomicU64,
+}
+
+const LAG_BOUNDS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        LagHistogram {
+            bounds: LAG_BOUNDS,
+            counts: (0..=LAG_BOUNDS.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LagHistogram {
+    pub fn observe(&self, seconds: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative); the last is above every bound.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..1).
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let counts = self.snapshot();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(self.bounds.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        None
+    }
+}
+
 /// `bucket:instance[:shard]` back into its parts (bucket names and instance
 /// ids never contain `:`).
 fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
@@ -148,6 +217,8 @@ pub struct CaptureCounters {
     pub last_poll_ok_ns: AtomicU64,
     /// The starting positions are recorded: capture is following the zone.
     pub initialized: AtomicBool,
+    /// Seconds from a change at the source to its commit in the index.
+    pub lag: LagHistogram,
 }
 
 impl CaptureCounters {
@@ -301,11 +372,9 @@ impl RgwCapture {
         match first_error {
             Some(e) => Err(e),
             None => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                self.counters.last_poll_ok_ns.store(now, Ordering::Relaxed);
+                self.counters
+                    .last_poll_ok_ns
+                    .store(unix_now_ns(), Ordering::Relaxed);
                 Ok(report)
             }
         }
@@ -622,11 +691,20 @@ impl RgwCapture {
             }
             let newest = batch.records.iter().filter_map(|r| r.time_ns().ok()).max();
             page_report.records = batch.records.len() as u64;
-            let batch_ops: Vec<Op> = batch.records.iter().map(|r| r.op).collect();
+            let batch_ops: Vec<(Op, u64)> = batch
+                .records
+                .iter()
+                .map(|r| (r.op, r.time_ns().unwrap_or(0)))
+                .collect();
             batch = batch.marker(name.clone(), last_marker.clone().into_bytes());
             self.index.write(batch).await?;
-            for record in &batch_ops {
-                self.counters.count_op(*record);
+            let durable_ns = unix_now_ns();
+            for (op, time_ns) in &batch_ops {
+                self.counters.count_op(*op);
+                // Written at RGW → durable in the index.
+                self.counters
+                    .lag
+                    .observe(durable_ns.saturating_sub(*time_ns) as f64 / 1e9);
             }
             self.count(&page_report, newest);
             report.add(&page_report);
@@ -709,6 +787,12 @@ mod tests {
         assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs));
         assert_eq!(parse_bucket_shard("b:id.1").map(|b| b.shard), Some(None));
         assert_eq!(parse_bucket_shard("b"), None);
+        let h = LagHistogram::default();
+        for s in [0.005, 0.02, 0.02, 0.3, 7.0] {
+            h.observe(s);
+        }
+        assert_eq!(h.quantile_bound(0.5), Some(0.025));
+        assert_eq!(h.quantile_bound(0.99), Some(10.0));
         assert_eq!(parse_bucket_shard("b:i:x"), None);
         assert_eq!(datalog_marker_name(7), "rgw/datalog/007");
     }
