@@ -107,6 +107,12 @@ impl MetricsCollector for Snapshot {
             )?;
             counter(
                 &mut encoder,
+                "zonelog_capture_resyncs",
+                "Buckets listed again because their bucket-index log was trimmed past zonelog's position",
+                c.resyncs.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
                 "zonelog_capture_polls",
                 "Capture polls of the source",
                 c.polls.load(Ordering::Relaxed),

@@ -381,3 +381,101 @@ async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
     }
     assert_eq!(left, 0, "bilog entries left after trim_source");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bilog_trimmed_past_our_position_resyncs_the_bucket_by_listing() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlgap");
+    let filter = FilterConfig {
+        buckets: vec![bucket.clone()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "k", b"1").await;
+    poll_until(&cap, &index, vec![change(&bucket, "k", None, Op::Put)]).await;
+    // Two more changes that someone else trims from RGW's log before we
+    // read them, then one more after the trim.
+    s3.put(&bucket, "k", b"22").await;
+    s3.put(&bucket, "k", b"333").await;
+    let admin = RgwAdmin::new(zone.admin_client());
+    let instance = admin.bucket_instance(&bucket).await.expect("bucket info");
+    for shard in 0..instance.num_shards.max(1) {
+        let shard = (instance.num_shards > 0).then_some(shard);
+        let info = admin
+            .bilog_info(&bucket, &instance.instance_id, shard)
+            .await
+            .expect("bilog info");
+        if !info.max_marker.is_empty() {
+            admin
+                .bilog_trim(&bucket, &instance.instance_id, shard, &info.max_marker)
+                .await
+                .expect("trim");
+        }
+    }
+    s3.put(&bucket, "k", b"4444").await;
+    poll_until(
+        &cap,
+        &index,
+        vec![
+            change(&bucket, "k", None, Op::Put),
+            change(&bucket, "k", None, Op::Put),
+            change(&bucket, "k", None, Op::Put),
+        ],
+    )
+    .await;
+    let listed = read_all(&index)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.record.source, Provenance::Listing { .. }))
+        .count();
+    assert_eq!(listed, 1, "the bucket's current state came from a listing");
+    assert_eq!(
+        cap.counters
+            .resyncs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_adds_size_etag_and_mtime() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlenrich");
+    let filter = FilterConfig {
+        buckets: vec![bucket.clone()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        RgwSourceConfig {
+            enrich: true,
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "five", b"hello").await;
+    poll_until(&cap, &index, vec![change(&bucket, "five", None, Op::Put)]).await;
+    let entry = read_all(&index).await.remove(0);
+    assert_eq!(entry.record.size, Some(5));
+    use md5::Digest;
+    assert_eq!(
+        entry.record.etag.as_deref(),
+        Some(hex::encode(md5::Md5::digest(b"hello")).as_str())
+    );
+    assert!(entry.record.mtime.is_some());
+}

@@ -154,6 +154,24 @@ impl LagHistogram {
     }
 }
 
+/// The per-shard sequence number that starts a bilog marker
+/// (`00000000042.123.6` → 42); RGW numbers a shard's log entries 1, 2, 3…
+fn bilog_seq(marker: &str) -> Option<u64> {
+    marker.split('.').next()?.parse().ok()
+}
+
+/// `Some((our position, oldest entry left))` when the log no longer holds
+/// the entries right after our position (or, for a shard we never read,
+/// its first entries).
+fn log_gap(position: Option<&str>, first_listed: &str) -> Option<(u64, u64)> {
+    let next = bilog_seq(first_listed)?;
+    let had = match position.filter(|p| !p.is_empty()) {
+        Some(p) => bilog_seq(p)?,
+        None => 0,
+    };
+    (next > had + 1).then_some((had, next))
+}
+
 /// `bucket:instance[:shard]` back into its parts (bucket names and instance
 /// ids never contain `:`).
 fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
@@ -219,6 +237,8 @@ pub struct CaptureCounters {
     pub initialized: AtomicBool,
     /// Seconds from a change at the source to its commit in the index.
     pub lag: LagHistogram,
+    /// Buckets listed again because their log was trimmed past our position.
+    pub resyncs: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -675,6 +695,22 @@ impl RgwCapture {
             let last_marker = entry_marker(last).to_string();
             let mut batch = WriteBatch::new();
             let mut page_report = PollReport::default();
+            if let Some(first) = page.first() {
+                if let Some((had, next)) = log_gap(marker.as_deref(), entry_marker(first)) {
+                    // Entries between our position and the oldest one left
+                    // were trimmed by someone else: what they said is
+                    // unknown, so the bucket is listed again in full.
+                    tracing::warn!(
+                        bucket_shard = %shard_name,
+                        position = had,
+                        oldest_left = next,
+                        "rgw capture: the bucket-index log was trimmed past our position; \
+                         resyncing the whole bucket by listing it"
+                    );
+                    batch = batch.marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new());
+                    self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             for entry in &page {
                 match map_entry(&bs.bucket, &shard_name, entry) {
                     Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
@@ -787,6 +823,14 @@ mod tests {
         assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs));
         assert_eq!(parse_bucket_shard("b:id.1").map(|b| b.shard), Some(None));
         assert_eq!(parse_bucket_shard("b"), None);
+        assert_eq!(log_gap(Some("00000000002.15.6"), "00000000003.17.6"), None);
+        assert_eq!(log_gap(None, "00000000001.5.6"), None);
+        assert_eq!(
+            log_gap(Some("00000000002.15.6"), "00000000009.30.6"),
+            Some((2, 9))
+        );
+        assert_eq!(log_gap(None, "00000000004.5.6"), Some((0, 4)));
+        assert_eq!(log_gap(Some("junk"), "00000000004.5.6"), None);
         let h = LagHistogram::default();
         for s in [0.005, 0.02, 0.02, 0.3, 7.0] {
             h.observe(s);
