@@ -614,6 +614,21 @@ pub fn manifest_name(object: &str) -> String {
     format!("{stem}.manifest.json")
 }
 
+/// The window's first change time and cutoff, from a log object's name.
+pub fn window_bounds(object: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let file = object.rsplit('/').next()?;
+    let mut parts = file.splitn(3, '_');
+    let _number = parts.next()?;
+    let start = parts.next()?;
+    let end = parts.next()?.split(".jsonl").next()?;
+    let parse = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S%.9fZ")
+            .ok()
+            .map(|t| t.and_utc())
+    };
+    Some((parse(start)?, parse(end)?))
+}
+
 fn unix_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
@@ -643,6 +658,15 @@ mod tests {
             manifest_name("z/2026/11/25/10/000000000042_a_b.jsonl.zst"),
             "z/2026/11/25/10/000000000042_a_b.manifest.json"
         );
+        let name = format!(
+            "p/z/2025/11/25/10/000000000042_{}_{}.jsonl.zst",
+            compact_time(1_764_067_474_123_456_789),
+            compact_time(1_764_067_534_000_000_000)
+        );
+        let (start, end) = window_bounds(&name).unwrap();
+        assert_eq!(start.timestamp_nanos_opt(), Some(1_764_067_474_123_456_789));
+        assert_eq!(end.timestamp_nanos_opt(), Some(1_764_067_534_000_000_000));
+        assert_eq!(window_bounds("x/manifest.json"), None);
     }
 
     #[test]

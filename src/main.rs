@@ -126,18 +126,43 @@ enum RgwCommand {
 
 #[derive(Subcommand)]
 enum LogsCommand {
-    /// List log objects (name, size), oldest first.
+    /// List log objects (name, size), oldest first; with --from/--to only
+    /// those whose window overlaps that time range.
     Ls {
         #[arg(short, long, env = "ZONELOG_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        range: TimeRange,
     },
-    /// Print the records of log objects, decompressed; all of them, or those
-    /// whose names contain FILTER (e.g. a date partition `2026/11/25`).
+    /// Print the records of log objects, decompressed (streamed), oldest
+    /// first; with --from/--to only objects whose window overlaps that
+    /// range, and with FILTER only those whose name contains it.
     Cat {
         #[arg(short, long, env = "ZONELOG_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        range: TimeRange,
         filter: Option<String>,
     },
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct TimeRange {
+    /// Windows ending at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Windows starting before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+impl TimeRange {
+    fn overlaps(&self, name: &str) -> bool {
+        let Some((start, end)) = zonelog::collector::window_bounds(name) else {
+            return self.from.is_none() && self.to.is_none();
+        };
+        self.from.is_none_or(|f| end >= f) && self.to.is_none_or(|t| start < t)
+    }
 }
 
 #[derive(Subcommand)]
@@ -559,9 +584,13 @@ async fn wait_for_signal() -> Result<()> {
 }
 
 async fn logs(command: LogsCommand) -> Result<ExitCode> {
-    let (config, filter) = match command {
-        LogsCommand::Ls { config } => (config, None),
-        LogsCommand::Cat { config, filter } => (config, Some(filter)),
+    let (config, range, cat, filter) = match command {
+        LogsCommand::Ls { config, range } => (config, range, false, None),
+        LogsCommand::Cat {
+            config,
+            range,
+            filter,
+        } => (config, range, true, filter),
     };
     let cfg = load_config(&config)?;
     let target = target(&cfg)?;
@@ -573,28 +602,34 @@ async fn logs(command: LogsCommand) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot list {}", target.describe()))?;
     objects.sort_by(|a, b| a.location.cmp(&b.location));
-    let mut out = std::io::stdout().lock();
     for meta in objects {
         let name = meta.location.to_string();
         let Some(compression) = compression_of(&name) else {
             continue;
         };
-        match &filter {
-            None => writeln!(out, "{name}\t{}", meta.size)?,
-            Some(f) if f.as_ref().is_none_or(|f| name.contains(f.as_str())) => {
-                let bytes = target
-                    .store()
-                    .get(&meta.location)
-                    .await
-                    .with_context(|| format!("cannot read {name}"))?
-                    .bytes()
-                    .await?;
-                let mut reader = decompressor(compression, &bytes[..])?;
-                std::io::copy(&mut reader, &mut out)
-                    .with_context(|| format!("cannot decompress {name}"))?;
-            }
-            Some(_) => {}
+        if !range.overlaps(&name) || filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
         }
+        if !cat {
+            println!("{name}\t{}", meta.size);
+            continue;
+        }
+        // Streamed: a log object of any size passes through bounded buffers.
+        let stream = target
+            .store()
+            .get(&meta.location)
+            .await
+            .with_context(|| format!("cannot read {name}"))?
+            .into_stream()
+            .map_err(std::io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut decoded = decompressor(compression, reader)?;
+            std::io::copy(&mut decoded, &mut std::io::stdout().lock())
+                .with_context(|| format!("cannot decompress {name}"))?;
+            Ok(())
+        })
+        .await??;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -186,4 +186,14 @@ listen = "127.0.0.1:{port}"
     assert!(logs.contains("\"zone\":\"svc-zone\""), "{logs}");
     let listing = text(&zonelog(&config, &["logs", "ls"]));
     assert!(listing.contains("svc-zone/"), "{listing}");
+    let in_range = text(&zonelog(
+        &config,
+        &["logs", "ls", "--from", "2000-01-01T00:00:00Z"],
+    ));
+    assert_eq!(in_range, listing, "the window overlaps an open range");
+    let later = text(&zonelog(
+        &config,
+        &["logs", "cat", "--from", "2200-01-01T00:00:00Z"],
+    ));
+    assert!(later.is_empty(), "no window ends after 2200: {later}");
 }
