@@ -188,6 +188,9 @@ struct LeaseKeeper {
     lost: Arc<AtomicBool>,
     lease: Arc<Mutex<Lease>>,
     task: tokio::task::JoinHandle<()>,
+    /// Stop trusting the lease this long before it expires: work checked
+    /// against it must not outlive it.
+    safety: Duration,
 }
 
 impl LeaseKeeper {
@@ -199,12 +202,18 @@ impl LeaseKeeper {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 let lease = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                match leases.renew(&lease, ttl).await {
-                    Ok(renewed) => *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
-                    Err(e) => {
+                // A renewal that hangs must not keep the round going on a
+                // lease that may have run out meanwhile.
+                let renewed = tokio::time::timeout(ttl / 3, leases.renew(&lease, ttl)).await;
+                match renewed {
+                    Ok(Ok(renewed)) => *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
+                    Ok(Err(e)) => {
                         tracing::error!(error = %e, "collector: control lease lost");
                         lost_flag.store(true, Ordering::SeqCst);
                         return;
+                    }
+                    Err(_) => {
+                        tracing::warn!("collector: renewing the control lease timed out; retrying");
                     }
                 }
             }
@@ -213,11 +222,19 @@ impl LeaseKeeper {
             lost,
             lease: shared,
             task,
+            safety: (ttl / 4).min(Duration::from_secs(1)),
         }
     }
 
+    /// Fails once the lease was lost, or is about to expire because
+    /// renewals did not get through.
     fn check(&self, window: u64) -> Result<(), CollectorError> {
-        if self.lost.load(Ordering::SeqCst) {
+        let expires_at = self
+            .lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expires_at;
+        if self.lost.load(Ordering::SeqCst) || SystemTime::now() + self.safety >= expires_at {
             return Err(CollectorError::LeaseLost { window });
         }
         Ok(())
@@ -227,6 +244,13 @@ impl LeaseKeeper {
         self.task.abort();
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
         lease
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        // Also when a round is dropped half-way: no renewals after it.
+        self.task.abort();
     }
 }
 
@@ -255,25 +279,30 @@ impl Collector {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         while !*shutdown.borrow() {
-            let pause = tokio::select! {
-                result = self.round() => match result {
-                    Ok(report) => {
-                        failures = 0;
-                        for w in &report.windows {
-                            tracing::info!(window = w.number, object = %w.object, entries = w.entries, bytes = w.bytes, resumed = w.resumed, "collector: wrote log object");
-                        }
-                        self.config.period
+            // A round is not interrupted by shutdown: it finishes its window
+            // (bounded by max_entries_per_object), so no multipart upload is
+            // left behind; shutdown is honoured between rounds.
+            let pause = match self.round().await {
+                Ok(report) => {
+                    failures = 0;
+                    for w in &report.windows {
+                        tracing::info!(window = w.number, object = %w.object, entries = w.entries, bytes = w.bytes, resumed = w.resumed, "collector: wrote log object");
                     }
-                    Err(e) => {
-                        failures += 1;
-                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                        let pause = (self.config.period.min(Duration::from_secs(5)) * (1 << failures.min(6))).min(MAX_BACKOFF);
-                        tracing::warn!(error = %e, retry_in = ?pause, "collector: round failed; nothing trimmed that was not written, retrying");
-                        pause
-                    }
-                },
-                _ = shutdown.changed() => break,
+                    self.config.period
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    let pause = (self.config.period.min(Duration::from_secs(5))
+                        * (1 << failures.min(6)))
+                    .min(MAX_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?pause, "collector: round failed; nothing trimmed that was not written, retrying");
+                    pause
+                }
             };
+            if *shutdown.borrow() {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
@@ -335,7 +364,13 @@ impl Collector {
             written.resumed = true;
             report.windows.push(written);
         }
-        let cutoff_ns = unix_ns(SystemTime::now() - self.config.cutoff_margin);
+        let last_cutoff = self
+            .load::<LastWindow>(LAST)
+            .await?
+            .map_or(0, |l| l.cutoff_ns);
+        // Never behind the last window's cutoff, even if the clock stepped
+        // back: names must stay in chronological order.
+        let cutoff_ns = unix_ns(SystemTime::now() - self.config.cutoff_margin).max(last_cutoff);
         let mut wrote_any = !report.windows.is_empty();
         loop {
             let last = self.load::<LastWindow>(LAST).await?.unwrap_or_default();

@@ -113,6 +113,12 @@ impl MetricsCollector for Snapshot {
             )?;
             counter(
                 &mut encoder,
+                "zonelog_capture_invalid",
+                "Changes the index refused (names over S3 limits); skipped and logged",
+                c.invalid.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
                 "zonelog_capture_polls",
                 "Capture polls of the source",
                 c.polls.load(Ordering::Relaxed),

@@ -479,3 +479,56 @@ async fn enrich_adds_size_etag_and_mtime() {
     );
     assert!(entry.record.mtime.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_bucket_loses_no_change() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlreshard");
+    let filter = FilterConfig {
+        buckets: vec![bucket.clone()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "a", b"1").await;
+    poll_until(&cap, &index, vec![change(&bucket, "a", None, Op::Put)]).await;
+    // Changes zonelog has not read yet, then RGW moves the bucket to a new
+    // index instance.
+    s3.put(&bucket, "b", b"2").await;
+    s3.put(&bucket, "c", b"3").await;
+    let status = std::process::Command::new("radosgw-admin")
+        .args([
+            "bucket",
+            "reshard",
+            "--bucket",
+            &bucket,
+            "--num-shards",
+            "13",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("radosgw-admin (ceph-common) runs with CEPH_CONF from scripts/ceph-dev env");
+    assert!(status.success(), "reshard failed");
+    s3.put(&bucket, "d", b"4").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        cap.poll_once().await.expect("poll");
+        let keys: std::collections::BTreeSet<String> =
+            changes(&index).await.into_iter().map(|c| c.1).collect();
+        if ["a", "b", "c", "d"].iter().all(|k| keys.contains(*k)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes missing after a reshard: have {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

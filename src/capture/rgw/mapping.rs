@@ -31,8 +31,6 @@ pub enum Skip {
     VersionedDuplicate,
     /// An op that does not change an object (`cancel`, `syncstop`, ...).
     NotAChange,
-    /// The entry carries no usable time.
-    BadTimestamp,
 }
 
 /// Maps one bilog entry of `bucket`; `bucket_shard` and the entry's marker
@@ -57,7 +55,9 @@ pub fn map_entry(
         "link_olh_del" | "link_olh_dm" => Op::DeleteMarker,
         _ => return Err(Skip::NotAChange),
     };
-    let time = parse_time(&entry.timestamp).ok_or(Skip::BadTimestamp)?;
+    // A change must never be dropped for its timestamp: without one, the
+    // time we read it is the best upper bound we have.
+    let time = parse_time(&entry.timestamp).unwrap_or_else(Utc::now);
     let version_id = (!entry.instance.is_empty()).then(|| entry.instance.clone());
     Ok(ChangeRecord {
         bucket: bucket.to_string(),

@@ -237,8 +237,11 @@ pub struct CaptureCounters {
     pub initialized: AtomicBool,
     /// Seconds from a change at the source to its commit in the index.
     pub lag: LagHistogram,
-    /// Buckets listed again because their log was trimmed past our position.
+    /// Buckets listed again because their log was trimmed past our position
+    /// or their instance changed.
     pub resyncs: AtomicU64,
+    /// Changes the index refused (e.g. a name over S3's limits), skipped.
+    pub invalid: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -654,8 +657,17 @@ impl RgwCapture {
                     .await?;
                 marker = Some(page.marker);
             }
-            if !page.truncated || !advanced {
+            if !page.truncated {
                 return Ok(report);
+            }
+            if !advanced {
+                // RGW says there is more but gives no new position: stop
+                // loudly rather than skip the rest of the shard.
+                return Err(CaptureError::Rgw(AdminError::Decode {
+                    endpoint: self.admin.client().endpoint().to_string(),
+                    what: format!("data log shard {shard}"),
+                    reason: "truncated page without a new marker".into(),
+                }));
             }
         }
     }
@@ -678,13 +690,7 @@ impl RgwCapture {
             {
                 Ok(page) => page,
                 Err(AdminError::NotFound { .. }) => {
-                    // The bucket (instance) is gone; its changes up to the
-                    // removal were drained before, or are lost with it.
-                    tracing::info!(bucket_shard = %shard_name, "rgw capture: bucket shard no longer exists; forgetting it");
-                    self.active
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(bs);
+                    self.shard_not_found(bs).await?;
                     return Ok(report);
                 }
                 Err(e) => return Err(e.into()),
@@ -714,6 +720,13 @@ impl RgwCapture {
             for entry in &page {
                 match map_entry(&bs.bucket, &shard_name, entry) {
                     Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
+                        // One record the index cannot hold must not stall the
+                        // shard (and every bucket sharing its data-log shard).
+                        if let Err(reason) = record.validate() {
+                            tracing::error!(bucket = %record.bucket, key = %record.key.escape_debug(), %reason, "rgw capture: change cannot be stored; skipped");
+                            self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         batch.records.push(record)
                     }
                     Ok(_) => page_report.filtered += 1,
@@ -748,6 +761,54 @@ impl RgwCapture {
                 return Ok(report);
             }
             marker = Some(last_marker);
+        }
+    }
+
+    /// A bucket shard's log answered 404. Only when the bucket itself is
+    /// gone is that the end of it. If the bucket now has another instance
+    /// (resharded, or deleted and created again), the old instance's
+    /// unread entries are unreachable, so the bucket is listed again in
+    /// full. If the instance is unchanged, the 404 was transient: the error
+    /// keeps the data-log position from moving past this shard.
+    async fn shard_not_found(&self, bs: &BucketShard) -> Result<(), CaptureError> {
+        let forget = || {
+            self.active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(bs);
+        };
+        match self.admin.bucket_instance(&bs.bucket).await {
+            Err(AdminError::NotFound { .. }) => {
+                tracing::info!(bucket_shard = %bs.name(), "rgw capture: the bucket no longer exists; forgetting its shard");
+                forget();
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+            Ok(current) if current.instance_id == bs.instance => {
+                Err(CaptureError::Rgw(AdminError::Http {
+                    endpoint: self.admin.client().endpoint().to_string(),
+                    what: format!("bucket-index log of {}", bs.name()),
+                    status: 503,
+                    body: "404 for a bucket instance that still exists; retrying".into(),
+                }))
+            }
+            Ok(current) => {
+                tracing::warn!(
+                    bucket_shard = %bs.name(),
+                    new_instance = %current.instance_id,
+                    "rgw capture: the bucket has a new instance (resharded or recreated); \
+                     resyncing the whole bucket by listing it"
+                );
+                self.index
+                    .write(
+                        WriteBatch::new()
+                            .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new()),
+                    )
+                    .await?;
+                self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                forget();
+                Ok(())
+            }
         }
     }
 
