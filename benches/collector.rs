@@ -6,6 +6,10 @@
 //! `ZONELOG_BENCH_TARGET=rgw` it writes to a bucket on the dev zone's RGW.
 //! `ZONELOG_BENCH_ENTRIES` (default 5000000), `ZONELOG_BENCH_COMPRESSION`
 //! (none|gzip|zstd, default zstd), part size 5 MiB, threshold 8 MiB.
+//! `ZONELOG_BENCH_PHASE=fill` only fills the index and keeps it;
+//! `ZONELOG_BENCH_PHASE=round` only runs the round on a kept index, in a
+//! fresh process, so its RSS is the collector's alone
+//! (`scripts/bench-collector` runs both).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,8 +35,18 @@ fn rss_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // As the zonelog binary does, before any thread starts.
+    zonelog::ops::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let total: u64 = std::env::var("ZONELOG_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -43,7 +57,10 @@ async fn main() {
         _ => Compression::Zstd,
     };
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-collector");
-    let _ = std::fs::remove_dir_all(&base);
+    let phase = std::env::var("ZONELOG_BENCH_PHASE").unwrap_or_else(|_| "all".into());
+    if phase != "round" {
+        let _ = std::fs::remove_dir_all(&base);
+    }
     let index = Arc::new(
         EmbeddedIndex::open(
             &base.join("index"),
@@ -54,8 +71,21 @@ async fn main() {
         )
         .expect("open"),
     );
-    let started = Instant::now();
     let now_ns = 1_764_000_000_000_000_000u64;
+    if phase != "round" {
+        fill(&index, total, now_ns).await;
+    }
+    if phase == "fill" {
+        return;
+    }
+    round(index, &base, compression, now_ns).await;
+    if phase == "all" {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+async fn fill(index: &Arc<EmbeddedIndex>, total: u64, now_ns: u64) {
+    let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..4u64 {
         let index = index.clone();
@@ -94,7 +124,14 @@ async fn main() {
         "fill: {total} entries in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
 
+async fn round(
+    index: Arc<EmbeddedIndex>,
+    base: &std::path::Path,
+    compression: Compression,
+    now_ns: u64,
+) {
     let target_config = if std::env::var("ZONELOG_BENCH_TARGET").as_deref() == Ok("rgw") {
         let var = |n: &str| {
             std::env::var(n).unwrap_or_else(|_| panic!("{n}: eval \"$(scripts/ceph-dev env)\""))
@@ -216,5 +253,4 @@ async fn main() {
     );
     drop(collector);
     drop(index);
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -191,6 +191,7 @@ enum DevCommand {
 }
 
 fn main() -> ExitCode {
+    zonelog::ops::limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -491,3 +491,20 @@ pub async fn serve(
             .await
     })
 }
+
+/// Caps glibc's malloc arenas at two. Index reads run on tokio's blocking
+/// threads, and glibc gives each new thread its own arena that keeps its
+/// freed memory: a 5 M-entry collector round peaked at 226 MB RSS with the
+/// default and at 152 MB with two arenas, at the same throughput
+/// (docs/benchmarks.md). Call it first thing in `main`, before threads exist.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator tuning; it is called before
+        // any other thread is started, and M_ARENA_MAX with a positive value
+        // is a documented, always-valid setting.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
