@@ -2,8 +2,9 @@
 //! object-store zone. See DESIGN.md (shared) and docs/ for the architecture.
 //!
 //! Modules follow the data flow: `capture` → `filter` → `index` (+ `lease`)
-//! → collector → log encoding → sinks → consumers.
+//! → collector → log encoding → sinks → consumers (`backup`).
 
+pub mod backup;
 pub mod capture;
 pub mod collector;
 pub mod config;

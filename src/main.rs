@@ -88,6 +88,26 @@ enum Command {
         #[command(subcommand)]
         command: RgwCommand,
     },
+    /// Copy what the log objects say changed to a second S3 system (or a
+    /// directory), from the checkpoint stored there; follows new log
+    /// objects until SIGINT/SIGTERM unless --once.
+    Backup {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Catch up with the log objects written so far, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Compare source buckets with their backup (keys, sizes, etags) and
+    /// print the differences; exit code 1 when there are any.
+    Verify {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Only this source bucket (repeatable); default: every bucket of
+        /// the source user that the filter matches.
+        #[arg(long)]
+        bucket: Vec<String>,
+    },
     /// The log objects on the target.
     Logs {
         #[command(subcommand)]
@@ -387,6 +407,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { command } => logs(command).await,
+        Command::Backup { config, once } => backup(&load_config(&config)?, once).await,
+        Command::Verify { config, bucket } => verify(&load_config(&config)?, bucket).await,
         Command::Target {
             command: TargetCommand::CreateBucket { config },
         } => {
@@ -572,6 +594,102 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     drop(index);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn backup(cfg: &Config, once: bool) -> Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    use zonelog::backup::{BackupStats, BarProgress, LogProgress, Progress};
+    let backup = zonelog::backup::from_config(cfg).map_err(anyhow::Error::msg)?;
+    backup
+        .check_access()
+        .await
+        .context("backup cannot start")?;
+    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+        Box::new(BarProgress::new(backup.stats.clone()))
+    } else {
+        Box::new(LogProgress::new(backup.stats.clone()))
+    };
+    let started = std::time::Instant::now();
+    if once {
+        backup.pass(progress.as_ref()).await.context("backup failed")?;
+    } else {
+        let (stop, shutdown) = watch::channel(false);
+        let follow = backup.follow(progress.as_ref(), shutdown);
+        tokio::pin!(follow);
+        tokio::select! {
+            r = &mut follow => r?,
+            r = wait_for_signal() => {
+                r?;
+                let _ = stop.send(true);
+                follow.await?;
+            }
+        }
+    }
+    drop(progress);
+    let s = &backup.stats;
+    let (source_requests, dest_requests) = backup.requests();
+    println!(
+        "backup: {} log objects, {} changes ({} copied, {} deleted, {} retained, {} skipped), {} in {:.1} s; S3 requests: {} source, {} destination",
+        BackupStats::get(&s.log_objects),
+        BackupStats::get(&s.changes),
+        BackupStats::get(&s.copied),
+        BackupStats::get(&s.deleted),
+        BackupStats::get(&s.retained),
+        BackupStats::get(&s.skipped),
+        bytesize::ByteSize::b(BackupStats::get(&s.bytes)),
+        started.elapsed().as_secs_f64(),
+        source_requests,
+        dest_requests,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(cfg: &Config, buckets: Vec<String>) -> Result<ExitCode> {
+    use zonelog::config::DeletePolicy;
+    let backup = zonelog::backup::from_config(cfg).map_err(anyhow::Error::msg)?;
+    if backup.config().policy == DeletePolicy::Versions {
+        bail!("verify compares current objects, but backup.policy = \"versions\" stores each change under KEY@ID; list the destination instead (docs/backup.md)");
+    }
+    let filter = Filter::new(&cfg.filter);
+    let buckets = if buckets.is_empty() {
+        let mut all = backup
+            .source()
+            .list_buckets()
+            .await
+            .context("verify cannot list the source buckets")?;
+        all.retain(|b| filter.matches_bucket(b));
+        all
+    } else {
+        buckets
+    };
+    let mut differences = 0;
+    for bucket in &buckets {
+        let dest_bucket = backup.config().destination.bucket_for(bucket);
+        let mut report = |key: &str, d: &zonelog::backup::verify::Difference| {
+            println!("{bucket}\t{key:?}\t{d}");
+        };
+        let summary = zonelog::backup::verify::verify_bucket(
+            backup.source(),
+            backup.destination().as_ref(),
+            backup.config().policy,
+            &filter,
+            bucket,
+            &dest_bucket,
+            &mut report,
+        )
+        .await
+        .with_context(|| format!("verify {bucket}"))?;
+        eprintln!(
+            "{bucket} -> {dest_bucket}: {} objects compared, {} differences",
+            summary.compared, summary.differences
+        );
+        differences += summary.differences;
+    }
+    Ok(if differences == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn wait_for_signal() -> Result<()> {

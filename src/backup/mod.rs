@@ -1,0 +1,651 @@
+//! `zonelog backup`: reads the log objects in name (= time) order and
+//! applies each change to a second S3 system, so a nightly backup copies
+//! only what changed instead of listing whole buckets.
+//!
+//! Progress is a checkpoint (log object, records done) stored at the
+//! destination after each batch. Everything a batch does is idempotent —
+//! copy an object again, delete an absent one — so a crash anywhere
+//! replays at most one batch and ends where an uninterrupted run ends.
+
+pub mod dest;
+pub mod s3;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{BackupConfig, DeletePolicy};
+use crate::logfmt::{compression_of, decompressor, LogRecord};
+use crate::record::Op;
+use crate::sink::Target;
+use dest::Destination;
+use s3::{ObjectInfo, S3Error, S3};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("log target {target}: {what}: {reason}")]
+    Logs {
+        target: String,
+        what: String,
+        reason: String,
+    },
+    #[error("log object {object}, line {line}: {reason}")]
+    Record {
+        object: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("checkpoint {name} at the destination is unreadable: {reason}; remove it to start over from the first log object")]
+    Checkpoint { name: String, reason: String },
+}
+
+/// Where the backup stands: every record of every log object before
+/// `log_object`, and the first `records_done` records of it, are applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub zone: String,
+    pub log_object: String,
+    pub records_done: u64,
+    pub object_done: bool,
+}
+
+/// Counters of a run, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct BackupStats {
+    pub log_objects: AtomicU64,
+    pub changes: AtomicU64,
+    pub copied: AtomicU64,
+    pub deleted: AtomicU64,
+    pub retained: AtomicU64,
+    /// Puts whose object (or version) is gone at the source: a later
+    /// record in the log covers it.
+    pub skipped: AtomicU64,
+    pub bytes: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl BackupStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// How a pass reports progress (a terminal bar, or log lines).
+pub trait Progress: Send + Sync {
+    fn pass_started(&self, log_objects: u64);
+    fn record_applied(&self);
+    fn object_done(&self, name: &str);
+    fn pass_done(&self);
+}
+
+/// The key a change is stored under with `policy = "versions"`: the
+/// source key, `@`, and the record id, so a listing of `KEY@` shows the
+/// object's history oldest first.
+pub fn versioned_key(key: &str, record_id: &str) -> String {
+    format!("{key}@{record_id}")
+}
+
+/// User metadata added to every copy, so `verify` can compare multipart
+/// copies (whose ETag depends on part sizes) with their source.
+pub const SOURCE_ETAG_META: &str = "zonelog-source-etag";
+const OP_META: &str = "zonelog-op";
+
+pub struct Backup {
+    zone: String,
+    config: BackupConfig,
+    logs: Target,
+    source: S3,
+    dest: Arc<dyn Destination>,
+    pub stats: Arc<BackupStats>,
+}
+
+impl Backup {
+    pub fn new(
+        zone: &str,
+        config: BackupConfig,
+        logs: Target,
+        source: S3,
+        dest: Arc<dyn Destination>,
+    ) -> Backup {
+        Backup {
+            zone: zone.to_string(),
+            config,
+            logs,
+            source,
+            dest,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn checkpoint_name(&self) -> String {
+        format!("zonelog-backup/{}/checkpoint.json", self.zone)
+    }
+
+    /// S3 requests sent to the source and the destination so far.
+    pub fn requests(&self) -> (u64, u64) {
+        (self.source.requests(), self.dest.requests())
+    }
+
+    pub async fn load_checkpoint(&self) -> Result<Option<Checkpoint>, BackupError> {
+        let name = self.checkpoint_name();
+        let Some(bytes) = self.dest.load_state(&name).await? else {
+            return Ok(None);
+        };
+        let checkpoint: Checkpoint =
+            serde_json::from_slice(&bytes).map_err(|e| BackupError::Checkpoint {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+        if checkpoint.zone != self.zone {
+            return Err(BackupError::Checkpoint {
+                name,
+                reason: format!(
+                    "it belongs to zone {:?}, not {:?}",
+                    checkpoint.zone, self.zone
+                ),
+            });
+        }
+        Ok(Some(checkpoint))
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), BackupError> {
+        let bytes = serde_json::to_vec(checkpoint).unwrap_or_default();
+        self.dest
+            .save_state(&self.checkpoint_name(), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Fails early, naming the endpoint, when one of the three ends cannot
+    /// be read with the configured keys.
+    pub async fn check_access(&self) -> Result<(), BackupError> {
+        self.source.list_buckets().await?;
+        self.load_checkpoint().await?;
+        self.list_log_objects(None).await?;
+        Ok(())
+    }
+
+    /// Log objects after `after`, oldest first (log names sort by time).
+    async fn list_log_objects(&self, after: Option<&str>) -> Result<Vec<String>, BackupError> {
+        let prefix = self.logs.path(&self.zone);
+        let store = self.logs.store();
+        let listing = match after {
+            Some(after) => store.list_with_offset(Some(&prefix), &StorePath::from(after)),
+            None => store.list(Some(&prefix)),
+        };
+        let mut names: Vec<String> = listing
+            .map_ok(|meta| meta.location.to_string())
+            .try_filter(|name| std::future::ready(compression_of(name).is_some()))
+            .try_collect()
+            .await
+            .map_err(|e| BackupError::Logs {
+                target: self.logs.describe().to_string(),
+                what: "list log objects".into(),
+                reason: e.to_string(),
+            })?;
+        names.sort();
+        if let Some(after) = after {
+            names.retain(|n| n.as_str() > after);
+        }
+        Ok(names)
+    }
+
+    /// Applies every log object not yet applied; returns how many it read.
+    pub async fn pass(&self, progress: &dyn Progress) -> Result<u64, BackupError> {
+        let checkpoint = self.load_checkpoint().await?;
+        let mut todo: Vec<(String, u64)> = Vec::new();
+        let after = match &checkpoint {
+            Some(c) if !c.object_done => {
+                todo.push((c.log_object.clone(), c.records_done));
+                Some(c.log_object.as_str())
+            }
+            Some(c) => Some(c.log_object.as_str()),
+            None => None,
+        };
+        todo.extend(
+            self.list_log_objects(after)
+                .await?
+                .into_iter()
+                .map(|name| (name, 0)),
+        );
+        progress.pass_started(todo.len() as u64);
+        let count = todo.len() as u64;
+        for (name, skip) in todo {
+            self.apply_log_object(&name, skip, progress).await?;
+            self.stats.log_objects.fetch_add(1, Ordering::Relaxed);
+            progress.object_done(&name);
+        }
+        progress.pass_done();
+        Ok(count)
+    }
+
+    /// Follow mode: a pass every `poll_interval` until shutdown. A failing
+    /// pass is logged and tried again; it never skips a record.
+    pub async fn follow(
+        &self,
+        progress: &dyn Progress,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), BackupError> {
+        loop {
+            if let Err(e) = self.pass(progress).await {
+                tracing::error!(error = %e, "backup pass failed; trying again after the poll interval");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
+        }
+    }
+
+    async fn apply_log_object(
+        &self,
+        name: &str,
+        skip: u64,
+        progress: &dyn Progress,
+    ) -> Result<(), BackupError> {
+        let records = self.read_log_object(name).await?;
+        let mut records = std::pin::pin!(records);
+        let mut done = 0u64;
+        let mut batch = Vec::with_capacity(self.config.batch);
+        loop {
+            let next = records.next().await.transpose()?;
+            let end = next.is_none();
+            if let Some(record) = next {
+                done += 1;
+                if done <= skip {
+                    continue;
+                }
+                batch.push(record);
+            }
+            if batch.len() >= self.config.batch || (end && !batch.is_empty()) {
+                let applied = batch.len();
+                self.apply_batch(std::mem::take(&mut batch)).await?;
+                for _ in 0..applied {
+                    progress.record_applied();
+                }
+                if !end {
+                    self.save_checkpoint(&Checkpoint {
+                        v: 1,
+                        zone: self.zone.clone(),
+                        log_object: name.to_string(),
+                        records_done: done,
+                        object_done: false,
+                    })
+                    .await?;
+                }
+            }
+            if end {
+                break;
+            }
+        }
+        self.save_checkpoint(&Checkpoint {
+            v: 1,
+            zone: self.zone.clone(),
+            log_object: name.to_string(),
+            records_done: done,
+            object_done: true,
+        })
+        .await
+    }
+
+    /// Streams a log object's records: decompression and JSON parsing run on
+    /// a blocking thread and hand records over a bounded channel.
+    async fn read_log_object(
+        &self,
+        name: &str,
+    ) -> Result<impl futures::Stream<Item = Result<LogRecord, BackupError>>, BackupError> {
+        let logs_error = |what: &str, e: &dyn std::fmt::Display| BackupError::Logs {
+            target: self.logs.describe().to_string(),
+            what: format!("{what} {name}"),
+            reason: e.to_string(),
+        };
+        let compression = compression_of(name)
+            .ok_or_else(|| logs_error("read", &"not a log object name"))?;
+        let stream = self
+            .logs
+            .store()
+            .get(&StorePath::from(name))
+            .await
+            .map_err(|e| logs_error("read", &e))?
+            .into_stream()
+            .map_err(std::io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let (tx, rx) = mpsc::channel::<Result<LogRecord, BackupError>>(1024);
+        let object = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead as _;
+            let decoded = match decompressor(compression, reader) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(BackupError::Record {
+                        object,
+                        line: 0,
+                        reason: e.to_string(),
+                    }));
+                    return;
+                }
+            };
+            let mut lines = std::io::BufReader::with_capacity(256 * 1024, decoded);
+            let mut line = Vec::new();
+            let mut number = 0u64;
+            loop {
+                line.clear();
+                number += 1;
+                let result = match lines.read_until(b'\n', &mut line) {
+                    Ok(0) => return,
+                    Ok(_) => serde_json::from_slice::<LogRecord>(&line).map_err(|e| {
+                        BackupError::Record {
+                            object: object.clone(),
+                            line: number,
+                            reason: e.to_string(),
+                        }
+                    }),
+                    Err(e) => Err(BackupError::Record {
+                        object: object.clone(),
+                        line: number,
+                        reason: format!("cannot read: {e}"),
+                    }),
+                };
+                let failed = result.is_err();
+                if tx.blocking_send(result).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(tokio_stream_from(rx))
+    }
+
+    /// Applies a batch: changes to different objects run in parallel, the
+    /// changes of one object in log order.
+    async fn apply_batch(&self, batch: Vec<LogRecord>) -> Result<(), BackupError> {
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut groups: HashMap<(String, String), Vec<LogRecord>> = HashMap::new();
+        for record in batch {
+            let id = (record.bucket.clone(), record.key.clone());
+            groups
+                .entry(id.clone())
+                .or_insert_with(|| {
+                    order.push(id);
+                    Vec::new()
+                })
+                .push(record);
+        }
+        let groups: Vec<Vec<LogRecord>> = order
+            .into_iter()
+            .filter_map(|id| groups.remove(&id))
+            .collect();
+        futures::stream::iter(groups)
+            .map(|changes| async move {
+                for change in &changes {
+                    self.apply_with_retry(change).await?;
+                }
+                Ok::<_, BackupError>(())
+            })
+            .buffer_unordered(self.config.parallelism)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn apply_with_retry(&self, change: &LogRecord) -> Result<(), BackupError> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.apply(change).await {
+                Ok(()) => {
+                    self.stats.changes.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && attempt < 8 => {
+                    tracing::warn!(error = %e, attempt, "retrying");
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn apply(&self, change: &LogRecord) -> Result<(), S3Error> {
+        let bucket = self.config.destination.bucket_for(&change.bucket);
+        let policy = self.config.policy;
+        match change.op {
+            Op::Put | Op::Metadata => {
+                let key = match policy {
+                    DeletePolicy::Versions => versioned_key(&change.key, &change.id),
+                    _ => change.key.clone(),
+                };
+                self.copy(change, change.version_id.as_deref(), &bucket, &key)
+                    .await
+            }
+            Op::Delete | Op::DeleteMarker => match policy {
+                DeletePolicy::Retain => {
+                    self.stats.retained.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                DeletePolicy::Versions => {
+                    let mut info = ObjectInfo::default();
+                    info.metadata
+                        .insert(OP_META.into(), change.op.as_str().into());
+                    self.dest
+                        .put(
+                            &bucket,
+                            &versioned_key(&change.key, &change.id),
+                            &info,
+                            ByteStream::from_static(b""),
+                        )
+                        .await?;
+                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                DeletePolicy::Mirror => {
+                    // Removing one version of a versioned object can make
+                    // an older version current again: mirror whatever is
+                    // current now.
+                    if change.op == Op::Delete && change.version_id.is_some() {
+                        if self.source.head(&change.bucket, &change.key).await?.is_some() {
+                            return self.copy(change, None, &bucket, &change.key).await;
+                        }
+                    }
+                    self.dest.delete(&bucket, &change.key).await?;
+                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Streams one object (version) from the source to the destination.
+    async fn copy(
+        &self,
+        change: &LogRecord,
+        version_id: Option<&str>,
+        dest_bucket: &str,
+        dest_key: &str,
+    ) -> Result<(), S3Error> {
+        let Some((mut info, body)) = self
+            .source
+            .get(&change.bucket, &change.key, version_id)
+            .await?
+        else {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(bucket = %change.bucket, key = %change.key, "gone at the source; a later change covers it");
+            return Ok(());
+        };
+        if let Some(etag) = &info.etag {
+            let bare = s3::bare_etag(etag).to_string();
+            info.metadata.insert(SOURCE_ETAG_META.into(), bare);
+        }
+        let written = self.dest.put(dest_bucket, dest_key, &info, body).await?;
+        self.stats.copied.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Progress as log lines (when stderr is not a terminal).
+pub struct LogProgress {
+    stats: Arc<BackupStats>,
+    started: Instant,
+}
+
+impl LogProgress {
+    pub fn new(stats: Arc<BackupStats>) -> Self {
+        LogProgress {
+            stats,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Progress for LogProgress {
+    fn pass_started(&self, log_objects: u64) {
+        if log_objects > 0 {
+            tracing::info!(log_objects, "backup: log objects to apply");
+        }
+    }
+    fn record_applied(&self) {}
+    fn object_done(&self, name: &str) {
+        let s = &self.stats;
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let changes = BackupStats::get(&s.changes);
+        tracing::info!(
+            log_object = name,
+            changes,
+            copied = BackupStats::get(&s.copied),
+            deleted = BackupStats::get(&s.deleted),
+            skipped = BackupStats::get(&s.skipped),
+            bytes = BackupStats::get(&s.bytes),
+            changes_per_s = (changes as f64 / secs).round(),
+            "log object applied"
+        );
+    }
+    fn pass_done(&self) {}
+}
+
+/// A progress bar on a terminal: log objects (with ETA), changes, bytes
+/// and rate.
+pub struct BarProgress {
+    bar: indicatif::ProgressBar,
+    stats: Arc<BackupStats>,
+    started: Instant,
+}
+
+impl BarProgress {
+    pub fn new(stats: Arc<BackupStats>) -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} log objects · {msg} · ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        BarProgress {
+            bar,
+            stats,
+            started: Instant::now(),
+        }
+    }
+
+    fn refresh(&self) {
+        let s = &self.stats;
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let changes = BackupStats::get(&s.changes);
+        self.bar.set_message(format!(
+            "{changes} changes, {} copied, {:.0} changes/s",
+            bytesize::ByteSize::b(BackupStats::get(&s.bytes)),
+            changes as f64 / secs
+        ));
+    }
+}
+
+impl Progress for BarProgress {
+    fn pass_started(&self, log_objects: u64) {
+        self.bar.set_length(self.bar.position() + log_objects);
+        self.refresh();
+    }
+    fn record_applied(&self) {
+        if BackupStats::get(&self.stats.changes).is_multiple_of(100) {
+            self.refresh();
+        }
+    }
+    fn object_done(&self, _name: &str) {
+        self.bar.inc(1);
+        self.refresh();
+    }
+    fn pass_done(&self) {
+        self.refresh();
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        self.bar.finish();
+    }
+}
+
+impl BackupError {
+    /// Worth retrying later (follow mode): the endpoint may come back.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackupError::S3(e) if e.is_transient())
+    }
+}
+
+/// Builds a backup from the whole config.
+pub fn from_config(config: &crate::config::Config) -> Result<Backup, String> {
+    let backup = config
+        .backup
+        .clone()
+        .ok_or("the config has no [backup] section")?;
+    let target = config
+        .target
+        .as_ref()
+        .ok_or("[backup] reads the log objects from [target], which is missing")?;
+    let logs = Target::from_config(target).map_err(|e| e.to_string())?;
+    let source = S3::from_config("source", &backup.source);
+    let dest = dest::from_config(
+        &backup.destination,
+        backup.multipart_threshold.as_u64(),
+        backup.part_size.as_u64() as usize,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Backup::new(
+        &config.zone,
+        backup,
+        logs,
+        source,
+        Arc::from(dest),
+    ))
+}
+
+impl Backup {
+    pub fn source(&self) -> &S3 {
+        &self.source
+    }
+    pub fn destination(&self) -> &Arc<dyn Destination> {
+        &self.dest
+    }
+    pub fn config(&self) -> &BackupConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,534 @@
+//! The S3 calls of `zonelog backup`, through the AWS SDK.
+//!
+//! The SDK, not `object_store`, because a backup must address every key
+//! S3 allows, byte for byte: `object_store` paths cannot hold control
+//! characters, empty segments (`a//b`, `dir/`) or `.`/`..` segments, and it
+//! has no version-id reads or user-metadata copy on every call we need
+//! (docs/decisions.md).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use url::Url;
+
+use crate::config::S3EndpointConfig;
+
+/// Why an S3 call failed, as far as the caller must tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3ErrorKind {
+    /// The object or version does not exist (404).
+    NotFound,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// Wrong keys, signature or permissions (401/403): retrying cannot help.
+    Denied,
+    /// No answer, a timeout, or a 5xx/503 slow-down: worth retrying.
+    Transient,
+    /// Anything else the server refused.
+    Refused,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{role} {endpoint}: {op} {target} failed: {reason}")]
+pub struct S3Error {
+    pub role: &'static str,
+    pub endpoint: String,
+    pub op: &'static str,
+    pub target: String,
+    pub reason: String,
+    pub kind: S3ErrorKind,
+}
+
+impl S3Error {
+    pub fn is_transient(&self) -> bool {
+        self.kind == S3ErrorKind::Transient
+    }
+}
+
+/// What a GET or HEAD tells about an object.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// A listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// One S3 endpoint with its keys; `role` ("source", "destination") names it
+/// in every error so an operator knows which side refused.
+#[derive(Clone)]
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+    role: &'static str,
+    endpoint: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl S3 {
+    pub fn new(role: &'static str, endpoint: &Url, region: &str, access: &str, secret: &str) -> S3 {
+        let credentials = Credentials::new(access, secret, None, None, "zonelog-config");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(endpoint.as_str().trim_end_matches('/'))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            // RGW before Squid rejects the SDK's default CRC trailers
+            // (aws-chunked uploads); MD5/ETag checks stay.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .build();
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(config),
+            role,
+            endpoint: endpoint.as_str().trim_end_matches('/').to_string(),
+            requests: Default::default(),
+        }
+    }
+
+    pub fn from_config(role: &'static str, config: &S3EndpointConfig) -> S3 {
+        S3::new(
+            role,
+            &config.endpoint,
+            &config.region,
+            &config.access_key,
+            config.secret_key.expose(),
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.role, self.endpoint)
+    }
+
+    /// S3 requests sent so far (each page and part counts).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn error<E, R>(&self, op: &'static str, target: String, err: SdkError<E, R>) -> S3Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let status = err.raw_response().map(HttpStatus::status);
+        let code = err.code().map(str::to_string);
+        let kind = match (&err, status, code.as_deref()) {
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
+                S3ErrorKind::Transient
+            }
+            (_, _, Some("NoSuchBucket")) => S3ErrorKind::NoSuchBucket,
+            (_, Some(404), _) | (_, _, Some("NoSuchKey" | "NoSuchVersion" | "NotFound")) => {
+                S3ErrorKind::NotFound
+            }
+            (_, Some(401 | 403), _) => S3ErrorKind::Denied,
+            (_, Some(s), _) if s >= 500 || s == 429 => S3ErrorKind::Transient,
+            (_, None, _) => S3ErrorKind::Transient,
+            _ => S3ErrorKind::Refused,
+        };
+        let reason = match (kind, code, status) {
+            (S3ErrorKind::Denied, code, status) => format!(
+                "refused (HTTP {}, {}): check the {} access_key/secret_key and the user's permissions",
+                status.unwrap_or_default(),
+                code.unwrap_or_else(|| "AccessDenied".into()),
+                self.role
+            ),
+            (S3ErrorKind::Transient, None, None) => {
+                format!("no answer: {}", DisplayErrorContext(&err))
+            }
+            (_, code, status) => format!(
+                "HTTP {} {}{}",
+                status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                code.unwrap_or_default(),
+                err.message().map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        };
+        S3Error {
+            role: self.role,
+            endpoint: self.endpoint.clone(),
+            op,
+            target,
+            reason,
+            kind,
+        }
+    }
+
+    fn stream_error(&self, op: &'static str, target: String, reason: String) -> S3Error {
+        S3Error {
+            role: self.role,
+            endpoint: self.endpoint.clone(),
+            op,
+            target,
+            reason,
+            kind: S3ErrorKind::Transient,
+        }
+    }
+
+    /// Opens an object (a given version, or the current one) for reading;
+    /// `None` when it no longer exists.
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<(ObjectInfo, ByteStream)>, S3Error> {
+        self.count();
+        match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let info = ObjectInfo {
+                    size: out.content_length().unwrap_or_default().max(0) as u64,
+                    etag: out.e_tag().map(str::to_string),
+                    version_id: out.version_id().map(str::to_string),
+                    content_type: out.content_type().map(str::to_string),
+                    metadata: out.metadata().cloned().unwrap_or_default(),
+                };
+                Ok(Some((info, out.body)))
+            }
+            Err(e) => {
+                let err = self.error("GET", format!("{bucket}/{key}"), e);
+                if matches!(err.kind, S3ErrorKind::NotFound | S3ErrorKind::NoSuchBucket) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// An object's current state; `None` when it does not exist.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, S3Error> {
+        self.count();
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or_default().max(0) as u64,
+                etag: out.e_tag().map(str::to_string),
+                version_id: out.version_id().map(str::to_string),
+                content_type: out.content_type().map(str::to_string),
+                metadata: out.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) => {
+                let err = self.error("HEAD", format!("{bucket}/{key}"), e);
+                if err.kind == S3ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Writes `body` (of `info.size` bytes) with its content type and user
+    /// metadata: one PUT up to `threshold`, else a multipart upload that
+    /// holds one part in memory at a time. Returns the bytes written.
+    pub async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        info: &ObjectInfo,
+        mut body: ByteStream,
+        threshold: u64,
+        part_size: usize,
+    ) -> Result<u64, S3Error> {
+        let target = format!("{bucket}/{key}");
+        if info.size <= threshold {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| self.stream_error("GET body", target.clone(), e.to_string()))?
+                .into_bytes();
+            return self.put_bytes(bucket, key, info, bytes).await;
+        }
+        self.count();
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(info.content_type.clone())
+            .set_metadata(Some(info.metadata.clone()))
+            .send()
+            .await
+            .map_err(|e| self.error("create multipart upload", target.clone(), e))?;
+        let Some(upload_id) = upload.upload_id().map(str::to_string) else {
+            return Err(self.stream_error(
+                "create multipart upload",
+                target,
+                "the answer has no UploadId".into(),
+            ));
+        };
+        let result = self
+            .upload_parts(bucket, key, &upload_id, &mut body, part_size)
+            .await;
+        match result {
+            Ok(written) => Ok(written),
+            Err(e) => {
+                // Best effort: an abandoned upload only costs space until
+                // the bucket's lifecycle rule (or this abort) removes it.
+                self.count();
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        body: &mut ByteStream,
+        part_size: usize,
+    ) -> Result<u64, S3Error> {
+        let target = format!("{bucket}/{key}");
+        let mut parts = Vec::new();
+        let mut buffer = BytesMut::with_capacity(part_size);
+        let mut written = 0u64;
+        let mut finished = false;
+        while !finished {
+            match body.try_next().await {
+                Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
+                Ok(None) => finished = true,
+                Err(e) => {
+                    return Err(self.stream_error("GET body", target.clone(), e.to_string()))
+                }
+            }
+            while buffer.len() >= part_size || (finished && !buffer.is_empty()) {
+                let take = buffer.len().min(part_size);
+                let part = buffer.split_to(take).freeze();
+                let number = parts.len() as i32 + 1;
+                written += part.len() as u64;
+                self.count();
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .content_length(part.len() as i64)
+                    .body(ByteStream::from(part))
+                    .send()
+                    .await
+                    .map_err(|e| self.error("upload part", target.clone(), e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+        }
+        self.count();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error("complete multipart upload", target, e))?;
+        Ok(written)
+    }
+
+    pub async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        info: &ObjectInfo,
+        bytes: Bytes,
+    ) -> Result<u64, S3Error> {
+        let len = bytes.len() as u64;
+        self.count();
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(len as i64)
+            .set_content_type(info.content_type.clone())
+            .set_metadata(Some(info.metadata.clone()))
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.error("PUT", format!("{bucket}/{key}"), e))?;
+        Ok(len)
+    }
+
+    /// Reads a small object whole (a checkpoint); `None` when absent.
+    pub async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, S3Error> {
+        let Some((_, body)) = self.get(bucket, key, None).await? else {
+            return Ok(None);
+        };
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| self.stream_error("GET body", format!("{bucket}/{key}"), e.to_string()))?
+            .into_bytes();
+        Ok(Some(bytes))
+    }
+
+    /// Deletes an object; deleting an absent one is not an error.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
+        self.count();
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = self.error("DELETE", format!("{bucket}/{key}"), e);
+                match err.kind {
+                    S3ErrorKind::NotFound | S3ErrorKind::NoSuchBucket => Ok(()),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Creates a bucket; one that this user already owns is fine.
+    pub async fn create_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        self.count();
+        match self.client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(e) => Err(self.error("create bucket", bucket.to_string(), e)),
+        }
+    }
+
+    /// The names of the buckets this user owns.
+    pub async fn list_buckets(&self) -> Result<Vec<String>, S3Error> {
+        self.count();
+        let out = self
+            .client
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| self.error("list buckets", String::new(), e))?;
+        Ok(out
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .collect())
+    }
+
+    /// One page of a bucket's listing in key order, after `start_after`;
+    /// the second value says whether more pages follow. A missing bucket
+    /// lists as empty.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        continuation: Option<String>,
+    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
+        self.count();
+        let out = match self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(continuation)
+            .max_keys(1000)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = self.error("list", bucket.to_string(), e);
+                if err.kind == S3ErrorKind::NoSuchBucket {
+                    return Ok((Vec::new(), None));
+                }
+                return Err(err);
+            }
+        };
+        let listed = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok((listed, next))
+    }
+}
+
+/// The HTTP status of the SDK's raw response type.
+pub trait HttpStatus {
+    fn status(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        aws_sdk_s3::config::http::HttpResponse::status(self).as_u16()
+    }
+}
+
+/// An S3 ETag without its quotes.
+pub fn bare_etag(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// Whether an ETag is the MD5 of the content (a single-part upload), so two
+/// copies can be compared by it.
+pub fn is_md5_etag(etag: &str) -> bool {
+    let bare = bare_etag(etag);
+    bare.len() == 32 && bare.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,546 @@
+//! `zonelog backup` and `zonelog verify` end to end on the dev zone: the
+//! zone's changes are captured by `zonelog run`, written to log objects by
+//! `zonelog flush`, then copied to destination buckets owned by the second
+//! user (or a directory) and compared with the source.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{dev_zone, unique_bucket, DevZone, S3};
+use reqwest::Method;
+use zonelog::capture::rgw::admin::encode_path;
+
+struct Pipeline {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port()
+}
+
+impl Pipeline {
+    /// A config for capture of `buckets`, log objects in a directory, and a
+    /// backup with `backup_section` (TOML for `[backup]` and below).
+    fn new(zone: &DevZone, buckets: &[&str], backup_section: &str) -> Pipeline {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("zonelog.toml");
+        let list = buckets
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            &config,
+            format!(
+                r#"zone = "bk-zone"
+[sources.rgw]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+poll_interval = "200ms"
+[filter]
+buckets = [{list}]
+[index]
+path = "{dir}/index"
+shards = 8
+[collector]
+period = "1h"
+cutoff_margin = "1s"
+[target]
+directory = "{dir}/logs"
+[http]
+listen = "127.0.0.1:{port}"
+{backup_section}
+"#,
+                endpoint = zone.endpoint,
+                ak = zone.admin_access_key,
+                sk = zone.admin_secret_key,
+                dir = dir.path().display(),
+            ),
+        )
+        .expect("config");
+        Pipeline { dir, config, port }
+    }
+
+    fn zonelog(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .env("ZONELOG_LOG", "warn")
+            .output()
+            .expect("run zonelog")
+    }
+
+    fn zonelog_ok(&self, args: &[&str]) -> String {
+        let out = self.zonelog(args);
+        assert!(
+            out.status.success(),
+            "zonelog {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    async fn start(&self) -> Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zonelog run");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await {
+                if r.status().is_success() {
+                    return child;
+                }
+            }
+            assert!(Instant::now() < deadline, "zonelog run never became ready");
+        }
+    }
+
+    /// Waits until the running capture has at least `n` changes of
+    /// `bucket`, stops it, and writes the log objects.
+    async fn capture_and_flush(&self, mut run: Child, counts: &[(&str, usize)]) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for (bucket, n) in counts {
+            loop {
+                let out = self.zonelog_ok(&["changes", "--json", "--bucket", bucket]);
+                if out.lines().count() >= *n {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {n} changes of {bucket} captured",
+                    out.lines().count()
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Command::new("kill")
+            .args(["-TERM", &run.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(run.wait().expect("reap").success());
+        // Past the cutoff margin, so the flush takes every change.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        self.zonelog_ok(&["flush"]);
+    }
+}
+
+async fn put_with(
+    s3: &S3<'_>,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let url = s3.0.url(
+        &format!("/{}/{}", encode_path(bucket), encode_path(key)),
+        &[],
+    );
+    s3.0.send_with_headers(Method::PUT, url, headers, body.to_vec(), "put with headers")
+        .await
+        .expect("put");
+}
+
+async fn head(s3: &S3<'_>, bucket: &str, key: &str) -> Option<reqwest::header::HeaderMap> {
+    let url = s3.0.url(
+        &format!("/{}/{}", encode_path(bucket), encode_path(key)),
+        &[],
+    );
+    match s3.0.send(Method::HEAD, url, Vec::new(), "head").await {
+        Ok(reply) => Some(reply.headers),
+        Err(_) => None,
+    }
+}
+
+async fn get(s3: &S3<'_>, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let url = s3.0.url(
+        &format!("/{}/{}", encode_path(bucket), encode_path(key)),
+        &[],
+    );
+    s3.0.send(Method::GET, url, Vec::new(), "get")
+        .await
+        .ok()
+        .map(|r| r.body.to_vec())
+}
+
+fn s3_backup_section(zone: &DevZone, state_bucket: &str, extra: &str) -> String {
+    format!(
+        r#"[backup]
+part_size = "5MiB"
+multipart_threshold = "6MiB"
+batch = 7
+{extra}
+[backup.source]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+[backup.destination]
+endpoint = "{endpoint}"
+access_key = "{uak}"
+secret_key = "{usk}"
+bucket_template = "{{bucket}}-bk"
+state_bucket = "{state_bucket}"
+"#,
+        endpoint = zone.endpoint,
+        ak = zone.admin_access_key,
+        sk = zone.admin_secret_key,
+        uak = zone.user_access_key,
+        usk = zone.user_secret_key,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_what_changed_and_verify_agrees() {
+    let Some(zone) = dev_zone() else { return };
+    let plain = unique_bucket("zlbk");
+    let versioned = unique_bucket("zlbkv");
+    let state = unique_bucket("zlbks");
+    let pipeline = Pipeline::new(
+        &zone,
+        &[&plain, &versioned],
+        &s3_backup_section(&zone, &state, ""),
+    );
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    let user = zone.user_client();
+    let dest = S3(&user);
+    let run = pipeline.start().await;
+
+    s3.create_bucket(&plain).await;
+    s3.create_bucket(&versioned).await;
+    s3.enable_versioning(&versioned).await;
+    let odd_keys = [
+        "sp ace.txt",
+        "per%cent",
+        "plus+sign",
+        "uni-ü-😀",
+        "_leading",
+        "line\nbreak",
+        "dir/",
+        "a//b",
+    ];
+    for key in odd_keys {
+        s3.put(&plain, key, key.as_bytes()).await;
+    }
+    put_with(
+        &s3,
+        &plain,
+        "typed.json",
+        b"{}",
+        &[
+            ("content-type", "application/json"),
+            ("x-amz-meta-owner", "team-blue"),
+        ],
+    )
+    .await;
+    for n in 0..5 {
+        s3.put(&plain, &format!("obj-{n}"), format!("first {n}").as_bytes())
+            .await;
+    }
+    s3.put(&plain, "obj-1", b"second 1").await;
+    s3.delete(&plain, "obj-2").await;
+    s3.copy(&plain, "obj-3", "obj-3-copy").await;
+    s3.multipart(&plain, "big", 3).await;
+    // Versioned: overwrite, delete (marker), and removing the newest
+    // version, which makes the older one current again.
+    s3.put(&versioned, "doc", b"doc v1").await;
+    s3.put(&versioned, "doc", b"doc v2").await;
+    s3.put(&versioned, "gone", b"soon deleted").await;
+    s3.delete(&versioned, "gone").await;
+    s3.put(&versioned, "back", b"back v1").await;
+    let newest = s3.put(&versioned, "back", b"back v2").await.expect("version id");
+    s3.delete_version(&versioned, "back", Some(&newest)).await;
+
+    pipeline
+        .capture_and_flush(run, &[(&plain, 18), (&versioned, 7)])
+        .await;
+    let out = pipeline.zonelog_ok(&["backup", "--once"]);
+    assert!(out.contains("changes"), "summary printed: {out}");
+    let verify = pipeline.zonelog(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "verify after backup: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let plain_bk = format!("{plain}-bk");
+    let versioned_bk = format!("{versioned}-bk");
+    for key in odd_keys {
+        assert_eq!(
+            get(&dest, &plain_bk, key).await.as_deref(),
+            Some(key.as_bytes()),
+            "{key:?} copied byte for byte"
+        );
+    }
+    assert_eq!(get(&dest, &plain_bk, "obj-1").await.as_deref(), Some(&b"second 1"[..]));
+    assert_eq!(get(&dest, &plain_bk, "obj-2").await, None, "delete mirrored");
+    assert_eq!(get(&dest, &plain_bk, "obj-3-copy").await.as_deref(), Some(&b"first 3"[..]));
+    let big = get(&dest, &plain_bk, "big").await.expect("multipart object copied");
+    assert_eq!(big.len(), 2 * (5 << 20) + 1000);
+    let typed = head(&dest, &plain_bk, "typed.json").await.expect("typed copied");
+    assert_eq!(typed.get("content-type").unwrap(), "application/json");
+    assert_eq!(typed.get("x-amz-meta-owner").unwrap(), "team-blue");
+    assert_eq!(get(&dest, &versioned_bk, "doc").await.as_deref(), Some(&b"doc v2"[..]));
+    assert_eq!(get(&dest, &versioned_bk, "gone").await, None, "delete marker mirrored");
+    assert_eq!(
+        get(&dest, &versioned_bk, "back").await.as_deref(),
+        Some(&b"back v1"[..]),
+        "the older version is current again"
+    );
+
+    // A second round: only the new changes are applied.
+    let run = pipeline.start().await;
+    s3.delete(&plain, "obj-1").await;
+    s3.put(&plain, "obj-4", b"third 4").await;
+    s3.put(&plain, "late", b"late").await;
+    pipeline.capture_and_flush(run, &[(&plain, 3)]).await;
+    let out = pipeline.zonelog_ok(&["backup", "--once"]);
+    assert!(out.contains("1 log objects, 3 changes"), "only the new log object: {out}");
+    assert_eq!(get(&dest, &plain_bk, "obj-1").await, None);
+    assert_eq!(get(&dest, &plain_bk, "obj-4").await.as_deref(), Some(&b"third 4"[..]));
+    let verify = pipeline.zonelog(&["verify"]);
+    assert!(verify.status.success());
+    // Nothing new: a run applies nothing.
+    let out = pipeline.zonelog_ok(&["backup", "--once"]);
+    assert!(out.contains("0 log objects, 0 changes"), "{out}");
+
+    // verify reports a difference and exits 1.
+    dest.put(&plain_bk, "stray", b"not at the source").await;
+    dest.put(&plain_bk, "obj-4", b"tampered").await;
+    let verify = pipeline.zonelog(&["verify", "--bucket", &plain]);
+    assert_eq!(verify.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(report.contains("\"stray\"\tonly at the destination"), "{report}");
+    assert!(report.contains("\"obj-4\"\tsize differs"), "{report}");
+}
+
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                if !name.starts_with(".zonelog-backup") {
+                    out.push((name, std::fs::read(&path).expect("read")));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn dir_backup_section(zone: &DevZone, dir: &Path, policy: &str) -> String {
+    format!(
+        r#"[backup]
+policy = "{policy}"
+batch = 10
+parallelism = 4
+[backup.source]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+[backup.destination]
+directory = "{dir}"
+"#,
+        endpoint = zone.endpoint,
+        ak = zone.admin_access_key,
+        sk = zone.admin_secret_key,
+        dir = dir.display(),
+    )
+}
+
+/// Kill -9 `zonelog backup` at random moments, run it again each time; the
+/// destination must end identical to that of one uninterrupted run, and
+/// the policies keep what they promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkc");
+    let dest_root = tempfile::tempdir().expect("temp dir");
+    let killed_dir = dest_root.path().join("killed");
+    let pipeline = Pipeline::new(
+        &zone,
+        &[&bucket],
+        &dir_backup_section(&zone, &killed_dir, "mirror"),
+    );
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    let run = pipeline.start().await;
+    s3.create_bucket(&bucket).await;
+    let objects: usize = 300;
+    for n in 0..objects {
+        s3.put(&bucket, &format!("k/{n:04}"), format!("one {n}").as_bytes())
+            .await;
+    }
+    for n in (0..objects).step_by(3) {
+        s3.put(&bucket, &format!("k/{n:04}"), format!("two {n}").as_bytes())
+            .await;
+    }
+    for n in (0..objects).step_by(5) {
+        s3.delete(&bucket, &format!("k/{n:04}")).await;
+    }
+    let changes = objects + objects.div_ceil(3) + objects.div_ceil(5);
+    pipeline.capture_and_flush(run, &[(&bucket, changes)]).await;
+
+    let mut rng_state = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let mut kills = 0;
+    for _ in 0..8 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(&pipeline.config)
+            .env("ZONELOG_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start backup");
+        tokio::time::sleep(Duration::from_millis(100 + next() % 900)).await;
+        if child.try_wait().expect("poll").is_none() {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        child.wait().expect("reap");
+    }
+    assert!(kills >= 3, "the backup was killed while working ({kills} kills)");
+    pipeline.zonelog_ok(&["backup", "--once"]);
+    let verify = pipeline.zonelog(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    // The same log objects, applied once without interruption.
+    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
+    let clean_dir = dest_root.path().join("clean");
+    let clean_config = pipeline.dir.path().join("clean.toml");
+    std::fs::write(
+        &clean_config,
+        config_text.replace(&killed_dir.display().to_string(), &clean_dir.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["backup", "--once", "-c"])
+        .arg(&clean_config)
+        .output()
+        .expect("clean backup");
+    assert!(out.status.success());
+    let killed = tree(&killed_dir);
+    assert_eq!(killed.len(), objects - objects.div_ceil(5));
+    assert!(killed == tree(&clean_dir), "killed runs end like a clean run");
+
+    // retain keeps deleted objects. versions keeps a copy per put (of what
+    // the unversioned source still has) and a tombstone per delete.
+    let present = objects - objects.div_ceil(5);
+    let overwritten_present = objects.div_ceil(3) - objects.div_ceil(15);
+    for (policy, expected) in [
+        ("retain", objects),
+        ("versions", present + overwritten_present + objects.div_ceil(5)),
+    ] {
+        let dir = dest_root.path().join(policy);
+        let config = pipeline.dir.path().join(format!("{policy}.toml"));
+        std::fs::write(
+            &config,
+            config_text
+                .replace(&killed_dir.display().to_string(), &dir.display().to_string())
+                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(&config)
+            .output()
+            .expect("backup");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let files = tree(&dir);
+        assert_eq!(files.len(), expected, "{policy}");
+        if policy == "versions" {
+            let history = |key: &str| -> Vec<Vec<u8>> {
+                files
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(&format!("{bucket}/{key}@")))
+                    .map(|(_, body)| body.clone())
+                    .collect()
+            };
+            assert_eq!(history("k/0003"), vec![b"two 3".to_vec(), b"two 3".to_vec()]);
+            assert_eq!(history("k/0000"), vec![Vec::<u8>::new()], "a delete is an empty tombstone");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_name_the_endpoint_that_refused() {
+    let Some(zone) = dev_zone() else { return };
+    let state = unique_bucket("zlbkw");
+    let good = s3_backup_section(&zone, &state, "");
+    let pipeline = Pipeline::new(&zone, &["zlbk-none"], &good);
+    std::fs::create_dir_all(pipeline.dir.path().join("logs")).unwrap();
+    let text = std::fs::read_to_string(&pipeline.config).unwrap();
+
+    let bad_dest = text.replace(
+        &format!("secret_key = \"{}\"", zone.user_secret_key),
+        "secret_key = \"wrong-secret\"",
+    );
+    std::fs::write(&pipeline.config, &bad_dest).unwrap();
+    let out = pipeline.zonelog(&["backup", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("destination {}", zone.endpoint.as_str().trim_end_matches('/')))
+            && err.contains("refused"),
+        "names the destination: {err}"
+    );
+
+    let bad_source = text.replace(
+        &format!("access_key = \"{}\"\nsecret_key = \"{}\"\n[backup.destination]", zone.admin_access_key, zone.admin_secret_key),
+        &format!("access_key = \"NOSUCHKEY\"\nsecret_key = \"{}\"\n[backup.destination]", zone.admin_secret_key),
+    );
+    assert_ne!(bad_source, text);
+    std::fs::write(&pipeline.config, &bad_source).unwrap();
+    let out = pipeline.zonelog(&["backup", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("source ") && err.contains("refused"), "names the source: {err}");
+
+    let unreachable = text.replace(
+        &format!("[backup.destination]\nendpoint = \"{}\"", zone.endpoint),
+        "[backup.destination]\nendpoint = \"http://127.0.0.1:9\"",
+    );
+    assert_ne!(unreachable, text);
+    std::fs::write(&pipeline.config, &unreachable).unwrap();
+    let out = pipeline.zonelog(&["backup", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("destination http://127.0.0.1:9"), "names the destination: {err}");
+}
