@@ -383,13 +383,19 @@ impl BackupConfig {
         if self.part_size.as_u64() < MIN_PART_SIZE || self.part_size.as_u64() > MAX_PART_SIZE {
             return Err(invalid(
                 "backup.part_size",
-                format!("{} is outside S3's part size limits (5 MiB to 5 GiB)", self.part_size),
+                format!(
+                    "{} is outside S3's part size limits (5 MiB to 5 GiB)",
+                    self.part_size
+                ),
             ));
         }
         if self.multipart_threshold.as_u64() > MAX_PART_SIZE {
             return Err(invalid(
                 "backup.multipart_threshold",
-                format!("{} is above S3's 5 GiB single-PUT limit", self.multipart_threshold),
+                format!(
+                    "{} is above S3's 5 GiB single-PUT limit",
+                    self.multipart_threshold
+                ),
             ));
         }
         validate_http_url("backup.source.endpoint", &self.source.endpoint)?;
@@ -445,7 +451,10 @@ impl BackupConfig {
                     ));
                 };
                 check_bucket_name(state).map_err(|reason| {
-                    invalid("backup.destination.state_bucket", format!("{state:?} {reason}"))
+                    invalid(
+                        "backup.destination.state_bucket",
+                        format!("{state:?} {reason}"),
+                    )
                 })
             }
         }

@@ -600,10 +600,7 @@ async fn backup(cfg: &Config, once: bool) -> Result<ExitCode> {
     use std::io::IsTerminal as _;
     use zonelog::backup::{BackupStats, BarProgress, LogProgress, Progress};
     let backup = zonelog::backup::from_config(cfg).map_err(anyhow::Error::msg)?;
-    backup
-        .check_access()
-        .await
-        .context("backup cannot start")?;
+    backup.check_access().await.context("backup cannot start")?;
     let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
         Box::new(BarProgress::new(backup.stats.clone()))
     } else {
@@ -611,7 +608,10 @@ async fn backup(cfg: &Config, once: bool) -> Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     if once {
-        backup.pass(progress.as_ref()).await.context("backup failed")?;
+        backup
+            .pass(progress.as_ref())
+            .await
+            .context("backup failed")?;
     } else {
         let (stop, shutdown) = watch::channel(false);
         let follow = backup.follow(progress.as_ref(), shutdown);

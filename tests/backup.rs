@@ -94,7 +94,7 @@ listen = "127.0.0.1:{port}"
     }
 
     async fn start(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zonelog"))
             .args(["run", "-c"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -102,15 +102,24 @@ listen = "127.0.0.1:{port}"
             .spawn()
             .expect("start zonelog run");
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let ready = loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await {
+            let url = format!("http://127.0.0.1:{}/readyz", self.port);
+            if let Ok(r) = reqwest::get(url).await {
                 if r.status().is_success() {
-                    return child;
+                    break true;
                 }
             }
-            assert!(Instant::now() < deadline, "zonelog run never became ready");
+            if Instant::now() >= deadline {
+                break false;
+            }
+        };
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zonelog run never became ready");
         }
+        child
     }
 
     /// Waits until the running capture has at least `n` changes of
@@ -142,13 +151,7 @@ listen = "127.0.0.1:{port}"
     }
 }
 
-async fn put_with(
-    s3: &S3<'_>,
-    bucket: &str,
-    key: &str,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) {
+async fn put_with(s3: &S3<'_>, bucket: &str, key: &str, body: &[u8], headers: &[(&str, &str)]) {
     let url = s3.0.url(
         &format!("/{}/{}", encode_path(bucket), encode_path(key)),
         &[],
@@ -265,7 +268,10 @@ async fn backup_copies_what_changed_and_verify_agrees() {
     s3.put(&versioned, "gone", b"soon deleted").await;
     s3.delete(&versioned, "gone").await;
     s3.put(&versioned, "back", b"back v1").await;
-    let newest = s3.put(&versioned, "back", b"back v2").await.expect("version id");
+    let newest = s3
+        .put(&versioned, "back", b"back v2")
+        .await
+        .expect("version id");
     s3.delete_version(&versioned, "back", Some(&newest)).await;
 
     pipeline
@@ -290,16 +296,37 @@ async fn backup_copies_what_changed_and_verify_agrees() {
             "{key:?} copied byte for byte"
         );
     }
-    assert_eq!(get(&dest, &plain_bk, "obj-1").await.as_deref(), Some(&b"second 1"[..]));
-    assert_eq!(get(&dest, &plain_bk, "obj-2").await, None, "delete mirrored");
-    assert_eq!(get(&dest, &plain_bk, "obj-3-copy").await.as_deref(), Some(&b"first 3"[..]));
-    let big = get(&dest, &plain_bk, "big").await.expect("multipart object copied");
+    assert_eq!(
+        get(&dest, &plain_bk, "obj-1").await.as_deref(),
+        Some(&b"second 1"[..])
+    );
+    assert_eq!(
+        get(&dest, &plain_bk, "obj-2").await,
+        None,
+        "delete mirrored"
+    );
+    assert_eq!(
+        get(&dest, &plain_bk, "obj-3-copy").await.as_deref(),
+        Some(&b"first 3"[..])
+    );
+    let big = get(&dest, &plain_bk, "big")
+        .await
+        .expect("multipart object copied");
     assert_eq!(big.len(), 2 * (5 << 20) + 1000);
-    let typed = head(&dest, &plain_bk, "typed.json").await.expect("typed copied");
+    let typed = head(&dest, &plain_bk, "typed.json")
+        .await
+        .expect("typed copied");
     assert_eq!(typed.get("content-type").unwrap(), "application/json");
     assert_eq!(typed.get("x-amz-meta-owner").unwrap(), "team-blue");
-    assert_eq!(get(&dest, &versioned_bk, "doc").await.as_deref(), Some(&b"doc v2"[..]));
-    assert_eq!(get(&dest, &versioned_bk, "gone").await, None, "delete marker mirrored");
+    assert_eq!(
+        get(&dest, &versioned_bk, "doc").await.as_deref(),
+        Some(&b"doc v2"[..])
+    );
+    assert_eq!(
+        get(&dest, &versioned_bk, "gone").await,
+        None,
+        "delete marker mirrored"
+    );
     assert_eq!(
         get(&dest, &versioned_bk, "back").await.as_deref(),
         Some(&b"back v1"[..]),
@@ -313,9 +340,15 @@ async fn backup_copies_what_changed_and_verify_agrees() {
     s3.put(&plain, "late", b"late").await;
     pipeline.capture_and_flush(run, &[(&plain, 3)]).await;
     let out = pipeline.zonelog_ok(&["backup", "--once"]);
-    assert!(out.contains("1 log objects, 3 changes"), "only the new log object: {out}");
+    assert!(
+        out.contains("1 log objects, 3 changes"),
+        "only the new log object: {out}"
+    );
     assert_eq!(get(&dest, &plain_bk, "obj-1").await, None);
-    assert_eq!(get(&dest, &plain_bk, "obj-4").await.as_deref(), Some(&b"third 4"[..]));
+    assert_eq!(
+        get(&dest, &plain_bk, "obj-4").await.as_deref(),
+        Some(&b"third 4"[..])
+    );
     let verify = pipeline.zonelog(&["verify"]);
     assert!(verify.status.success());
     // Nothing new: a run applies nothing.
@@ -328,7 +361,10 @@ async fn backup_copies_what_changed_and_verify_agrees() {
     let verify = pipeline.zonelog(&["verify", "--bucket", &plain]);
     assert_eq!(verify.status.code(), Some(1));
     let report = String::from_utf8_lossy(&verify.stdout);
-    assert!(report.contains("\"stray\"\tonly at the destination"), "{report}");
+    assert!(
+        report.contains("\"stray\"\tonly at the destination"),
+        "{report}"
+    );
     assert!(report.contains("\"obj-4\"\tsize differs"), "{report}");
 }
 
@@ -391,6 +427,34 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     );
     let admin = zone.admin_client();
     let s3 = S3(&admin);
+    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
+    let policy_config = |policy: &str| -> PathBuf {
+        let config = pipeline.dir.path().join(format!("{policy}.toml"));
+        std::fs::write(
+            &config,
+            config_text
+                .replace(
+                    &killed_dir.display().to_string(),
+                    &dest_root.path().join(policy).display().to_string(),
+                )
+                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
+        )
+        .unwrap();
+        config
+    };
+    let backup_once = |config: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(config)
+            .output()
+            .expect("backup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
     let run = pipeline.start().await;
     s3.create_bucket(&bucket).await;
     let objects: usize = 300;
@@ -398,6 +462,14 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
         s3.put(&bucket, &format!("k/{n:04}"), format!("one {n}").as_bytes())
             .await;
     }
+    pipeline.capture_and_flush(run, &[(&bucket, objects)]).await;
+    // retain and versions see the first puts before the deletes, so they
+    // have something to keep.
+    for policy in ["retain", "versions"] {
+        backup_once(&policy_config(policy));
+    }
+
+    let run = pipeline.start().await;
     for n in (0..objects).step_by(3) {
         s3.put(&bucket, &format!("k/{n:04}"), format!("two {n}").as_bytes())
             .await;
@@ -405,7 +477,7 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     for n in (0..objects).step_by(5) {
         s3.delete(&bucket, &format!("k/{n:04}")).await;
     }
-    let changes = objects + objects.div_ceil(3) + objects.div_ceil(5);
+    let changes = objects.div_ceil(3) + objects.div_ceil(5);
     pipeline.capture_and_flush(run, &[(&bucket, changes)]).await;
 
     let mut rng_state = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
@@ -432,7 +504,10 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
         }
         child.wait().expect("reap");
     }
-    assert!(kills >= 3, "the backup was killed while working ({kills} kills)");
+    assert!(
+        kills >= 3,
+        "the backup was killed while working ({kills} kills)"
+    );
     pipeline.zonelog_ok(&["backup", "--once"]);
     let verify = pipeline.zonelog(&["verify"]);
     assert!(
@@ -442,12 +517,14 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     );
 
     // The same log objects, applied once without interruption.
-    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
     let clean_dir = dest_root.path().join("clean");
     let clean_config = pipeline.dir.path().join("clean.toml");
     std::fs::write(
         &clean_config,
-        config_text.replace(&killed_dir.display().to_string(), &clean_dir.display().to_string()),
+        config_text.replace(
+            &killed_dir.display().to_string(),
+            &clean_dir.display().to_string(),
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
@@ -458,43 +535,55 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     assert!(out.status.success());
     let killed = tree(&killed_dir);
     assert_eq!(killed.len(), objects - objects.div_ceil(5));
-    assert!(killed == tree(&clean_dir), "killed runs end like a clean run");
+    assert!(
+        killed == tree(&clean_dir),
+        "killed runs end like a clean run"
+    );
 
     // retain keeps deleted objects. versions keeps a copy per put (of what
-    // the unversioned source still has) and a tombstone per delete.
-    let present = objects - objects.div_ceil(5);
+    // the unversioned source still had when it ran) and a tombstone per
+    // delete; names sort in the order of the changes.
+    let deleted = objects.div_ceil(5);
     let overwritten_present = objects.div_ceil(3) - objects.div_ceil(15);
     for (policy, expected) in [
         ("retain", objects),
-        ("versions", present + overwritten_present + objects.div_ceil(5)),
+        ("versions", objects + overwritten_present + deleted),
     ] {
-        let dir = dest_root.path().join(policy);
-        let config = pipeline.dir.path().join(format!("{policy}.toml"));
-        std::fs::write(
-            &config,
-            config_text
-                .replace(&killed_dir.display().to_string(), &dir.display().to_string())
-                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["backup", "--once", "-c"])
-            .arg(&config)
-            .output()
-            .expect("backup");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let files = tree(&dir);
+        backup_once(&policy_config(policy));
+        let files = tree(&dest_root.path().join(policy));
         assert_eq!(files.len(), expected, "{policy}");
-        if policy == "versions" {
-            let history = |key: &str| -> Vec<Vec<u8>> {
-                files
-                    .iter()
-                    .filter(|(name, _)| name.starts_with(&format!("{bucket}/{key}@")))
-                    .map(|(_, body)| body.clone())
-                    .collect()
-            };
-            assert_eq!(history("k/0003"), vec![b"two 3".to_vec(), b"two 3".to_vec()]);
-            assert_eq!(history("k/0000"), vec![Vec::<u8>::new()], "a delete is an empty tombstone");
+        let body = |name: &str| -> Option<Vec<u8>> {
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.clone())
+        };
+        let history = |key: &str| -> Vec<Vec<u8>> {
+            files
+                .iter()
+                .filter(|(name, _)| name.starts_with(&format!("{bucket}/{key}@")))
+                .map(|(_, body)| body.clone())
+                .collect()
+        };
+        if policy == "retain" {
+            assert_eq!(
+                body(&format!("{bucket}/k/0000")),
+                Some(b"one 0".to_vec()),
+                "kept"
+            );
+            assert_eq!(body(&format!("{bucket}/k/0003")), Some(b"two 3".to_vec()));
+            assert_eq!(body(&format!("{bucket}/k/0001")), Some(b"one 1".to_vec()));
+        } else {
+            assert_eq!(
+                history("k/0003"),
+                vec![b"one 3".to_vec(), b"two 3".to_vec()]
+            );
+            assert_eq!(
+                history("k/0000"),
+                vec![b"one 0".to_vec(), Vec::new()],
+                "a delete is an empty tombstone after the last copy"
+            );
+            assert_eq!(history("k/0001"), vec![b"one 1".to_vec()]);
         }
     }
 }
@@ -517,21 +606,32 @@ async fn wrong_credentials_name_the_endpoint_that_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains(&format!("destination {}", zone.endpoint.as_str().trim_end_matches('/')))
-            && err.contains("refused"),
+        err.contains(&format!(
+            "destination {}",
+            zone.endpoint.as_str().trim_end_matches('/')
+        )) && err.contains("refused"),
         "names the destination: {err}"
     );
 
     let bad_source = text.replace(
-        &format!("access_key = \"{}\"\nsecret_key = \"{}\"\n[backup.destination]", zone.admin_access_key, zone.admin_secret_key),
-        &format!("access_key = \"NOSUCHKEY\"\nsecret_key = \"{}\"\n[backup.destination]", zone.admin_secret_key),
+        &format!(
+            "access_key = \"{}\"\nsecret_key = \"{}\"\n[backup.destination]",
+            zone.admin_access_key, zone.admin_secret_key
+        ),
+        &format!(
+            "access_key = \"NOSUCHKEY\"\nsecret_key = \"{}\"\n[backup.destination]",
+            zone.admin_secret_key
+        ),
     );
     assert_ne!(bad_source, text);
     std::fs::write(&pipeline.config, &bad_source).unwrap();
     let out = pipeline.zonelog(&["backup", "--once"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("source ") && err.contains("refused"), "names the source: {err}");
+    assert!(
+        err.contains("source ") && err.contains("refused"),
+        "names the source: {err}"
+    );
 
     let unreachable = text.replace(
         &format!("[backup.destination]\nendpoint = \"{}\"", zone.endpoint),
@@ -542,5 +642,8 @@ async fn wrong_credentials_name_the_endpoint_that_refused() {
     let out = pipeline.zonelog(&["backup", "--once"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("destination http://127.0.0.1:9"), "names the destination: {err}");
+    assert!(
+        err.contains("destination http://127.0.0.1:9"),
+        "names the destination: {err}"
+    );
 }

@@ -58,9 +58,7 @@ pub fn from_config(
     part_size: usize,
 ) -> Result<Box<dyn Destination>, S3Error> {
     if let Some(dir) = &config.directory {
-        return Ok(Box::new(DirectoryDestination {
-            root: dir.clone(),
-        }));
+        return Ok(Box::new(DirectoryDestination { root: dir.clone() }));
     }
     let (Some(endpoint), Some(access), Some(secret), Some(state_bucket)) = (
         &config.endpoint,
@@ -260,7 +258,9 @@ impl DirectoryDestination {
         tokio::fs::rename(&partial, path)
             .await
             .map_err(|e| err("rename", e))?;
-        sync_dir(&parent).await.map_err(|e| err("fsync directory", e))?;
+        sync_dir(&parent)
+            .await
+            .map_err(|e| err("fsync directory", e))?;
         Ok(written)
     }
 }

@@ -311,8 +311,8 @@ impl Backup {
             what: format!("{what} {name}"),
             reason: e.to_string(),
         };
-        let compression = compression_of(name)
-            .ok_or_else(|| logs_error("read", &"not a log object name"))?;
+        let compression =
+            compression_of(name).ok_or_else(|| logs_error("read", &"not a log object name"))?;
         let stream = self
             .logs
             .store()
@@ -456,10 +456,16 @@ impl Backup {
                     // Removing one version of a versioned object can make
                     // an older version current again: mirror whatever is
                     // current now.
-                    if change.op == Op::Delete && change.version_id.is_some() {
-                        if self.source.head(&change.bucket, &change.key).await?.is_some() {
-                            return self.copy(change, None, &bucket, &change.key).await;
-                        }
+                    let removed_one_version =
+                        change.op == Op::Delete && change.version_id.is_some();
+                    if removed_one_version
+                        && self
+                            .source
+                            .head(&change.bucket, &change.key)
+                            .await?
+                            .is_some()
+                    {
+                        return self.copy(change, None, &bucket, &change.key).await;
                     }
                     self.dest.delete(&bucket, &change.key).await?;
                     self.stats.deleted.fetch_add(1, Ordering::Relaxed);

@@ -235,7 +235,14 @@ impl S3 {
     /// An object's current state; `None` when it does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, S3Error> {
         self.count();
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: out.content_length().unwrap_or_default().max(0) as u64,
                 etag: out.e_tag().map(str::to_string),
@@ -332,9 +339,7 @@ impl S3 {
             match body.try_next().await {
                 Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
                 Ok(None) => finished = true,
-                Err(e) => {
-                    return Err(self.stream_error("GET body", target.clone(), e.to_string()))
-                }
+                Err(e) => return Err(self.stream_error("GET body", target.clone(), e.to_string())),
             }
             while buffer.len() >= part_size || (finished && !buffer.is_empty()) {
                 let take = buffer.len().min(part_size);

@@ -30,11 +30,17 @@ impl fmt::Display for Difference {
             Difference::SizeDiffers {
                 source,
                 destination,
-            } => write!(f, "size differs: source {source}, destination {destination}"),
+            } => write!(
+                f,
+                "size differs: source {source}, destination {destination}"
+            ),
             Difference::EtagDiffers {
                 source,
                 destination,
-            } => write!(f, "etag differs: source {source}, destination {destination}"),
+            } => write!(
+                f,
+                "etag differs: source {source}, destination {destination}"
+            ),
         }
     }
 }
@@ -53,7 +59,8 @@ struct Cursor<'a> {
     fetch: Box<dyn FnMut(Option<String>) -> PageFuture<'a> + Send + 'a>,
 }
 
-type PageFuture<'a> = futures::future::BoxFuture<'a, Result<(Vec<Listed>, Option<String>), S3Error>>;
+type PageFuture<'a> =
+    futures::future::BoxFuture<'a, Result<(Vec<Listed>, Option<String>), S3Error>>;
 
 impl<'a> Cursor<'a> {
     async fn advance(&mut self) -> Result<Option<Listed>, S3Error> {
