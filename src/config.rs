@@ -662,7 +662,10 @@ impl Config {
 
     fn validate_filter(&self) -> Result<(), ConfigError> {
         let f = &self.filter;
-        if f.buckets.is_empty() && f.bucket_prefixes.is_empty() {
+        // A machine that only runs `zonelog backup` captures nothing, so an
+        // empty filter is fine there.
+        let captures = self.sources.rgw.is_some() || self.sources.notify.is_some();
+        if captures && f.buckets.is_empty() && f.bucket_prefixes.is_empty() {
             return Err(invalid(
                 "filter",
                 "no buckets and no bucket_prefixes: nothing would be captured; \

@@ -658,6 +658,9 @@ async fn verify(cfg: &Config, buckets: Vec<String>) -> Result<ExitCode> {
             .await
             .context("verify cannot list the source buckets")?;
         all.retain(|b| filter.matches_bucket(b));
+        if all.is_empty() {
+            bail!("no source bucket matches [filter]; name the buckets to verify with --bucket, or set filter.buckets / filter.bucket_prefixes");
+        }
         all
     } else {
         buckets

@@ -184,3 +184,96 @@ fn secrets_are_redacted() {
     assert!(shown.contains("<redacted>"));
     assert!(!format!("{c:?}").contains("\"SK\""));
 }
+
+const BACKUP_ONLY: &str = r#"
+zone = "default"
+
+[target]
+directory = "/tmp/zl-logs"
+
+[backup]
+policy = "retain"
+
+[backup.source]
+endpoint = "http://127.0.0.1:47480"
+access_key = "AK"
+secret_key = "SK"
+
+[backup.destination]
+endpoint = "http://127.0.0.1:47481"
+access_key = "AK2"
+secret_key = "SK2"
+bucket_template = "{bucket}-bk"
+buckets = { photos = "photos-archive" }
+state_bucket = "zl-state"
+"#;
+
+#[test]
+fn backup_only_config_needs_no_source_or_filter() {
+    let c = load(BACKUP_ONLY).unwrap();
+    let b = c.backup.unwrap();
+    assert_eq!(b.policy, DeletePolicy::Retain);
+    assert_eq!(b.parallelism, 8);
+    assert_eq!(b.batch, 1000);
+    assert_eq!(b.destination.bucket_for("photos"), "photos-archive");
+    assert_eq!(b.destination.bucket_for("docs"), "docs-bk");
+}
+
+#[test]
+fn backup_mistakes_are_named() {
+    let cases = [
+        (
+            BACKUP_ONLY.replace("[target]\ndirectory = \"/tmp/zl-logs\"\n", ""),
+            "target: [backup] reads the log objects from [target]",
+        ),
+        (
+            BACKUP_ONLY.replace("policy = \"retain\"", "policy = \"keep\""),
+            "backup.policy: unknown variant `keep`",
+        ),
+        (
+            BACKUP_ONLY.replace("policy = \"retain\"", "parallelism = 0"),
+            "backup.parallelism: 0 is outside 1..=256",
+        ),
+        (
+            BACKUP_ONLY.replace("state_bucket = \"zl-state\"\n", ""),
+            "backup.destination.state_bucket: is required for an S3 destination",
+        ),
+        (
+            BACKUP_ONLY.replace("state_bucket", "directory = \"/srv/bk\"\nstate_bucket"),
+            "backup.destination: set either `endpoint`",
+        ),
+        (
+            BACKUP_ONLY
+                .replace("\"{bucket}-bk\"", "\"one\"")
+                .replace("buckets = { photos = \"photos-archive\" }\n", ""),
+            "backup.destination.bucket_template: \"one\" does not contain {bucket}",
+        ),
+        (
+            BACKUP_ONLY.replace("photos-archive", "Bad_Bucket"),
+            "backup.destination.buckets.photos: \"Bad_Bucket\"",
+        ),
+        (
+            BACKUP_ONLY
+                .replace("part_size", "x")
+                .replace("policy = \"retain\"", "part_size = \"1MiB\""),
+            "backup.part_size: 1.0 MiB is outside",
+        ),
+        (
+            BACKUP_ONLY.replace("secret_key = \"SK2\"\n", ""),
+            "backup.destination",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = error_of(&text);
+        assert!(e.starts_with(expected), "expected {expected:?}, got {e:?}");
+    }
+}
+
+#[test]
+fn backup_section_does_not_excuse_an_empty_filter_for_capture() {
+    let text = format!(
+        "{}\n[sources.rgw]\nendpoint = \"http://127.0.0.1:47480\"\naccess_key = \"AK\"\nsecret_key = \"SK\"\n",
+        BACKUP_ONLY
+    );
+    assert!(error_of(&text).starts_with("filter: no buckets"));
+}
