@@ -207,6 +207,14 @@ enum DevCommand {
         objects: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Object n is `demo/{n * stride}`: a later run with a stride
+        /// changes a spread-out fraction of the keys of an earlier one.
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+        /// Bodies are `{content} {n}`: a different word of the same length
+        /// changes content but not size.
+        #[arg(long, default_value = "object")]
+        content: String,
     },
 }
 
@@ -452,11 +460,19 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                     bucket,
                     objects,
                     concurrency,
+                    stride,
+                    content,
                 },
         } => {
             let cfg = load_config(&config)?;
             let (client, _) = rgw_client(&cfg)?;
-            workload(&client, &bucket, objects, concurrency).await?;
+            let shape = WorkloadShape {
+                objects,
+                concurrency,
+                stride: stride.max(1),
+                content,
+            };
+            workload(&client, &bucket, &shape).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -756,13 +772,21 @@ async fn logs(command: LogsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn workload(
-    client: &SignedClient,
-    bucket: &str,
+struct WorkloadShape {
     objects: usize,
     concurrency: usize,
-) -> Result<()> {
+    stride: usize,
+    content: String,
+}
+
+async fn workload(client: &SignedClient, bucket: &str, shape: &WorkloadShape) -> Result<()> {
     use futures::StreamExt as _;
+    let WorkloadShape {
+        objects,
+        concurrency,
+        stride,
+        ref content,
+    } = *shape;
     let url = client.url(&format!("/{}", encode_path(bucket)), &[]);
     if let Err(e) = client
         .send(Method::PUT, url, Vec::new(), "create bucket")
@@ -775,6 +799,7 @@ async fn workload(
     let started = std::time::Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..objects)
         .map(|n| async move {
+            let n = n * stride;
             let key = format!("demo/{n:06}.txt");
             let url = client.url(
                 &format!("/{}/{}", encode_path(bucket), encode_path(&key)),
@@ -784,7 +809,7 @@ async fn workload(
                 .send(
                     Method::PUT,
                     url,
-                    format!("object {n}\n").into_bytes(),
+                    format!("{content} {n}\n").into_bytes(),
                     "put",
                 )
                 .await?;
