@@ -623,21 +623,17 @@ async fn backup(cfg: &Config, once: bool) -> Result<ExitCode> {
         Box::new(LogProgress::new(backup.stats.clone()))
     };
     let started = std::time::Instant::now();
-    if once {
-        backup
-            .pass(progress.as_ref())
-            .await
-            .context("backup failed")?;
-    } else {
-        let (stop, shutdown) = watch::channel(false);
-        let follow = backup.follow(progress.as_ref(), shutdown);
-        tokio::pin!(follow);
+    let (stop, shutdown) = watch::channel(false);
+    {
+        let work = backup.run(progress.as_ref(), once, shutdown);
+        tokio::pin!(work);
         tokio::select! {
-            r = &mut follow => r?,
+            r = &mut work => r.context("backup failed")?,
             r = wait_for_signal() => {
                 r?;
+                tracing::info!("stopping at the next checkpoint");
                 let _ = stop.send(true);
-                follow.await?;
+                work.await.context("backup failed")?;
             }
         }
     }

@@ -647,3 +647,79 @@ async fn wrong_credentials_name_the_endpoint_that_refused() {
         "names the destination: {err}"
     );
 }
+
+/// Without --once, backup follows: new log objects are applied as they
+/// appear, progress goes to the log as plain lines when stderr is not a
+/// terminal, and SIGTERM stops it cleanly with the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_mode_applies_new_log_objects_until_sigterm() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkf");
+    let dest_root = tempfile::tempdir().expect("temp dir");
+    let section = dir_backup_section(&zone, dest_root.path(), "mirror")
+        .replace("batch = 10", "batch = 10\npoll_interval = \"300ms\"");
+    let pipeline = Pipeline::new(&zone, &[&bucket], &section);
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+
+    let run = pipeline.start().await;
+    s3.create_bucket(&bucket).await;
+    for n in 0..5 {
+        s3.put(&bucket, &format!("f/{n}"), b"first").await;
+    }
+    pipeline.capture_and_flush(run, &[(&bucket, 5)]).await;
+
+    let follower = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["backup", "-c"])
+        .arg(&pipeline.config)
+        .env("ZONELOG_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start backup");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "backup never {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let file = |key: &str| std::fs::read(dest_root.path().join(&bucket).join(key)).ok();
+    wait_for("copied the first objects", &|| {
+        (0..5).all(|n| file(&format!("f/{n}")).is_some())
+    });
+
+    let run = pipeline.start().await;
+    s3.put(&bucket, "f/1", b"second").await;
+    s3.delete(&bucket, "f/2").await;
+    s3.put(&bucket, "f/new", b"new").await;
+    pipeline.capture_and_flush(run, &[(&bucket, 3)]).await;
+    wait_for("applied the second log object", &|| {
+        file("f/new").is_some()
+            && file("f/2").is_none()
+            && file("f/1").as_deref() == Some(b"second")
+    });
+
+    Command::new("kill")
+        .args(["-TERM", &follower.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let out = follower.wait_with_output().expect("reap");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("backup: 2 log objects, 8 changes"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("log_object="),
+        "plain progress lines: {stderr}"
+    );
+    let verify = pipeline.zonelog(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -12,7 +12,7 @@ pub mod s3;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,9 @@ pub struct Backup {
     source: S3,
     dest: Arc<dyn Destination>,
     pub stats: Arc<BackupStats>,
+    /// Set on shutdown: the pass stops at the next checkpoint, so a stop
+    /// leaves no half-written multipart upload behind.
+    stopping: AtomicBool,
 }
 
 impl Backup {
@@ -126,6 +129,7 @@ impl Backup {
             source,
             dest,
             stats: Arc::default(),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -223,24 +227,48 @@ impl Backup {
         progress.pass_started(todo.len() as u64);
         let count = todo.len() as u64;
         for (name, skip) in todo {
-            self.apply_log_object(&name, skip, progress).await?;
+            if !self.apply_log_object(&name, skip, progress).await? {
+                break;
+            }
             self.stats.log_objects.fetch_add(1, Ordering::Relaxed);
             progress.object_done(&name);
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
         }
         progress.pass_done();
         Ok(count)
     }
 
-    /// Follow mode: a pass every `poll_interval` until shutdown. A failing
-    /// pass is logged and tried again; it never skips a record.
-    pub async fn follow(
+    /// One pass (`once`) or follow mode — a pass every `poll_interval` —
+    /// until `shutdown`. On shutdown the running pass finishes its batch,
+    /// stores the checkpoint and stops. In follow mode a failing pass is
+    /// logged and tried again; it never skips a record.
+    pub async fn run(
         &self,
         progress: &dyn Progress,
+        once: bool,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), BackupError> {
         loop {
-            if let Err(e) = self.pass(progress).await {
-                tracing::error!(error = %e, "backup pass failed; trying again after the poll interval");
+            let pass = self.pass(progress);
+            tokio::pin!(pass);
+            let result = tokio::select! {
+                r = &mut pass => r,
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    self.stopping.store(true, Ordering::Relaxed);
+                    pass.await
+                }
+            };
+            match result {
+                Err(e) if once => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "backup pass failed; trying again after the poll interval")
+                }
+                Ok(_) => {}
+            }
+            if once || self.stopping.load(Ordering::Relaxed) {
+                return Ok(());
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
@@ -254,7 +282,7 @@ impl Backup {
         name: &str,
         skip: u64,
         progress: &dyn Progress,
-    ) -> Result<(), BackupError> {
+    ) -> Result<bool, BackupError> {
         let records = self.read_log_object(name).await?;
         let mut records = std::pin::pin!(records);
         let mut done = 0u64;
@@ -284,6 +312,9 @@ impl Backup {
                         object_done: false,
                     })
                     .await?;
+                    if self.stopping.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
                 }
             }
             if end {
@@ -297,7 +328,8 @@ impl Backup {
             records_done: done,
             object_done: true,
         })
-        .await
+        .await?;
+        Ok(true)
     }
 
     /// Streams a log object's records: decompression and JSON parsing run on
