@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dev_zone, unique_bucket, DevZone, S3};
+use common::{dev_zone, free_port, pipeline_config, unique_bucket, DevZone, S3};
 use reqwest::Method;
 use zonelog::capture::rgw::admin::encode_path;
 
@@ -19,14 +19,6 @@ struct Pipeline {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("port")
-        .port()
-}
-
 impl Pipeline {
     /// A config for capture of `buckets`, log objects in a directory, and a
     /// backup with `backup_section` (TOML for `[backup]` and below).
@@ -34,39 +26,9 @@ impl Pipeline {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = dir.path().join("zonelog.toml");
-        let list = buckets
-            .iter()
-            .map(|b| format!("{b:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         std::fs::write(
             &config,
-            format!(
-                r#"zone = "bk-zone"
-[sources.rgw]
-endpoint = "{endpoint}"
-access_key = "{ak}"
-secret_key = "{sk}"
-poll_interval = "200ms"
-[filter]
-buckets = [{list}]
-[index]
-path = "{dir}/index"
-shards = 8
-[collector]
-period = "1h"
-cutoff_margin = "1s"
-[target]
-directory = "{dir}/logs"
-[http]
-listen = "127.0.0.1:{port}"
-{backup_section}
-"#,
-                endpoint = zone.endpoint,
-                ak = zone.admin_access_key,
-                sk = zone.admin_secret_key,
-                dir = dir.path().display(),
-            ),
+            pipeline_config(zone, "bk-zone", buckets, dir.path(), port, backup_section),
         )
         .expect("config");
         Pipeline { dir, config, port }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dev_zone, unique_bucket, S3};
+use common::{dev_zone, free_port, pipeline_config, unique_bucket, S3};
 
 fn zonelog(config: &Path, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_zonelog"))
@@ -36,39 +36,11 @@ async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
     let Some(zone) = dev_zone() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let bucket = unique_bucket("zlsvc");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("port")
-        .port();
+    let port = free_port();
     let config = dir.path().join("zonelog.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"zone = "svc-zone"
-[sources.rgw]
-endpoint = "{endpoint}"
-access_key = "{ak}"
-secret_key = "{sk}"
-poll_interval = "200ms"
-[filter]
-buckets = ["{bucket}"]
-[index]
-path = "{dir}/index"
-shards = 8
-[collector]
-period = "1h"
-cutoff_margin = "1s"
-[target]
-directory = "{dir}/logs"
-[http]
-listen = "127.0.0.1:{port}"
-"#,
-            endpoint = zone.endpoint,
-            ak = zone.admin_access_key,
-            sk = zone.admin_secret_key,
-            dir = dir.path().display(),
-        ),
+        pipeline_config(&zone, "svc-zone", &[&bucket], dir.path(), port, ""),
     )
     .expect("config");
     let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))

@@ -349,3 +349,57 @@ pub mod target {
         out
     }
 }
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port()
+}
+
+/// A whole-pipeline config for `zonelog run`: the dev zone's RGW as the
+/// source of `buckets`, an 8-shard index and a directory target under
+/// `dir`, a collector that only runs on `zonelog flush`, and the HTTP server
+/// on `port`. `extra` is appended (e.g. a `[backup]` section).
+pub fn pipeline_config(
+    zone: &DevZone,
+    zone_name: &str,
+    buckets: &[&str],
+    dir: &std::path::Path,
+    port: u16,
+    extra: &str,
+) -> String {
+    let list = buckets
+        .iter()
+        .map(|b| format!("{b:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"zone = "{zone_name}"
+[sources.rgw]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+poll_interval = "200ms"
+[filter]
+buckets = [{list}]
+[index]
+path = "{dir}/index"
+shards = 8
+[collector]
+period = "1h"
+cutoff_margin = "1s"
+[target]
+directory = "{dir}/logs"
+[http]
+listen = "127.0.0.1:{port}"
+{extra}
+"#,
+        endpoint = zone.endpoint,
+        ak = zone.admin_access_key,
+        sk = zone.admin_secret_key,
+        dir = dir.display(),
+    )
+}
