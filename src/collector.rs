@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::CollectorConfig;
 use crate::index::{
@@ -43,6 +43,10 @@ const LAST: &str = "collector/last";
 const READ_PAGE: usize = 512;
 /// Compressed bytes collected before they are handed to the upload.
 const FLUSH_BYTES: usize = 1 << 20;
+/// Entries per hand-over from the reading task to the encoding thread.
+const ENCODE_BATCH: usize = 1024;
+/// Batches (and compressed chunks) in flight between the stages.
+const ENCODE_QUEUE: usize = 4;
 const TRIM_CHUNK: usize = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -502,16 +506,28 @@ impl Collector {
         plan: &WindowPlan,
         keeper: &LeaseKeeper,
     ) -> Result<WindowState, CollectorError> {
-        let mut encoder = LogEncoder::new(&self.zone, self.config.compression)?;
+        let encoder = LogEncoder::new(&self.zone, self.config.compression)?;
         let mut upload = self.target.begin(
             &plan.object,
             self.config.multipart_threshold.as_u64() as usize,
             self.config.part_size.as_u64() as usize,
         );
+        // Three stages at once: this task reads and merges the shards, a
+        // blocking thread encodes and compresses (the costliest part), and
+        // this task uploads what it produced. Bounded channels keep memory
+        // at a few batches and chunks; a failing stage drops its channel
+        // ends, which stops the others.
+        let (batches, batches_rx) = mpsc::channel::<Vec<IndexedEntry>>(ENCODE_QUEUE);
+        let (chunks_tx, chunks) = mpsc::channel::<Vec<u8>>(ENCODE_QUEUE);
+        let encoding =
+            tokio::task::spawn_blocking(move || encode_stream(encoder, batches_rx, chunks_tx));
         let mut reader = self.covered_reader(plan);
         let (mut first_id, mut last_id) = (None, None);
-        let streamed: Result<(), CollectorError> = async {
-            while encoder.entries < plan.limit {
+        let feed = async {
+            let batches = batches;
+            let mut fed = 0u64;
+            let mut batch = Vec::with_capacity(ENCODE_BATCH);
+            while fed < plan.limit {
                 let Some(entry) = reader.next().await? else {
                     break;
                 };
@@ -520,29 +536,44 @@ impl Collector {
                 }
                 first_id.get_or_insert(entry.id);
                 last_id = Some(entry.id);
-                encoder.push(&entry)?;
-                if encoder.buffered() >= FLUSH_BYTES {
-                    keeper.check(plan.number)?;
-                    upload.write(&encoder.take_output()).await?;
+                fed += 1;
+                batch.push(entry);
+                if batch.len() == ENCODE_BATCH
+                    && batches.send(std::mem::take(&mut batch)).await.is_err()
+                {
+                    // The encoder stopped; its error is reported below.
+                    return Ok(());
                 }
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = streamed {
-            upload.abort().await;
-            return Err(e);
-        }
-        let count = encoder.entries;
-        let rest = encoder.finish()?;
-        if let Err(e) = upload.write(&rest).await {
-            upload.abort().await;
-            return Err(e.into());
-        }
-        if let Err(e) = keeper.check(plan.number) {
-            upload.abort().await;
-            return Err(e);
-        }
+            if !batch.is_empty() {
+                let _ = batches.send(batch).await;
+            }
+            Ok::<(), CollectorError>(())
+        };
+        let send = async {
+            let mut chunks = chunks;
+            while let Some(chunk) = chunks.recv().await {
+                keeper.check(plan.number)?;
+                upload.write(&chunk).await?;
+            }
+            Ok::<(), CollectorError>(())
+        };
+        let (fed, sent) = tokio::join!(feed, send);
+        let encoded = match encoding.await {
+            Ok(result) => result.map_err(CollectorError::from),
+            Err(e) => Err(CollectorError::Encode(std::io::Error::other(e.to_string()))),
+        };
+        let streamed = sent.and(fed).and(encoded).and_then(|count| {
+            keeper.check(plan.number)?;
+            Ok(count)
+        });
+        let count = match streamed {
+            Ok(count) => count,
+            Err(e) => {
+                upload.abort().await;
+                return Err(e);
+            }
+        };
         let Uploaded { size, sha256, .. } = upload.finish().await?;
         let first_id = first_id.map(|i| i.to_string()).unwrap_or_default();
         let last_id = last_id.map(|i| i.to_string()).unwrap_or_default();
@@ -677,6 +708,31 @@ fn time_of(ns: u64) -> DateTime<Utc> {
 /// `20261125T104434.123456789Z`: sortable and safe in object names.
 fn compact_time(ns: u64) -> String {
     time_of(ns).format("%Y%m%dT%H%M%S%.9fZ").to_string()
+}
+
+/// The encoding stage of an upload: JSON Lines and compression of the
+/// batches it receives, compressed chunks of about `FLUSH_BYTES` sent on,
+/// the encoder's tail last. Returns how many entries it encoded.
+fn encode_stream(
+    mut encoder: LogEncoder,
+    mut batches: mpsc::Receiver<Vec<IndexedEntry>>,
+    chunks: mpsc::Sender<Vec<u8>>,
+) -> std::io::Result<u64> {
+    let stopped = || std::io::Error::other("the upload stopped");
+    while let Some(batch) = batches.blocking_recv() {
+        for entry in &batch {
+            encoder.push(entry)?;
+        }
+        if encoder.buffered() >= FLUSH_BYTES {
+            chunks
+                .blocking_send(encoder.take_output())
+                .map_err(|_| stopped())?;
+        }
+    }
+    let count = encoder.entries;
+    let rest = encoder.finish()?;
+    chunks.blocking_send(rest).map_err(|_| stopped())?;
+    Ok(count)
 }
 
 #[cfg(test)]
