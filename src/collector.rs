@@ -618,20 +618,38 @@ impl Collector {
         let last: EntryId = last_id
             .parse()
             .map_err(|e| self.state_error(PENDING, format!("{e:?}")))?;
-        let mut reader = self.covered_reader(plan);
+        // The window holds the covered entries up to `last` in key order,
+        // so shard by shard, without merging, yields the same set.
+        let to = last
+            .successor()
+            .unwrap_or(EntryId::MAX)
+            .min(EntryId::at(plan.cutoff_ns));
         let mut chunk: Vec<EntryRef> = Vec::with_capacity(TRIM_CHUNK);
-        while let Some(entry) = reader.next().await? {
-            if entry.id > last {
-                break;
-            }
-            if !plan.watermark.covers(&entry.id) {
-                continue;
-            }
-            chunk.push(entry.entry_ref());
-            if chunk.len() == TRIM_CHUNK {
-                keeper.check(plan.number)?;
-                self.index.trim(&chunk).await?;
-                chunk.clear();
+        for shard in 0..self.index.layout().shards {
+            let mut from = EntryId::MIN;
+            loop {
+                let ids = self
+                    .index
+                    .read_shard_ids(shard, from, to, READ_PAGE)
+                    .await?;
+                let Some(&page_last) = ids.last() else {
+                    break;
+                };
+                let full = ids.len() == READ_PAGE;
+                chunk.extend(
+                    ids.into_iter()
+                        .filter(|id| plan.watermark.covers(id))
+                        .map(|id| EntryRef { shard, id }),
+                );
+                if chunk.len() >= TRIM_CHUNK {
+                    keeper.check(plan.number)?;
+                    self.index.trim(&chunk).await?;
+                    chunk.clear();
+                }
+                match page_last.successor() {
+                    Some(next) if full => from = next,
+                    _ => break,
+                }
             }
         }
         if !chunk.is_empty() {

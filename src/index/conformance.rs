@@ -131,6 +131,17 @@ pub async fn range_bounds_and_paging(b: &dyn ConformanceBackend) {
         vec![50, 60, 70, 80, 90],
         "from is inclusive, to is exclusive"
     );
+    // Ids alone (what a trim reads) follow the same bounds and limit.
+    let ids = index
+        .read_shard_ids(0, EntryId::at(50), EntryId::at(100), 1000)
+        .await
+        .unwrap();
+    assert_eq!(ids, window.iter().map(|e| e.id).collect::<Vec<_>>());
+    let ids = index
+        .read_shard_ids(0, EntryId::at(50), EntryId::MAX, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids, window[..2].iter().map(|e| e.id).collect::<Vec<_>>());
     let mut from = EntryId::MIN;
     let mut paged = Vec::new();
     loop {

@@ -1255,6 +1255,27 @@ impl ChangeIndex for EmbeddedIndex {
             .map_err(|e| backend(&self.location, e))?
     }
 
+    async fn read_shard_ids(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<EntryId>, IndexError> {
+        self.check_shard(shard)?;
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.db.clone();
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || {
+            // A block's id index answers this without decoding a record.
+            scan_range(&db, &location, shard, from, to, limit, |id, _| Ok(id))
+        })
+        .await
+        .map_err(|e| backend(&self.location, e))?
+    }
+
     async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError> {
         for r in entries {
             self.check_shard(r.shard)?;
@@ -1346,6 +1367,24 @@ fn read_range(
     to: EntryId,
     limit: usize,
 ) -> Result<Vec<IndexedEntry>, IndexError> {
+    scan_range(db, location, shard, from, to, limit, |id, bytes| {
+        let record = decode_record(bytes)
+            .map_err(|e| IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display())))?;
+        Ok(IndexedEntry { shard, id, record })
+    })
+}
+
+/// Up to `limit` entries of a shard in `[from, to)`, each turned into a `T`
+/// by `make` from its id and encoded record.
+fn scan_range<T>(
+    db: &Database,
+    location: &Path,
+    shard: u32,
+    from: EntryId,
+    to: EntryId,
+    limit: usize,
+    mut make: impl FnMut(EntryId, &[u8]) -> Result<T, IndexError>,
+) -> Result<Vec<T>, IndexError> {
     let err = |e: &dyn std::fmt::Display| backend(location, e);
     let tx = db.begin_read().map_err(|e| err(&e))?;
     let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
@@ -1358,10 +1397,7 @@ fn read_range(
             if id >= to || out.len() >= limit {
                 return Ok(false);
             }
-            let record = decode_record(block.record(i)).map_err(|e| {
-                IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display()))
-            })?;
-            out.push(IndexedEntry { shard, id, record });
+            out.push(make(id, block.record(i))?);
         }
         Ok(true)
     };

@@ -267,6 +267,24 @@ pub trait ChangeIndex: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<IndexedEntry>, IndexError>;
 
+    /// The ids of up to `limit` entries of `shard` with `from <= id < to`,
+    /// in key order: what a trim needs, so a backend that can list ids
+    /// without decoding the records should.
+    async fn read_shard_ids(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<EntryId>, IndexError> {
+        Ok(self
+            .read_shard(shard, from, to, limit)
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect())
+    }
+
     /// Removes exactly these entries (ones that were read and uploaded) and
     /// nothing else; entries already gone are ignored. Atomic and durable.
     /// Returns how many were removed.
