@@ -177,7 +177,11 @@ pub fn parse(body: &[u8], encoding: KeyEncoding) -> Result<Parsed, EventError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let envelope: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "body".into() } else { path };
+        let path = if matches!(path.as_str(), "." | "?" | "") {
+            "body".into()
+        } else {
+            path
+        };
         error(path, first_line(&e.inner().to_string()))
     })?;
     de.end()

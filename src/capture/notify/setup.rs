@@ -74,13 +74,17 @@ impl NotifySetup {
         with_token
             .query_pairs_mut()
             .append_pair("token", token.expose());
-        let mut shown = push_endpoint.clone();
-        shown.query_pairs_mut().append_pair("token", "<redacted>");
+        let separator = if push_endpoint.query().is_some() {
+            '&'
+        } else {
+            '?'
+        };
+        let shown = format!("{push_endpoint}{separator}token=<redacted>");
         NotifySetup {
             client,
             topic: topic.to_string(),
             endpoint: with_token.to_string(),
-            shown: shown.to_string(),
+            shown,
         }
     }
 
@@ -377,6 +381,9 @@ mod tests {
             &Secret::new("t ok&en"),
         );
         assert_eq!(setup.endpoint, "http://10.0.0.1:9480/v1/events?token=t+ok%26en");
-        assert!(!setup.shown.contains("ok"));
+        assert_eq!(
+            setup.shown,
+            "http://10.0.0.1:9480/v1/events?token=<redacted>"
+        );
     }
 }
