@@ -683,7 +683,10 @@ impl Config {
             if notify.max_body.as_u64() > 1 << 30 {
                 return Err(invalid(
                     "sources.notify.max_body",
-                    format!("{} is more than 1 GiB; a request is held in memory", notify.max_body),
+                    format!(
+                        "{} is more than 1 GiB; a request is held in memory",
+                        notify.max_body
+                    ),
                 ));
             }
             if notify.dedup_events < 16_384 || notify.dedup_events > 16_777_216 {

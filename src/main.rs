@@ -650,7 +650,9 @@ async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
     let client = SignedClient::new(endpoint.clone(), access, secret.clone(), region)?;
     let setup = NotifySetup::new(client, &notify.topic, &push_endpoint, &notify.token);
     let report = setup
-        .run(&Filter::new(&cfg.filter), dry_run, &mut |line| println!("{line}"))
+        .run(&Filter::new(&cfg.filter), dry_run, &mut |line| {
+            println!("{line}")
+        })
         .await
         .with_context(|| format!("setup-notifications on {endpoint}"))?;
     if !report.failed.is_empty() {

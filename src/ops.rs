@@ -292,7 +292,10 @@ impl MetricsCollector for Snapshot {
     }
 }
 
-fn encode_notify(encoder: &mut DescriptorEncoder, n: &NotifyCounters) -> Result<(), std::fmt::Error> {
+fn encode_notify(
+    encoder: &mut DescriptorEncoder,
+    n: &NotifyCounters,
+) -> Result<(), std::fmt::Error> {
     {
         let mut family = encoder.encode_descriptor(
             "zonelog_notify_requests",

@@ -35,11 +35,18 @@ struct Setup {
     topic: String,
     notify_port: u16,
     http_port: u16,
+    /// The receiver's socket, held here the way systemd holds a socket
+    /// unit's: it outlives each `zonelog run`, so RGW's pushes during a
+    /// restart wait in the backlog (RGW 16 stalls a queue whose push is
+    /// refused; docs/decisions.md).
+    socket: std::net::TcpListener,
 }
 
 fn write_config(zone: &DevZone, buckets: &[&str]) -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (notify_port, http_port) = (free_port(), free_port());
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("notify socket");
+    let notify_port = socket.local_addr().expect("port").port();
+    let http_port = free_port();
     let topic = format!("zl-test-{}", &unique_bucket("t")[2..]);
     let config = dir.path().join("zonelog.toml");
     let list: Vec<String> = buckets.iter().map(|b| format!("{b:?}")).collect();
@@ -81,6 +88,7 @@ listen = "127.0.0.1:{http_port}"
         topic,
         notify_port,
         http_port,
+        socket,
     }
 }
 
@@ -105,15 +113,37 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
+/// Starts `zonelog run` with the held socket as fd 3 (`LISTEN_FDS=1`, as
+/// systemd socket activation passes it).
 async fn start_run(setup: &Setup) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let fd = setup.socket.as_raw_fd();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zonelog"));
+    command
         .args(["run", "-c"])
         .arg(&setup.config)
         .env("ZONELOG_LOG", "warn")
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start zonelog run");
+        .stderr(Stdio::inherit());
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2,
+    // fcntl) on a descriptor this process owns.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == 3 {
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("start zonelog run");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -200,25 +230,53 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
         &setup.config,
         &["rgw", "setup-notifications", "--dry-run"],
     ));
-    assert!(dry.contains(&format!("topic {}: would create", setup.topic)), "{dry}");
-    assert!(dry.contains(&format!("bucket {plain}: notification would")), "{dry}");
+    assert!(
+        dry.contains(&format!("topic {}: would create", setup.topic)),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("bucket {plain}: notification would")),
+        "{dry}"
+    );
     assert!(!dry.contains(&ignored), "only buckets in the filter: {dry}");
     assert!(!dry.contains(TOKEN), "the token is never printed: {dry}");
     let client = setup_client(&zone, &setup);
-    assert_eq!(client.find_topic().await.unwrap(), None, "dry run created nothing");
+    assert_eq!(
+        client.find_topic().await.unwrap(),
+        None,
+        "dry run created nothing"
+    );
 
     let first = stdout(&zonelog(&setup.config, &["rgw", "setup-notifications"]));
-    assert!(first.contains(&format!("topic {}: created", setup.topic)), "{first}");
-    assert!(first.contains(&format!("bucket {versioned}: notification")), "{first}");
+    assert!(
+        first.contains(&format!("topic {}: created", setup.topic)),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("bucket {versioned}: notification")),
+        "{first}"
+    );
     let topic = client.find_topic().await.unwrap().expect("topic exists");
     assert!(topic.persistent, "{topic:?}");
-    assert!(topic.endpoint.contains(&format!("token={TOKEN}")), "{topic:?}");
+    assert!(
+        topic.endpoint.contains(&format!("token={TOKEN}")),
+        "{topic:?}"
+    );
     assert!(client.bucket_configured(&plain, &topic.arn).await.unwrap());
     // Idempotent: a second run changes nothing.
     let second = stdout(&zonelog(&setup.config, &["rgw", "setup-notifications"]));
-    assert!(second.contains(&format!("topic {}: unchanged", setup.topic)), "{second}");
-    assert!(second.contains(&format!("bucket {plain}: notification unchanged")), "{second}");
-    assert!(second.contains(&format!("bucket {versioned}: notification unchanged")), "{second}");
+    assert!(
+        second.contains(&format!("topic {}: unchanged", setup.topic)),
+        "{second}"
+    );
+    assert!(
+        second.contains(&format!("bucket {plain}: notification unchanged")),
+        "{second}"
+    );
+    assert!(
+        second.contains(&format!("bucket {versioned}: notification unchanged")),
+        "{second}"
+    );
 
     let run = start_run(&setup).await;
 
@@ -255,7 +313,10 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
     assert!(k1_copy.etag.is_some());
     assert!(matches!(
         &k1_copy.source,
-        zonelog::record::Provenance::Notify { sequencer: Some(_), event_id: Some(_) }
+        zonelog::record::Provenance::Notify {
+            sequencer: Some(_),
+            event_id: Some(_)
+        }
     ));
 
     let records = wait_for(&setup, &versioned, 3, Duration::from_secs(60)).await;
@@ -310,7 +371,8 @@ async fn rgw_redelivers_what_arrived_while_zonelog_was_down() {
     assert_eq!(records.len(), 20);
 
     // Killed without warning while RGW keeps writing: RGW's persistent
-    // queue holds the events (the S3 calls still succeed).
+    // queue holds the events (the S3 calls still succeed), and its pushes
+    // wait on the held socket until the next zonelog accepts them.
     stop(run, "-KILL");
     let writer = {
         let zone_client = zone.admin_client();
@@ -333,10 +395,18 @@ async fn rgw_redelivers_what_arrived_while_zonelog_was_down() {
         *count.entry((r.key.clone(), r.op.as_str())).or_default() += 1;
     }
     for n in 0..20 {
-        assert_eq!(count.get(&(format!("before/{n:03}"), "put")), Some(&1), "{count:?}");
+        assert_eq!(
+            count.get(&(format!("before/{n:03}"), "put")),
+            Some(&1),
+            "{count:?}"
+        );
     }
     for n in 0..40 {
-        assert_eq!(count.get(&(format!("during/{n:03}"), "put")), Some(&1), "{count:?}");
+        assert_eq!(
+            count.get(&(format!("during/{n:03}"), "put")),
+            Some(&1),
+            "{count:?}"
+        );
     }
     assert_eq!(count.get(&("before/000".to_string(), "delete")), Some(&1));
     assert_eq!(records.len(), 61, "{count:?}");

@@ -192,10 +192,7 @@ async fn refuses_without_token_or_with_bad_bodies_and_stores_nothing() {
     assert!(text.contains("Records"), "{text}");
     // One bad record among good ones: the whole request is refused.
     let mut bad = rgw_event("photos", "b", "ObjectCreated:Put", "A2");
-    bad["s3"]["object"]
-        .as_object_mut()
-        .unwrap()
-        .remove("key");
+    bad["s3"]["object"].as_object_mut().unwrap().remove("key");
     let mixed = body(&[rgw_event("photos", "c", "ObjectCreated:Put", "A3"), bad]);
     let (status, text) = post(&client, &running.url, Some(TOKEN), mixed).await;
     assert_eq!(status, 400);
@@ -207,7 +204,14 @@ async fn refuses_without_token_or_with_bad_bodies_and_stores_nothing() {
     assert!(text.contains("Records[0].eventTime"), "{text}");
 
     let huge: Vec<serde_json::Value> = (0..400)
-        .map(|n| rgw_event("photos", &format!("k{n:04}"), "ObjectCreated:Put", &format!("H{n}")))
+        .map(|n| {
+            rgw_event(
+                "photos",
+                &format!("k{n:04}"),
+                "ObjectCreated:Put",
+                &format!("H{n}"),
+            )
+        })
         .collect();
     let (status, text) = post(&client, &running.url, Some(TOKEN), body(&huge)).await;
     assert_eq!(status, 413, "{text}");
@@ -265,7 +269,10 @@ async fn accepts_durably_and_stores_each_notification_once() {
     .await;
     assert_eq!(status, 200);
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((answer["stored"].clone(), answer["duplicates"].clone()), (0.into(), 2.into()));
+    assert_eq!(
+        (answer["stored"].clone(), answer["duplicates"].clone()),
+        (0.into(), 2.into())
+    );
     let response = client
         .post(&running.url)
         .basic_auth("rgw", Some(TOKEN))

@@ -230,9 +230,7 @@ fn map_record(
         .and_then(|b| b.name)
         .filter(|b| !b.is_empty())
         .ok_or_else(|| error(at("s3.bucket.name"), "missing or empty"))?;
-    let object = s3
-        .object
-        .ok_or_else(|| error(at("s3.object"), "missing"))?;
+    let object = s3.object.ok_or_else(|| error(at("s3.object"), "missing"))?;
     let raw_key = object
         .key
         .filter(|k| !k.is_empty())
@@ -349,10 +347,7 @@ mod tests {
         assert_eq!(r.op, Op::Put);
         assert_eq!(r.version_id, None);
         assert_eq!(r.size, Some(5));
-        assert_eq!(
-            r.etag.as_deref(),
-            Some("5d41402abc4b2a76b9719d911017c592")
-        );
+        assert_eq!(r.etag.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
         assert_eq!(
             crate::record::format_time(&r.time),
             "2026-11-25T17:02:25.069098000Z"
@@ -382,7 +377,10 @@ mod tests {
     fn minio_and_aws_keys_are_url_decoded() {
         let parsed = parse(MINIO_PUT.as_bytes(), KeyEncoding::Auto).unwrap();
         let r = &parsed.notifications[0].record;
-        assert_eq!((r.bucket.as_str(), r.key.as_str()), ("images", "dir/a b.jpg"));
+        assert_eq!(
+            (r.bucket.as_str(), r.key.as_str()),
+            ("images", "dir/a b.jpg")
+        );
         assert_eq!(r.version_id.as_deref(), Some("1"));
         let parsed = parse(AWS_DELETE.as_bytes(), KeyEncoding::Auto).unwrap();
         let r = &parsed.notifications[0].record;
@@ -394,7 +392,10 @@ mod tests {
         );
         // The encoding can be forced either way.
         let parsed = parse(AWS_DELETE.as_bytes(), KeyEncoding::Raw).unwrap();
-        assert_eq!(parsed.notifications[0].record.key, "HappyFace%28copy%29.jpg");
+        assert_eq!(
+            parsed.notifications[0].record.key,
+            "HappyFace%28copy%29.jpg"
+        );
         let parsed = parse(RGW_PUT.as_bytes(), KeyEncoding::Url).unwrap();
         assert_eq!(parsed.notifications[0].record.key, "a b");
     }
@@ -407,7 +408,10 @@ mod tests {
             ("ObjectCreated:Copy", Some(Op::Put)),
             ("ObjectCreated:CompleteMultipartUpload", Some(Op::Put)),
             ("ObjectRemoved:Delete", Some(Op::Delete)),
-            ("s3:ObjectRemoved:DeleteMarkerCreated", Some(Op::DeleteMarker)),
+            (
+                "s3:ObjectRemoved:DeleteMarkerCreated",
+                Some(Op::DeleteMarker),
+            ),
             ("LifecycleExpiration:Delete", Some(Op::Delete)),
             ("ObjectLifecycle:Expiration:Current", Some(Op::Delete)),
             ("ObjectTagging:Put", Some(Op::Metadata)),
@@ -465,7 +469,10 @@ mod tests {
         let bad_key = MINIO_PUT.replace("dir%2Fa+b.jpg", "dir%zz");
         let e = parse(bad_key.as_bytes(), KeyEncoding::Auto).unwrap_err();
         assert_eq!(e.path, "Records[0].s3.object.key");
-        let long_key = RGW_PUT.replace("\"key\":\"a b\"", &format!("\"key\":\"{}\"", "k".repeat(2000)));
+        let long_key = RGW_PUT.replace(
+            "\"key\":\"a b\"",
+            &format!("\"key\":\"{}\"", "k".repeat(2000)),
+        );
         let e = parse(long_key.as_bytes(), KeyEncoding::Auto).unwrap_err();
         assert!(e.to_string().contains("Records[0]: object key"), "{e}");
         // One bad record fails the whole body.
@@ -485,7 +492,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((parsed.notifications.len(), parsed.ignored), (0, 1));
-        let get = MINIO_PUT.replace("\"eventName\":\"s3:ObjectCreated:Put\"", "\"eventName\":\"s3:ObjectAccessed:Get\"");
+        let get = MINIO_PUT.replace(
+            "\"eventName\":\"s3:ObjectCreated:Put\"",
+            "\"eventName\":\"s3:ObjectAccessed:Get\"",
+        );
         let parsed = parse(get.as_bytes(), KeyEncoding::Auto).unwrap();
         assert_eq!((parsed.notifications.len(), parsed.ignored), (0, 1));
     }

@@ -227,7 +227,9 @@ mod tests {
         assert_eq!(reloaded.len(), set.len());
         assert!(reloaded.contains(next - 1) && !reloaded.contains(3));
         assert_eq!(reloaded.current, set.current);
-        assert!(store.iter().all(|m| m.value.len() <= crate::index::MAX_MARKER_BYTES));
+        assert!(store
+            .iter()
+            .all(|m| m.value.len() <= crate::index::MAX_MARKER_BYTES));
     }
 
     #[test]

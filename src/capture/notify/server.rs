@@ -62,18 +62,17 @@ pub async fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<NotifyServer, NotifyError> {
     let counters = Arc::new(NotifyCounters::default());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| NotifyError::Listen {
-            listen: config.listen,
-            source,
-        })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| NotifyError::Listen {
-            listen: config.listen,
-            source,
-        })?;
+    let listen_error = |source| NotifyError::Listen {
+        listen: config.listen,
+        source,
+    };
+    let listener = match inherited_listener().map_err(listen_error)? {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(listen_error)?,
+    };
+    let local_addr = listener.local_addr().map_err(listen_error)?;
     let (committer, committer_task) =
         Committer::start(index, filter, config.dedup_events, counters.clone()).await?;
     let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
@@ -108,6 +107,48 @@ pub async fn start(
         counters,
         serve,
     })
+}
+
+/// The listening socket handed over by a service manager (systemd socket
+/// activation: `LISTEN_FDS` ≥ 1, fd 3, `LISTEN_PID` absent or ours).
+///
+/// Why: RGW 16 stalls a persistent topic's queue for good after one push is
+/// refused (connection refused; see docs/decisions.md). When the socket
+/// outlives zonelog, pushes made during a restart wait in the kernel's
+/// backlog instead and are served by the next process.
+fn inherited_listener() -> std::io::Result<Option<tokio::net::TcpListener>> {
+    use std::sync::atomic::AtomicBool;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .is_none_or(|pid| pid.parse::<u32>().ok() == Some(std::process::id()));
+    if fds == 0 || !for_us || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd as _;
+        const SD_LISTEN_FDS_START: i32 = 3;
+        // SAFETY: the service manager passed fd 3 to this process for us to
+        // own (LISTEN_FDS), and TAKEN makes sure it is wrapped only once.
+        let std_listener = unsafe { std::net::TcpListener::from_raw_fd(SD_LISTEN_FDS_START) };
+        std_listener.local_addr().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("LISTEN_FDS is set but fd 3 is not a listening TCP socket: {e}"),
+            )
+        })?;
+        std_listener.set_nonblocking(true)?;
+        Ok(Some(tokio::net::TcpListener::from_std(std_listener)?))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(None)
+    }
 }
 
 fn text(status: StatusCode, message: String) -> Response {
@@ -152,7 +193,8 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
             state.max_body
         ));
     }
-    let kib = (declared.unwrap_or(state.max_body).div_ceil(1024) as u32).clamp(1, state.inflight_kib);
+    let kib =
+        (declared.unwrap_or(state.max_body).div_ceil(1024) as u32).clamp(1, state.inflight_kib);
     let Ok(_room) = state.inflight.acquire_many(kib).await else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     };
@@ -202,9 +244,7 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
     match state.committer.submit(parsed.notifications).await {
         Ok(outcome) => {
             counters.accepted.fetch_add(1, Ordering::Relaxed);
-            counters
-                .latency
-                .observe(started.elapsed().as_secs_f64());
+            counters.latency.observe(started.elapsed().as_secs_f64());
             axum::Json(serde_json::json!({
                 "stored": outcome.stored,
                 "duplicates": outcome.duplicates,
@@ -294,7 +334,11 @@ mod tests {
         );
         assert!(authorized(&token, &headers, None));
         let headers = HeaderMap::new();
-        assert!(authorized(&token, &headers, Some("a=1&token=s3cr3t%2B%2F%3D")));
+        assert!(authorized(
+            &token,
+            &headers,
+            Some("a=1&token=s3cr3t%2B%2F%3D")
+        ));
         assert!(!authorized(&token, &headers, Some("token=s3cr3t")));
         assert!(!authorized(&token, &headers, Some("token=%zz")));
         assert!(!authorized(&Secret::new(""), &headers, Some("token=")));

@@ -264,7 +264,9 @@ impl NotifySetup {
                 match self.bucket_configured(&bucket, &report.arn).await {
                     Ok(c) => c,
                     Err(e) => {
-                        say(format!("bucket {bucket}: cannot read its notifications: {e}"));
+                        say(format!(
+                            "bucket {bucket}: cannot read its notifications: {e}"
+                        ));
                         report.failed.push((bucket, e.to_string()));
                         continue;
                     }
@@ -274,10 +276,11 @@ impl NotifySetup {
             };
             let action = if configured {
                 Action::Unchanged
-            } else if topic_action == Action::Unchanged {
-                Action::Create
-            } else {
+            } else if topic_action == Action::Update {
+                // RGW keeps a copy of the old topic in each notification.
                 Action::Update
+            } else {
+                Action::Create
             };
             if action != Action::Unchanged && !dry_run {
                 if let Err(e) = self.put_notification(&bucket, &report.arn).await {
@@ -380,7 +383,10 @@ mod tests {
             &Url::parse("http://10.0.0.1:9480/v1/events").unwrap(),
             &Secret::new("t ok&en"),
         );
-        assert_eq!(setup.endpoint, "http://10.0.0.1:9480/v1/events?token=t+ok%26en");
+        assert_eq!(
+            setup.endpoint,
+            "http://10.0.0.1:9480/v1/events?token=t+ok%26en"
+        );
         assert_eq!(
             setup.shown,
             "http://10.0.0.1:9480/v1/events?token=<redacted>"
