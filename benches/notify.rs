@@ -164,8 +164,7 @@ async fn bench() {
         latencies.sort();
         let requests = latencies.len();
         let notifications = requests * per_request;
-        let commits =
-            counters.commits.load(std::sync::atomic::Ordering::Relaxed) - commits_before;
+        let commits = counters.commits.load(std::sync::atomic::Ordering::Relaxed) - commits_before;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
             "| {concurrency} | {per_request} | {requests} | {notifications} | {:.0} | {commits} | {:.1} | {:.1} | {:.1} |",

@@ -115,7 +115,7 @@ fn stdout(output: &Output) -> String {
 
 /// Starts `zonelog run` with the held socket as fd 3 (`LISTEN_FDS=1`, as
 /// systemd socket activation passes it).
-async fn start_run(setup: &Setup) -> Child {
+async fn start_run(setup: &Setup) -> Running {
     use std::os::fd::AsRawFd as _;
     use std::os::unix::process::CommandExt as _;
     let fd = setup.socket.as_raw_fd();
@@ -143,20 +143,37 @@ async fn start_run(setup: &Setup) -> Child {
             Ok(())
         });
     }
-    let child = command.spawn().expect("start zonelog run");
+    let run = Running(Some(command.spawn().expect("start zonelog run")));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/readyz", setup.http_port)).await {
             if r.status().is_success() {
-                return child;
+                break;
             }
         }
         assert!(Instant::now() < deadline, "zonelog run never became ready");
     }
+    run
 }
 
-fn stop(mut child: Child, signal: &str) {
+/// A `zonelog run` child that is killed if the test fails midway, so it
+/// does not outlive the test holding its output pipe.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn stop(mut run: Running, signal: &str) {
+    let Some(mut child) = run.0.take() else {
+        return;
+    };
     Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()

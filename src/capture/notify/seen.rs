@@ -91,7 +91,7 @@ impl SeenSet {
             if index >= set.slots.len() {
                 continue;
             }
-            if m.value.len() < HEADER || (m.value.len() - HEADER) % 16 != 0 {
+            if m.value.len() < HEADER || !(m.value.len() - HEADER).is_multiple_of(16) {
                 return Err(corrupt("length is not 8 + 16 × n"));
             }
             let mut generation = [0u8; HEADER];
