@@ -68,7 +68,9 @@ buckets = [{list}]
 path = "{dir}/index"
 shards = 8
 [collector]
+# Nothing is collected (and trimmed) while a test reads the pending changes.
 period = "1h"
+cutoff_margin = "1h"
 [target]
 directory = "{dir}/logs"
 [http]
@@ -387,10 +389,10 @@ async fn rgw_redelivers_what_arrived_while_zonelog_was_down() {
     let records = wait_for(&setup, &bucket, 20, Duration::from_secs(60)).await;
     assert_eq!(records.len(), 20);
 
-    // Killed without warning while RGW keeps writing: RGW's persistent
-    // queue holds the events (the S3 calls still succeed), and its pushes
-    // wait on the held socket until the next zonelog accepts them.
-    stop(run, "-KILL");
+    // Killed without warning in the middle of RGW's pushes, while RGW keeps
+    // writing: RGW's persistent queue holds the events (the S3 calls still
+    // succeed), pushes cut off by the kill are retried, and new pushes wait
+    // on the held socket until the next zonelog accepts them.
     let writer = {
         let zone_client = zone.admin_client();
         let bucket = bucket.clone();
@@ -398,10 +400,13 @@ async fn rgw_redelivers_what_arrived_while_zonelog_was_down() {
             let s3 = S3(&zone_client);
             for n in 0..40 {
                 s3.put(&bucket, &format!("during/{n:03}"), b"y").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             s3.delete(&bucket, "before/000").await;
         })
     };
+    wait_for(&setup, &bucket, 25, Duration::from_secs(60)).await;
+    stop(run, "-KILL");
     writer.await.unwrap();
     // Started again with the same index and endpoint: RGW retries and
     // everything arrives, nothing twice.
