@@ -327,3 +327,98 @@ async fn accepts_durably_and_stores_each_notification_once() {
     assert_eq!(all_records(&index).await.len(), 42);
     running.stop().await;
 }
+
+/// An index whose writes can be made to fail, to see what a failed commit
+/// leaves behind.
+struct Flaky {
+    inner: Arc<EmbeddedIndex>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ChangeIndex for Flaky {
+    fn layout(&self) -> IndexLayout {
+        self.inner.layout()
+    }
+    async fn write(
+        &self,
+        batch: zonelog::index::WriteBatch,
+    ) -> Result<Vec<zonelog::index::Written>, zonelog::index::IndexError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(zonelog::index::IndexError::Backend("disk full".into()));
+        }
+        self.inner.write(batch).await
+    }
+    async fn read_shard(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<zonelog::index::IndexedEntry>, zonelog::index::IndexError> {
+        self.inner.read_shard(shard, from, to, limit).await
+    }
+    async fn trim(
+        &self,
+        entries: &[zonelog::index::EntryRef],
+    ) -> Result<u64, zonelog::index::IndexError> {
+        self.inner.trim(entries).await
+    }
+    async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, zonelog::index::IndexError> {
+        self.inner.marker(name).await
+    }
+    async fn markers(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<zonelog::index::SourceMarker>, zonelog::index::IndexError> {
+        self.inner.markers(prefix).await
+    }
+    async fn stats(&self) -> Result<zonelog::index::IndexStats, zonelog::index::IndexError> {
+        self.inner.stats().await
+    }
+    async fn watermark(&self) -> Result<zonelog::index::Watermark, zonelog::index::IndexError> {
+        self.inner.watermark().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_answers_503_and_the_retry_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(
+        EmbeddedIndex::open(
+            &dir.path().join("index"),
+            IndexLayout {
+                shards: 4,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .unwrap(),
+    );
+    let flaky = Arc::new(Flaky {
+        inner: inner.clone(),
+        fail: std::sync::atomic::AtomicBool::new(true),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let server = notify::start(&config(), flaky.clone(), filter(), shutdown)
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/events", server.local_addr);
+    let task = tokio::spawn(server.run());
+    let client = reqwest::Client::new();
+    let event = body(&[rgw_event("photos", "k", "ObjectCreated:Put", "F1")]);
+
+    let (status, text) = post(&client, &url, Some(TOKEN), event.clone()).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("disk full"), "{text}");
+    assert!(all_records(&inner).await.is_empty());
+
+    // The sender retries once the index works again: stored, not taken
+    // for a duplicate of the failed attempt.
+    flaky.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, text) = post(&client, &url, Some(TOKEN), event).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"stored\":1"), "{text}");
+    assert_eq!(all_records(&inner).await.len(), 1);
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+}
