@@ -461,7 +461,34 @@ async fn status(State(state): State<Arc<AppState>>) -> axum::response::Response 
     )
     .await
     {
-        Ok(status) => axum::Json(status).into_response(),
+        Ok(mut status) => {
+            if let Some(n) = &state.snapshot.notify {
+                // The notify source lives only in the running process; its
+                // "positions" are the seen-set slots it keeps in the index.
+                let slots = match state
+                    .index
+                    .markers(crate::capture::notify::seen::SEEN_PREFIX)
+                    .await
+                {
+                    Ok(m) => m.len(),
+                    Err(e) => {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n"))
+                            .into_response()
+                    }
+                };
+                let nonzero = |v: u64| (v > 0).then_some(v);
+                status.sources.push(crate::status::SourceStatus {
+                    name: "notify".into(),
+                    following: true,
+                    changes: n.stored(),
+                    errors: n.failed.load(Ordering::Relaxed),
+                    positions: slots,
+                    last_poll_ok_ns: nonzero(n.last_accepted_ns.load(Ordering::Relaxed)),
+                    newest_change_ns: nonzero(n.newest_change_ns.load(Ordering::Relaxed)),
+                });
+            }
+            axum::Json(status).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n")).into_response(),
     }
 }

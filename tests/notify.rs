@@ -368,6 +368,11 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
     ] {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
+    let status = stdout(&zonelog(&setup.config, &["status"]));
+    assert!(
+        status.contains("notify") && status.contains("following") && status.contains("changes 9"),
+        "{status}"
+    );
     stop(run, "-TERM");
     cleanup(&zone, &setup, &[&plain, &versioned]).await;
 }

@@ -62,6 +62,10 @@ pub struct NotifyCounters {
     pub ignored: AtomicU64,
     /// Durable commits (each may carry many requests).
     pub commits: AtomicU64,
+    /// When a request was last answered 200, ns since the epoch.
+    pub last_accepted_ns: AtomicU64,
+    /// Source time of the newest stored change, ns since the epoch.
+    pub newest_change_ns: AtomicU64,
     /// Seconds from receiving a request to answering it (accepted ones).
     pub latency: LagHistogram,
 }
@@ -82,6 +86,8 @@ impl Default for NotifyCounters {
             filtered: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            last_accepted_ns: AtomicU64::new(0),
+            newest_change_ns: AtomicU64::new(0),
             latency: LagHistogram {
                 bounds: LATENCY_BOUNDS,
                 counts: (0..=LATENCY_BOUNDS.len())
@@ -258,6 +264,7 @@ async fn commit_group(
     let staged = seen.stage(&new_keys);
     batch.markers = staged.markers.clone();
     let ops: Vec<Op> = batch.records.iter().map(|r| r.op).collect();
+    let newest = batch.records.iter().filter_map(|r| r.time_ns().ok()).max();
     let stored = ops.len();
     let result = if batch.records.is_empty() && batch.markers.is_empty() {
         Ok(Vec::new())
@@ -268,6 +275,12 @@ async fn commit_group(
         Ok(_) => {
             seen.apply(staged);
             counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters
+                .last_accepted_ns
+                .store(unix_now_ns(), Ordering::Relaxed);
+            if let Some(t) = newest {
+                counters.newest_change_ns.fetch_max(t, Ordering::Relaxed);
+            }
             for op in ops {
                 counters.count_op(op);
             }
@@ -294,4 +307,11 @@ async fn commit_group(
             }
         }
     }
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }

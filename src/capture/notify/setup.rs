@@ -196,16 +196,18 @@ impl NotifySetup {
             escape(&self.topic),
             escape(arn)
         );
-        self.client
-            .send_with_headers(
+        let what = format!("put notification on {bucket}");
+        retry(|| {
+            self.client.send_with_headers(
                 Method::PUT,
-                url,
+                url.clone(),
                 &[("content-type", "application/xml")],
-                body.into_bytes(),
-                &format!("put notification on {bucket}"),
+                body.clone().into_bytes(),
+                &what,
             )
-            .await
-            .map(|_| ())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Removes our notification from a bucket (tests, and undoing a setup).
@@ -306,17 +308,40 @@ impl NotifySetup {
             .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
             .collect();
         let url = self.client.url("/", &[]);
-        let reply = self
-            .client
-            .send_with_headers(
+        let body = body.join("&");
+        let reply = retry(|| {
+            self.client.send_with_headers(
                 Method::POST,
-                url,
+                url.clone(),
                 &[("content-type", "application/x-www-form-urlencoded")],
-                body.join("&").into_bytes(),
+                body.clone().into_bytes(),
                 what,
             )
-            .await?;
+        })
+        .await?;
         Ok(reply.body)
+    }
+}
+
+/// RGW 16 keeps a tenant's topics and a bucket's notifications in single
+/// RADOS objects updated with version checks, so two setups at once (or a
+/// setup racing an operator) can get a 500 for the loser's write; it
+/// succeeds when tried again. Only transient errors are retried.
+async fn retry<F, Fut>(mut call: F) -> Result<crate::capture::rgw::admin::Reply, AdminError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::capture::rgw::admin::Reply, AdminError>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retrying an RGW call");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            result => return result,
+        }
     }
 }
 
