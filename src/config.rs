@@ -143,10 +143,43 @@ pub struct RgwSourceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySourceConfig {
+    /// Address of `POST /v1/events`.
     pub listen: SocketAddr,
+    /// Required on every request: `Authorization: Bearer`, the password of
+    /// basic auth, or `?token=` (RGW 16 cannot send a header).
     pub token: Secret,
     #[serde(default = "default_max_body")]
     pub max_body: ByteSize,
+    /// How object keys in events are encoded.
+    #[serde(default)]
+    pub key_encoding: KeyEncoding,
+    /// How many recently accepted notifications are remembered to drop a
+    /// redelivered one (stored in the index, bounded).
+    #[serde(default = "default_dedup_events")]
+    pub dedup_events: usize,
+    /// `rgw setup-notifications`: the URL RGW pushes to (without the token);
+    /// default `http://<listen>/v1/events`.
+    pub push_endpoint: Option<Url>,
+    /// `rgw setup-notifications`: the topic's name (also the notification id).
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `rgw setup-notifications`: the RGW and the keys of the buckets'
+    /// owner; default: `[sources.rgw]`'s.
+    pub rgw: Option<S3EndpointConfig>,
+}
+
+/// Whether `s3.object.key` in an event is URL-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyEncoding {
+    /// Raw for `eventSource: ceph:s3` (RGW 16 sends keys unencoded),
+    /// URL-decoded for everything else (AWS and MinIO encode them).
+    #[default]
+    Auto,
+    /// Always URL-decode (`+` is a space).
+    Url,
+    /// Never decode.
+    Raw,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -518,6 +551,12 @@ fn default_concurrency() -> usize {
 fn default_max_body() -> ByteSize {
     ByteSize::mib(8)
 }
+fn default_dedup_events() -> usize {
+    262_144
+}
+fn default_topic() -> String {
+    "zonelog".into()
+}
 fn default_index_path() -> PathBuf {
     PathBuf::from("/var/lib/zonelog/index")
 }
@@ -640,6 +679,39 @@ impl Config {
                     "sources.notify.max_body",
                     format!("{} is too small for one notification", notify.max_body),
                 ));
+            }
+            if notify.max_body.as_u64() > 1 << 30 {
+                return Err(invalid(
+                    "sources.notify.max_body",
+                    format!(
+                        "{} is more than 1 GiB; a request is held in memory",
+                        notify.max_body
+                    ),
+                ));
+            }
+            if notify.dedup_events < 16_384 || notify.dedup_events > 16_777_216 {
+                return Err(invalid(
+                    "sources.notify.dedup_events",
+                    format!("must be 16384 to 16777216, not {}", notify.dedup_events),
+                ));
+            }
+            if let Some(url) = &notify.push_endpoint {
+                validate_http_url("sources.notify.push_endpoint", url)?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(invalid(
+                        "sources.notify.push_endpoint",
+                        "must not contain user:password (setup-notifications adds the token)",
+                    ));
+                }
+            }
+            validate_name("sources.notify.topic", &notify.topic)?;
+            if let Some(rgw) = &notify.rgw {
+                validate_http_url("sources.notify.rgw.endpoint", &rgw.endpoint)?;
+                require_credentials(
+                    "sources.notify.rgw",
+                    Some(&rgw.access_key),
+                    Some(&rgw.secret_key),
+                )?;
             }
         }
         self.validate_filter()?;

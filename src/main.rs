@@ -142,6 +142,16 @@ enum RgwCommand {
         #[arg(short, long, env = "ZONELOG_CONFIG")]
         config: PathBuf,
     },
+    /// Create (or update) a persistent topic pushing to [sources.notify]
+    /// and a notification (ObjectCreated:*, ObjectRemoved:*) on every bucket
+    /// of the user that matches the filter. Idempotent.
+    SetupNotifications {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -414,6 +424,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rgw {
+            command: RgwCommand::SetupNotifications { config, dry_run },
+        } => setup_notifications(&load_config(&config)?, dry_run).await,
         Command::Logs { command } => logs(command).await,
         Command::Backup { config, once } => backup(&load_config(&config)?, once).await,
         Command::Verify { config, bucket } => verify(&load_config(&config)?, bucket).await,
@@ -558,13 +571,27 @@ async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) ->
 }
 
 async fn run(cfg: &Config) -> Result<ExitCode> {
-    if cfg.sources.notify.is_some() {
-        bail!("sources.notify is not available in this build yet; remove [sources.notify]");
-    }
     let index = open_index(cfg)?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut capture_counters = None;
+    let mut notify_counters = None;
+    if let Some(notify) = &cfg.sources.notify {
+        let server = zonelog::capture::notify::start(
+            notify,
+            index.clone() as Arc<dyn ChangeIndex>,
+            Filter::new(&cfg.filter),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(listen = %server.local_addr, "notify: receiving S3 event notifications on POST /v1/events");
+        notify_counters = Some(server.counters.clone());
+        tasks.spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "notify receiver failed");
+            }
+        });
+    }
     if let Some(rgw) = &cfg.sources.rgw {
         let (client, _) = rgw_client(cfg)?;
         let capture = RgwCapture::new(
@@ -591,6 +618,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
         leases: index.clone() as Arc<dyn LeaseStore>,
         rgw_configured: cfg.sources.rgw.is_some(),
         capture: capture_counters,
+        notify: notify_counters,
         collector: collector.as_ref().map(|c| c.counters.clone()),
     };
     let server = zonelog::ops::serve(cfg.http.listen, observed, shutdown.clone()).await?;
@@ -609,6 +637,47 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     }
     drop(index);
     tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
+    use zonelog::capture::notify::setup::NotifySetup;
+    let notify = cfg
+        .sources
+        .notify
+        .as_ref()
+        .context("the config has no [sources.notify] section: nothing to point RGW at")?;
+    let (endpoint, access, secret, region) = match (&notify.rgw, &cfg.sources.rgw) {
+        (Some(r), _) => (&r.endpoint, &r.access_key, &r.secret_key, &r.region),
+        (None, Some(r)) => (&r.endpoint, &r.access_key, &r.secret_key, &r.region),
+        (None, None) => bail!(
+            "set [sources.notify.rgw] (endpoint and the bucket owner's keys) or [sources.rgw]: setup-notifications needs an RGW to talk to"
+        ),
+    };
+    let push_endpoint = match &notify.push_endpoint {
+        Some(url) => url.clone(),
+        None if notify.listen.ip().is_unspecified() => bail!(
+            "sources.notify.listen is {}, which RGW cannot connect to; set sources.notify.push_endpoint to the URL RGW should use",
+            notify.listen
+        ),
+        None => url::Url::parse(&format!("http://{}/v1/events", notify.listen))
+            .context("cannot build the push endpoint from sources.notify.listen")?,
+    };
+    let client = SignedClient::new(endpoint.clone(), access, secret.clone(), region)?;
+    let setup = NotifySetup::new(client, &notify.topic, &push_endpoint, &notify.token);
+    let report = setup
+        .run(&Filter::new(&cfg.filter), dry_run, &mut |line| {
+            println!("{line}")
+        })
+        .await
+        .with_context(|| format!("setup-notifications on {endpoint}"))?;
+    if !report.failed.is_empty() {
+        eprintln!(
+            "error: {} bucket(s) could not be set up (see above); the keys must be the bucket owner's",
+            report.failed.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

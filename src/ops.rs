@@ -23,6 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::capture::notify::NotifyCounters;
 use crate::capture::rgw::CaptureCounters;
 use crate::collector::CollectorCounters;
 use crate::index::{ChangeIndex, EntryId, IndexStats, MergedReader};
@@ -35,12 +36,14 @@ pub struct Observed {
     pub leases: Arc<dyn LeaseStore>,
     pub rgw_configured: bool,
     pub capture: Option<Arc<CaptureCounters>>,
+    pub notify: Option<Arc<NotifyCounters>>,
     pub collector: Option<Arc<CollectorCounters>>,
 }
 
 #[derive(Debug)]
 struct Snapshot {
     capture: Option<Arc<CaptureCounters>>,
+    notify: Option<Arc<NotifyCounters>>,
     collector: Option<Arc<CollectorCounters>>,
     stats: Mutex<IndexStats>,
 }
@@ -75,24 +78,36 @@ fn gauge(
 impl MetricsCollector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = now_ns();
-        if let Some(c) = &self.capture {
-            let ops = [
-                ("put", &c.puts),
-                ("delete", &c.deletes),
-                ("delete_marker", &c.delete_markers),
-                ("metadata", &c.metadata),
-            ];
+        if self.capture.is_some() || self.notify.is_some() {
+            // One family for both sources: a metric name may appear once.
+            let mut rows = Vec::new();
+            if let Some(c) = &self.capture {
+                rows.push(("rgw", [&c.puts, &c.deletes, &c.delete_markers, &c.metadata]));
+            }
+            if let Some(n) = &self.notify {
+                rows.push((
+                    "notify",
+                    [&n.puts, &n.deletes, &n.delete_markers, &n.metadata],
+                ));
+            }
             let mut family = encoder.encode_descriptor(
                 "zonelog_changes_captured",
                 "Changes written to the index, by source and op",
                 None,
                 MetricType::Counter,
             )?;
-            for (op, value) in ops {
-                let labels = [("source", "rgw"), ("op", op)];
-                ConstCounter::new(value.load(Ordering::Relaxed))
-                    .encode(family.encode_family(&labels)?)?;
+            for (source, values) in rows {
+                for (op, value) in ["put", "delete", "delete_marker", "metadata"]
+                    .into_iter()
+                    .zip(values)
+                {
+                    let labels = [("source", source), ("op", op)];
+                    ConstCounter::new(value.load(Ordering::Relaxed))
+                        .encode(family.encode_family(&labels)?)?;
+                }
             }
+        }
+        if let Some(c) = &self.capture {
             counter(
                 &mut encoder,
                 "zonelog_capture_skipped",
@@ -187,6 +202,9 @@ impl MetricsCollector for Snapshot {
                 )?;
             }
         }
+        if let Some(n) = &self.notify {
+            encode_notify(&mut encoder, n)?;
+        }
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut family = encoder.encode_descriptor(
@@ -274,6 +292,83 @@ impl MetricsCollector for Snapshot {
     }
 }
 
+fn encode_notify(
+    encoder: &mut DescriptorEncoder,
+    n: &NotifyCounters,
+) -> Result<(), std::fmt::Error> {
+    {
+        let mut family = encoder.encode_descriptor(
+            "zonelog_notify_requests",
+            "Notification requests by result: accepted (200, durable), unauthorized (401), malformed (400), too_large (413), failed (503)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, value) in [
+            ("accepted", &n.accepted),
+            ("unauthorized", &n.unauthorized),
+            ("malformed", &n.malformed),
+            ("too_large", &n.too_large),
+            ("failed", &n.failed),
+        ] {
+            ConstCounter::new(value.load(Ordering::Relaxed))
+                .encode(family.encode_family(&[("result", result)])?)?;
+        }
+    }
+    counter(
+        encoder,
+        "zonelog_notify_duplicates",
+        "Notifications already stored (redeliveries), not stored again",
+        n.duplicates.load(Ordering::Relaxed),
+    )?;
+    counter(
+        encoder,
+        "zonelog_notify_filtered",
+        "Notifications outside the filter, not stored",
+        n.filtered.load(Ordering::Relaxed),
+    )?;
+    counter(
+        encoder,
+        "zonelog_notify_ignored",
+        "Events that are not object changes (reads, restores, test events)",
+        n.ignored.load(Ordering::Relaxed),
+    )?;
+    counter(
+        encoder,
+        "zonelog_notify_commits",
+        "Durable index commits of the notify source (each may carry many requests)",
+        n.commits.load(Ordering::Relaxed),
+    )?;
+    let counts = n.latency.snapshot();
+    let mut cumulative = 0u64;
+    let buckets: Vec<(f64, u64)> = n
+        .latency
+        .bounds
+        .iter()
+        .zip(&counts)
+        .map(|(b, c)| {
+            cumulative += c;
+            (*b, cumulative)
+        })
+        .collect();
+    let histogram = ConstHistogram {
+        sum: n.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        count: counts.iter().sum(),
+        buckets,
+    };
+    let mut family = encoder.encode_descriptor(
+        "zonelog_notify_request_seconds",
+        "Seconds from receiving an accepted notification request to answering it (after the durable commit)",
+        None,
+        MetricType::Histogram,
+    )?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        histogram.sum,
+        histogram.count,
+        &histogram.buckets_with_inf(),
+        None,
+    )
+}
+
 struct ConstHistogram {
     sum: f64,
     count: u64,
@@ -313,6 +408,7 @@ pub async fn render_metrics(observed: &Observed) -> Result<String, String> {
 fn registry(observed: &Observed) -> (Registry, Arc<Snapshot>) {
     let snapshot = Arc::new(Snapshot {
         capture: observed.capture.clone(),
+        notify: observed.notify.clone(),
         collector: observed.collector.clone(),
         stats: Mutex::new(IndexStats::default()),
     });
@@ -365,7 +461,34 @@ async fn status(State(state): State<Arc<AppState>>) -> axum::response::Response 
     )
     .await
     {
-        Ok(status) => axum::Json(status).into_response(),
+        Ok(mut status) => {
+            if let Some(n) = &state.snapshot.notify {
+                // The notify source lives only in the running process; its
+                // "positions" are the seen-set slots it keeps in the index.
+                let slots = match state
+                    .index
+                    .markers(crate::capture::notify::seen::SEEN_PREFIX)
+                    .await
+                {
+                    Ok(m) => m.len(),
+                    Err(e) => {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n"))
+                            .into_response()
+                    }
+                };
+                let nonzero = |v: u64| (v > 0).then_some(v);
+                status.sources.push(crate::status::SourceStatus {
+                    name: "notify".into(),
+                    following: true,
+                    changes: n.stored(),
+                    errors: n.failed.load(Ordering::Relaxed),
+                    positions: slots,
+                    last_poll_ok_ns: nonzero(n.last_accepted_ns.load(Ordering::Relaxed)),
+                    newest_change_ns: nonzero(n.newest_change_ns.load(Ordering::Relaxed)),
+                });
+            }
+            axum::Json(status).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n")).into_response(),
     }
 }

@@ -277,3 +277,51 @@ fn backup_section_does_not_excuse_an_empty_filter_for_capture() {
     );
     assert!(error_of(&text).starts_with("filter: no buckets"));
 }
+
+#[test]
+fn notify_source_options_are_checked() {
+    let notify = |extra: &str| {
+        format!(
+            "zone = \"z\"\n[sources.notify]\nlisten = \"127.0.0.1:9480\"\ntoken = \"t\"\n{extra}\n\
+             [filter]\nbuckets = [\"photos\"]\n"
+        )
+    };
+    let c = load(&notify("")).unwrap();
+    let n = c.sources.notify.unwrap();
+    assert_eq!(n.key_encoding, KeyEncoding::Auto);
+    assert_eq!((n.dedup_events, n.topic.as_str()), (262_144, "zonelog"));
+    assert!(n.push_endpoint.is_none() && n.rgw.is_none());
+    let e = error_of(&notify("dedup_events = 10"));
+    assert!(e.contains("sources.notify.dedup_events"), "{e}");
+    let e = error_of(&notify(
+        "push_endpoint = \"http://u:p@10.0.0.1:9480/v1/events\"",
+    ));
+    assert!(
+        e.contains("sources.notify.push_endpoint") && e.contains("user:password"),
+        "{e}"
+    );
+    let e = error_of(&notify("topic = \"a b\""));
+    assert!(e.contains("sources.notify.topic"), "{e}");
+    let e = error_of(&notify("key_encoding = \"base64\""));
+    assert!(e.contains("key_encoding"), "{e}");
+    let e = error_of(&notify(
+        "[sources.notify.rgw]\nendpoint = \"http://rgw\"\naccess_key = \"a\"\nsecret_key = \"\"",
+    ));
+    assert!(e.contains("sources.notify.rgw.secret_key"), "{e}");
+    let e = error_of(
+        "zone = \"z\"\n[sources.notify]\nlisten = \"127.0.0.1:9480\"\ntoken = \"\"\n[filter]\nbuckets = [\"photos\"]\n",
+    );
+    assert!(e.contains("sources.notify.token"), "{e}");
+    let c = load_env(
+        &notify(""),
+        &[
+            ("ZONELOG_SOURCES__NOTIFY__TOKEN", "from-env"),
+            ("ZONELOG_SOURCES__NOTIFY__KEY_ENCODING", "raw"),
+        ],
+    )
+    .unwrap();
+    let n = c.sources.notify.as_ref().unwrap();
+    assert_eq!(n.token.expose(), "from-env");
+    assert_eq!(n.key_encoding, KeyEncoding::Raw);
+    assert!(!c.to_redacted_toml().contains("from-env"));
+}

@@ -1,0 +1,346 @@
+//! The HTTP side of the notify source: `POST /v1/events`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use futures::StreamExt as _;
+use tokio::sync::{watch, Semaphore};
+
+use super::event::{self, url_decode};
+use super::{Committer, NotifyCounters, NotifyError};
+use crate::config::{KeyEncoding, NotifySourceConfig, Secret};
+use crate::filter::Filter;
+use crate::index::ChangeIndex;
+
+/// Bodies held in memory at once, at least: many small requests run
+/// concurrently, a few large ones wait for room.
+const MIN_INFLIGHT_BYTES: usize = 64 << 20;
+
+struct Shared {
+    token: Secret,
+    max_body: usize,
+    encoding: KeyEncoding,
+    committer: Committer,
+    counters: Arc<NotifyCounters>,
+    inflight: Semaphore,
+    inflight_kib: u32,
+}
+
+type ServeFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A bound, not yet running receiver.
+pub struct NotifyServer {
+    pub local_addr: SocketAddr,
+    pub counters: Arc<NotifyCounters>,
+    serve: ServeFuture,
+}
+
+impl NotifyServer {
+    /// Serves until `shutdown` turns true, then lets the requests in flight
+    /// finish and the last commit complete.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.serve.await
+    }
+}
+
+/// Binds the listener (a port in use fails `zonelog run` at once), loads
+/// the seen-set and starts the committer.
+pub async fn start(
+    config: &NotifySourceConfig,
+    index: Arc<dyn ChangeIndex>,
+    filter: Filter,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<NotifyServer, NotifyError> {
+    let counters = Arc::new(NotifyCounters::default());
+    let listen_error = |source| NotifyError::Listen {
+        listen: config.listen,
+        source,
+    };
+    let listener = match inherited_listener().map_err(listen_error)? {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(listen_error)?,
+    };
+    let local_addr = listener.local_addr().map_err(listen_error)?;
+    let (committer, committer_task) =
+        Committer::start(index, filter, config.dedup_events, counters.clone()).await?;
+    let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
+    let inflight_kib = (max_body.saturating_mul(2).max(MIN_INFLIGHT_BYTES) / 1024)
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize) as u32;
+    let shared = Arc::new(Shared {
+        token: config.token.clone(),
+        max_body,
+        encoding: config.key_encoding,
+        committer,
+        counters: counters.clone(),
+        inflight: Semaphore::new(inflight_kib as usize),
+        inflight_kib,
+    });
+    let app = Router::new()
+        .route("/v1/events", post(events))
+        .with_state(shared);
+    let serve = Box::pin(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        // The router (and with it the last committer handle) is gone once
+        // serve returns, so the committer drains and ends.
+        let _ = committer_task.await;
+        result
+    });
+    Ok(NotifyServer {
+        local_addr,
+        counters,
+        serve,
+    })
+}
+
+/// The listening socket handed over by a service manager (systemd socket
+/// activation: `LISTEN_FDS` ≥ 1, fd 3, `LISTEN_PID` absent or ours).
+///
+/// Why: RGW 16 stalls a persistent topic's queue for good after one push is
+/// refused (connection refused; see docs/decisions.md). When the socket
+/// outlives zonelog, pushes made during a restart wait in the kernel's
+/// backlog instead and are served by the next process.
+fn inherited_listener() -> std::io::Result<Option<tokio::net::TcpListener>> {
+    use std::sync::atomic::AtomicBool;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .is_none_or(|pid| pid.parse::<u32>().ok() == Some(std::process::id()));
+    if fds == 0 || !for_us || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd as _;
+        const SD_LISTEN_FDS_START: i32 = 3;
+        // SAFETY: the service manager passed fd 3 to this process for us to
+        // own (LISTEN_FDS), and TAKEN makes sure it is wrapped only once.
+        let std_listener = unsafe { std::net::TcpListener::from_raw_fd(SD_LISTEN_FDS_START) };
+        std_listener.local_addr().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("LISTEN_FDS is set but fd 3 is not a listening TCP socket: {e}"),
+            )
+        })?;
+        std_listener.set_nonblocking(true)?;
+        Ok(Some(tokio::net::TcpListener::from_std(std_listener)?))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(None)
+    }
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response {
+    let started = Instant::now();
+    let counters = &state.counters;
+    if !authorized(&state.token, request.headers(), request.uri().query()) {
+        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                (
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"zonelog\", Basic realm=\"zonelog\"",
+                ),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            "a valid token is required: Authorization: Bearer TOKEN, basic auth with the token as password, or ?token=TOKEN\n",
+        )
+            .into_response();
+    }
+    let too_large = |what: String| {
+        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        text(StatusCode::PAYLOAD_TOO_LARGE, what)
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.max_body) {
+        return too_large(format!(
+            "the body is larger than the limit of {} bytes (sources.notify.max_body)\n",
+            state.max_body
+        ));
+    }
+    let kib =
+        (declared.unwrap_or(state.max_body).div_ceil(1024) as u32).clamp(1, state.inflight_kib);
+    let Ok(_room) = state.inflight.acquire_many(kib).await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    };
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    let mut stream = request.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}\n"),
+                );
+            }
+        };
+        if body.len() + chunk.len() > state.max_body {
+            return too_large(format!(
+                "the body is larger than the limit of {} bytes (sources.notify.max_body)\n",
+                state.max_body
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let parsed = match event::parse(&body, state.encoding) {
+        Ok(p) => p,
+        Err(e) => {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "notify: refused a malformed request");
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("malformed notification, nothing stored: {e}\n"),
+            );
+        }
+    };
+    drop(body);
+    if parsed.notifications.len() > state.committer.max_per_request() {
+        return too_large(format!(
+            "{} records in one request; at most {} are accepted (one atomic commit)\n",
+            parsed.notifications.len(),
+            state.committer.max_per_request()
+        ));
+    }
+    counters
+        .ignored
+        .fetch_add(parsed.ignored as u64, Ordering::Relaxed);
+    match state.committer.submit(parsed.notifications).await {
+        Ok(outcome) => {
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            counters.latency.observe(started.elapsed().as_secs_f64());
+            axum::Json(serde_json::json!({
+                "stored": outcome.stored,
+                "duplicates": outcome.duplicates,
+                "filtered": outcome.filtered,
+                "ignored": parsed.ignored,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not stored, retry later: {e}\n"),
+            )
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guess was right.
+fn same(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// The token as a bearer token, as the password of basic auth (any user),
+/// or as `token=` in the query — RGW 16 can neither add a header to its
+/// pushes nor keep user:password in an http:// endpoint.
+pub fn authorized(token: &Secret, headers: &HeaderMap, query: Option<&str>) -> bool {
+    let token = token.expose().as_bytes();
+    if token.is_empty() {
+        return false;
+    }
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(bearer) = strip_scheme(value, "Bearer") {
+            if same(bearer.as_bytes(), token) {
+                return true;
+            }
+        }
+        if let Some(basic) = strip_scheme(value, "Basic") {
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic) {
+                if let Some(pos) = decoded.iter().position(|b| *b == b':') {
+                    if same(&decoded[pos + 1..], token) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .filter_map(url_decode)
+        .any(|given| same(given.as_bytes(), token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_in_header_basic_auth_or_query() {
+        let token = Secret::new("s3cr3t+/=");
+        let mut headers = HeaderMap::new();
+        assert!(!authorized(&token, &headers, None));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cr3t+/=".parse().unwrap());
+        assert!(authorized(&token, &headers, None));
+        headers.insert(header::AUTHORIZATION, "bearer wrong".parse().unwrap());
+        assert!(!authorized(&token, &headers, None));
+        let basic = base64::engine::general_purpose::STANDARD.encode("rgw:s3cr3t+/=");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {basic}").parse().unwrap(),
+        );
+        assert!(authorized(&token, &headers, None));
+        let headers = HeaderMap::new();
+        assert!(authorized(
+            &token,
+            &headers,
+            Some("a=1&token=s3cr3t%2B%2F%3D")
+        ));
+        assert!(!authorized(&token, &headers, Some("token=s3cr3t")));
+        assert!(!authorized(&token, &headers, Some("token=%zz")));
+        assert!(!authorized(&Secret::new(""), &headers, Some("token=")));
+    }
+}
