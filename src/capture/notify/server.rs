@@ -160,6 +160,9 @@ fn text(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// How long a request may take to deliver its body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response {
     let started = Instant::now();
     let counters = &state.counters;
@@ -200,7 +203,25 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
     };
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     let mut stream = request.into_body().into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    // A sender that trickles its body would hold its share of the in-flight
+    // budget forever; senders post small batches, so a generous bound is
+    // safe.
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} s\n",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                );
+            }
+        };
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
