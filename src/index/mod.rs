@@ -10,6 +10,7 @@ pub mod codec;
 pub mod conformance;
 pub mod embedded;
 pub mod key;
+pub mod rados;
 pub mod shard;
 
 use std::cmp::Reverse;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// A failed librados call: which call, on which object, and the errno.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{op} on {target:?}: {} (errno {errno})", std::io::Error::from_raw_os_error(*errno))]
+#[error("{op} on {target:?}: {}", std::io::Error::from_raw_os_error(*errno))]
 pub struct RadosError {
     pub op: &'static str,
     pub target: String,

@@ -1,0 +1,1227 @@
+//! The RADOS backend (DESIGN.md, "Index"): the index lives in a RADOS pool,
+//! so several zonelog instances on several machines share one index and
+//! one collector lease.
+//!
+//! Objects (all in the configured pool and namespace):
+//!
+//! - `zonelog.<zone>.control` — omap: `layout` (shards, mode, format),
+//!   `session` (a counter that hands out writer sessions and watermark
+//!   epochs), `m.<name>` (source markers and collector window records) and
+//!   `lease.<name>` (the fencing token and expiry of each lease).
+//! - `zonelog.<zone>.shard.<n>` — omap: `e.<entry id text>` → the encoded
+//!   record (`index::codec`), `v.<object version key>` → entry id text (the
+//!   latest-mode second index, in the same object so one write op updates
+//!   both), `floor` (the lowest writer session still allowed to write) and
+//!   `rev` (bumped by every latest-mode write and trim, the guard of their
+//!   read-modify-write).
+//!
+//! Atomicity: one write op per shard object, all shards of a batch in flight
+//! at once; the markers follow in one op on the control object only after
+//! every shard op has committed ("entries before markers"). A crash in
+//! between leaves the entries without the new marker, so the source replays
+//! from the old marker: a change may be indexed twice, never skipped.
+//!
+//! Watermark: a write op on a shard carries `floor < session + 1`. A
+//! watermark takes a new number `E` from the control counter and raises
+//! every shard's floor to `E`; from then on writes of older sessions fail
+//! with ECANCELED and their writer takes a new session (> `E`) and retries.
+//! So entries committed before the watermark call have sessions `< E` and
+//! entries committed after it `>= E`: `Watermark((E << 32) - 1)` covers
+//! exactly the former, whichever instance wrote them.
+//!
+//! Leases are `cls_lock` exclusive locks (name `zonelog.lease.<name>`,
+//! cookie = holder id) on the control object, or on shard object `n` for the
+//! lease `shard-<n>`; cls_lock drops expired holders by itself. cls_lock has
+//! no counter, so the fencing token is kept in the control object's omap
+//! (`lease.<name>`), raised with a compare-and-set only by the instance
+//! that just took the lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode_record, encode_record, encoded_version_key, object_version_key};
+use super::key::ENTRY_ID_TEXT_LEN;
+use super::{
+    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexMode, IndexStats,
+    IndexedEntry, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
+};
+use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
+use crate::rados::{Cluster, IoCtx, OmapRead, RadosError, WriteOp};
+
+const FORMAT: u32 = 1;
+const LAYOUT_KEY: &str = "layout";
+const SESSION_KEY: &str = "session";
+const FLOOR_KEY: &str = "floor";
+const REV_KEY: &str = "rev";
+const ENTRY_PREFIX: &str = "e.";
+const VERSION_PREFIX: &[u8] = b"v.";
+const MARKER_PREFIX: &str = "m.";
+const LEASE_PREFIX: &str = "lease.";
+/// Guarded writes retry on a lost compare; contention is between a few
+/// instances, so a bound this large is only hit when something is wrong.
+const MAX_ATTEMPTS: usize = 64;
+/// Pairs per omap read request (the OSD's own cap is 131072).
+const READ_PAGE: usize = 4096;
+
+/// Where the index lives and how to reach it (see `[index.rados]`).
+#[derive(Debug, Clone)]
+pub struct RadosOptions {
+    pub ceph_conf: PathBuf,
+    /// Client name without `client.`.
+    pub user: String,
+    pub keyring: Option<PathBuf>,
+    pub pool: String,
+    pub namespace: String,
+    /// Object names start with `zonelog.<zone>.`.
+    pub zone: String,
+    /// librados' own timeout for OSD and monitor calls.
+    pub op_timeout: Duration,
+}
+
+pub struct RadosIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    io: IoCtx,
+    layout: IndexLayout,
+    control: String,
+    shards: Vec<String>,
+    location: String,
+    session: Mutex<Session>,
+}
+
+/// The writer session: the high half of every `seq` this instance mints.
+struct Session {
+    id: u64,
+    next: u64,
+    /// A watermark of this instance passed the session: take a new one
+    /// before the next write instead of learning it from a failed compare.
+    stale: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct StoredLayout {
+    format: u32,
+    shards: u32,
+    mode: IndexMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseRecord {
+    holder: String,
+    token: u64,
+    expires_ms: u64,
+}
+
+fn num(n: u64) -> String {
+    format!("{n:020}")
+}
+
+fn parse_num(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn entry_key(id: EntryId) -> String {
+    format!("{ENTRY_PREFIX}{id}")
+}
+
+fn version_key(vkey: &[u8]) -> Vec<u8> {
+    let mut out = VERSION_PREFIX.to_vec();
+    out.extend_from_slice(vkey);
+    out
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// One record of a batch, encoded on the caller's thread.
+struct Prepared {
+    shard: u32,
+    time_ns: u64,
+    data: Vec<u8>,
+    /// `v.` key of the object version (latest mode).
+    vkey: Option<Vec<u8>>,
+}
+
+impl RadosIndex {
+    /// Connects, creates the index on first use (control object, then the
+    /// shard objects; both idempotent) and refuses a different stored layout.
+    pub async fn open(
+        options: RadosOptions,
+        layout: IndexLayout,
+    ) -> Result<RadosIndex, IndexError> {
+        layout.validate()?;
+        let inner = tokio::task::spawn_blocking(move || Inner::open(options, layout))
+            .await
+            .map_err(|e| IndexError::Backend(format!("rados open task: {e}")))??;
+        Ok(RadosIndex {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| IndexError::Backend(format!("rados task: {e}")))?
+    }
+
+    async fn lease_blocking<T, F>(&self, f: F) -> Result<T, LeaseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, LeaseError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| LeaseError::Backend(format!("rados task: {e}")))?
+    }
+
+    fn check_shard(&self, shard: u32) -> Result<(), IndexError> {
+        if shard >= self.inner.layout.shards {
+            return Err(IndexError::NoSuchShard {
+                shard,
+                shards: self.inner.layout.shards,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn open(options: RadosOptions, layout: IndexLayout) -> Result<Inner, IndexError> {
+        let location = format!(
+            "rados pool {:?} namespace {:?}, zone {:?}",
+            options.pool, options.namespace, options.zone
+        );
+        let fail = |e: RadosError| IndexError::Backend(format!("{location}: {e}"));
+        let cluster = Cluster::connect(
+            &options.ceph_conf,
+            &options.user,
+            options.keyring.as_deref(),
+            options.op_timeout,
+        )
+        .map_err(fail)?;
+        let io = IoCtx::new(&cluster, &options.pool, &options.namespace).map_err(fail)?;
+        let control = format!("zonelog.{}.control", options.zone);
+        let shards = (0..layout.shards)
+            .map(|n| format!("zonelog.{}.shard.{n}", options.zone))
+            .collect();
+        let inner = Inner {
+            io,
+            layout,
+            control,
+            shards,
+            location,
+            session: Mutex::new(Session {
+                id: 0,
+                next: 0,
+                stale: true,
+            }),
+        };
+        inner.create_or_check()?;
+        Ok(inner)
+    }
+
+    fn err(&self, e: RadosError) -> IndexError {
+        IndexError::Backend(format!("{}: {e}", self.location))
+    }
+
+    fn create_or_check(&self) -> Result<(), IndexError> {
+        let wanted = StoredLayout {
+            format: FORMAT,
+            shards: self.layout.shards,
+            mode: self.layout.mode,
+        };
+        let json = serde_json::to_vec(&wanted)
+            .map_err(|e| IndexError::Backend(format!("layout encoding: {e}")))?;
+        let mut create = WriteOp::new().create(true);
+        create.set(LAYOUT_KEY, json).set(SESSION_KEY, num(0));
+        match self.io.operate(&self.control, &create) {
+            Ok(()) => {}
+            Err(e) if e.is_exists() => {
+                let stored = self
+                    .get(&self.control, LAYOUT_KEY.as_bytes())?
+                    .ok_or_else(|| {
+                        IndexError::Corrupt(format!(
+                            "{}: the control object has no layout",
+                            self.location
+                        ))
+                    })?;
+                let stored: StoredLayout = serde_json::from_slice(&stored).map_err(|e| {
+                    IndexError::Corrupt(format!("{}: stored layout: {e}", self.location))
+                })?;
+                if stored.format != FORMAT {
+                    return Err(IndexError::Corrupt(format!(
+                        "{}: stored format {} is not {FORMAT}",
+                        self.location, stored.format
+                    )));
+                }
+                if stored != wanted {
+                    return Err(IndexError::LayoutMismatch {
+                        location: self.location.clone(),
+                        stored: IndexLayout {
+                            shards: stored.shards,
+                            mode: stored.mode,
+                        }
+                        .describe(),
+                        requested: self.layout.describe(),
+                    });
+                }
+            }
+            Err(e) => return Err(self.err(e)),
+        }
+        // The shard objects exist before anyone writes to them; a crash
+        // half-way through is repaired by the next open.
+        let ops: Vec<(String, WriteOp)> = self
+            .shards
+            .iter()
+            .map(|oid| {
+                let mut op = WriteOp::new().create(true);
+                op.set(FLOOR_KEY, num(0)).set(REV_KEY, num(0));
+                (oid.clone(), op)
+            })
+            .collect();
+        for result in self.io.operate_many(&ops) {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {}
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, oid: &str, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
+        let keys = vec![key.to_vec()];
+        let (pairs, _) = self
+            .io
+            .omap_read(oid, &OmapRead::Keys(&keys))
+            .map_err(|e| self.err(e))?;
+        Ok(pairs.into_iter().next().map(|(_, v)| v))
+    }
+
+    /// Takes the next number of the control object's counter.
+    fn next_number(&self) -> Result<u64, IndexError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = match self.get(&self.control, SESSION_KEY.as_bytes())? {
+                Some(v) => parse_num(&v).ok_or_else(|| {
+                    IndexError::Corrupt(format!("{}: bad session counter", self.location))
+                })?,
+                None => 0,
+            };
+            let next = current + 1;
+            let mut op = WriteOp::new();
+            op.cmp_eq(SESSION_KEY, num(current))
+                .set(SESSION_KEY, num(next));
+            match self.io.operate(&self.control, &op) {
+                Ok(()) => return Ok(next),
+                Err(e) if e.is_canceled() => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(IndexError::Backend(format!(
+            "{}: the session counter stayed contended",
+            self.location
+        )))
+    }
+
+    /// Mints `count` ids in one session (taking a new session first if the
+    /// current one is stale, older than `at_least`, or would overflow).
+    fn mint(&self, times: &[u64], at_least: u64) -> Result<(u64, Vec<EntryId>), IndexError> {
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| IndexError::Backend("session lock poisoned".into()))?;
+        if s.stale || s.id < at_least || s.next + times.len() as u64 > u64::from(u32::MAX) {
+            let id = self.next_number()?;
+            if id > u64::from(u32::MAX) {
+                return Err(IndexError::Backend(format!(
+                    "{}: writer sessions exhausted",
+                    self.location
+                )));
+            }
+            *s = Session {
+                id,
+                next: 0,
+                stale: false,
+            };
+        }
+        let session = s.id;
+        let ids = times
+            .iter()
+            .map(|t| {
+                let id = EntryId::new(*t, session << 32 | s.next);
+                s.next += 1;
+                id
+            })
+            .collect();
+        Ok((session, ids))
+    }
+
+    fn floor_guard(op: &mut WriteOp, session: u64) {
+        op.cmp_lt(FLOOR_KEY, num(session + 1));
+    }
+
+    fn write(
+        &self,
+        entries: Vec<Prepared>,
+        markers: Vec<SourceMarker>,
+    ) -> Result<Vec<Written>, IndexError> {
+        let mut written: Vec<Option<Written>> = vec![None; entries.len()];
+        let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (pos, e) in entries.iter().enumerate() {
+            by_shard.entry(e.shard).or_default().push(pos);
+        }
+        let mut at_least = 0;
+        let mut attempts = 0;
+        while !by_shard.is_empty() {
+            attempts += 1;
+            if attempts > MAX_ATTEMPTS {
+                return Err(IndexError::Backend(format!(
+                    "{}: shard writes kept failing their compares",
+                    self.location
+                )));
+            }
+            let floors = match self.layout.mode {
+                IndexMode::EveryWrite => {
+                    self.write_every(&entries, &by_shard, at_least, &mut written)?
+                }
+                IndexMode::Latest => {
+                    self.write_latest(&entries, &by_shard, at_least, &mut written)?
+                }
+            };
+            by_shard.retain(|shard, _| floors.contains_key(shard));
+            at_least = floors.values().copied().max().unwrap_or(0);
+        }
+        if !markers.is_empty() {
+            // Entries before markers: only now that every shard op has
+            // committed may the source position move past them.
+            let mut op = WriteOp::new();
+            for m in &markers {
+                op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
+            }
+            self.io
+                .operate(&self.control, &op)
+                .map_err(|e| self.err(e))?;
+        }
+        written
+            .into_iter()
+            .map(|w| w.ok_or_else(|| IndexError::Backend("a record was not written".into())))
+            .collect()
+    }
+
+    /// One round of every-write shard ops; returns the shards whose floor
+    /// moved past our session (to retry with a newer one).
+    fn write_every(
+        &self,
+        entries: &[Prepared],
+        by_shard: &BTreeMap<u32, Vec<usize>>,
+        at_least: u64,
+        written: &mut [Option<Written>],
+    ) -> Result<BTreeMap<u32, u64>, IndexError> {
+        let positions: Vec<usize> = by_shard.values().flatten().copied().collect();
+        let times: Vec<u64> = positions.iter().map(|p| entries[*p].time_ns).collect();
+        let (session, ids) = self.mint(&times, at_least)?;
+        let id_of: HashMap<usize, EntryId> = positions.iter().copied().zip(ids).collect();
+        let mut ops = Vec::with_capacity(by_shard.len());
+        for (shard, list) in by_shard {
+            let mut op = WriteOp::new();
+            Self::floor_guard(&mut op, session);
+            for p in list {
+                op.set(entry_key(id_of[p]), entries[*p].data.clone());
+            }
+            ops.push((self.shards[*shard as usize].clone(), op));
+        }
+        let mut retry = BTreeMap::new();
+        for ((shard, list), result) in by_shard.iter().zip(self.io.operate_many(&ops)) {
+            match result {
+                Ok(()) => {
+                    for p in list {
+                        written[*p] = Some(Written::Stored(EntryRef {
+                            shard: *shard,
+                            id: id_of[p],
+                        }));
+                    }
+                }
+                Err(e) if e.is_canceled() => {
+                    retry.insert(*shard, session + 1);
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(retry)
+    }
+
+    /// Latest mode: read each shard's floor, rev and the batch's version
+    /// keys, plan replacements, and write guarded by `rev` so a concurrent
+    /// writer or trim on the shard makes us re-read instead of clobbering.
+    fn write_latest(
+        &self,
+        entries: &[Prepared],
+        by_shard: &BTreeMap<u32, Vec<usize>>,
+        at_least: u64,
+        written: &mut [Option<Written>],
+    ) -> Result<BTreeMap<u32, u64>, IndexError> {
+        let key_lists: Vec<Vec<Vec<u8>>> = by_shard
+            .values()
+            .map(|list| {
+                let mut keys = vec![FLOOR_KEY.as_bytes().to_vec(), REV_KEY.as_bytes().to_vec()];
+                for p in list {
+                    if let Some(v) = &entries[*p].vkey {
+                        keys.push(v.clone());
+                    }
+                }
+                keys
+            })
+            .collect();
+        let reads: Vec<OmapRead<'_>> = key_lists.iter().map(|k| OmapRead::Keys(k)).collect();
+        let requests: Vec<(&str, &OmapRead<'_>)> = by_shard
+            .keys()
+            .zip(&reads)
+            .map(|(shard, r)| (self.shards[*shard as usize].as_str(), r))
+            .collect();
+        let results = self.io.omap_read_many(&requests);
+        let mut stored: Vec<HashMap<Vec<u8>, Vec<u8>>> = Vec::with_capacity(results.len());
+        let mut floor_max = at_least;
+        for r in results {
+            let map: HashMap<Vec<u8>, Vec<u8>> =
+                r.map_err(|e| self.err(e))?.0.into_iter().collect();
+            if let Some(f) = map.get(FLOOR_KEY.as_bytes()).and_then(|v| parse_num(v)) {
+                floor_max = floor_max.max(f);
+            }
+            stored.push(map);
+        }
+        let positions: Vec<usize> = by_shard.values().flatten().copied().collect();
+        let times: Vec<u64> = positions.iter().map(|p| entries[*p].time_ns).collect();
+        let (session, ids) = self.mint(&times, floor_max)?;
+        let id_of: HashMap<usize, EntryId> = positions.iter().copied().zip(ids).collect();
+        let mut ops = Vec::with_capacity(by_shard.len());
+        let mut outcomes: Vec<Vec<(usize, Written)>> = Vec::with_capacity(by_shard.len());
+        for ((shard, list), map) in by_shard.iter().zip(&stored) {
+            let rev = map.get(REV_KEY.as_bytes()).cloned().unwrap_or_default();
+            let rev_n = parse_num(&rev).ok_or_else(|| {
+                IndexError::Corrupt(format!("{}: shard {shard} has no valid rev", self.location))
+            })?;
+            let mut op = WriteOp::new();
+            op.cmp_eq(REV_KEY, rev.clone());
+            Self::floor_guard(&mut op, session);
+            // Version key → (current entry, minted in this batch).
+            let mut current: HashMap<&[u8], (EntryId, bool)> = HashMap::new();
+            let mut sets: BTreeMap<String, &[u8]> = BTreeMap::new();
+            let mut removes: Vec<String> = Vec::new();
+            let mut outcome = Vec::with_capacity(list.len());
+            for p in list {
+                let e = &entries[*p];
+                let vkey = e.vkey.as_deref().unwrap_or_default();
+                let existing = match current.get(vkey) {
+                    Some(c) => Some(*c),
+                    None => match map.get(vkey) {
+                        Some(v) => Some((
+                            std::str::from_utf8(v)
+                                .ok()
+                                .and_then(|s| s.parse::<EntryId>().ok())
+                                .ok_or_else(|| {
+                                    IndexError::Corrupt(format!(
+                                        "{}: shard {shard}: bad version index value",
+                                        self.location
+                                    ))
+                                })?,
+                            false,
+                        )),
+                        None => None,
+                    },
+                };
+                if let Some((old, minted)) = existing {
+                    if old.time_ns > e.time_ns {
+                        outcome.push((
+                            *p,
+                            Written::Superseded(EntryRef {
+                                shard: *shard,
+                                id: old,
+                            }),
+                        ));
+                        continue;
+                    }
+                    // Same or newer time: the later arrival is the newer change.
+                    if minted {
+                        sets.remove(&entry_key(old));
+                    } else {
+                        removes.push(entry_key(old));
+                    }
+                }
+                let id = id_of[p];
+                sets.insert(entry_key(id), &e.data);
+                current.insert(vkey, (id, true));
+                outcome.push((*p, Written::Stored(EntryRef { shard: *shard, id })));
+            }
+            for (k, v) in sets {
+                op.set(k, v.to_vec());
+            }
+            for (vkey, (id, minted)) in &current {
+                if *minted {
+                    op.set(vkey.to_vec(), id.to_string());
+                }
+            }
+            for k in removes {
+                op.rm(k);
+            }
+            op.set(REV_KEY, num(rev_n + 1));
+            ops.push((self.shards[*shard as usize].clone(), op));
+            outcomes.push(outcome);
+        }
+        let mut retry = BTreeMap::new();
+        for (((shard, _), outcome), result) in by_shard
+            .iter()
+            .zip(outcomes)
+            .zip(self.io.operate_many(&ops))
+        {
+            match result {
+                Ok(()) => {
+                    for (p, w) in outcome {
+                        written[p] = Some(w);
+                    }
+                }
+                Err(e) if e.is_canceled() => {
+                    retry.insert(*shard, 0);
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(retry)
+    }
+
+    fn read_shard(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<IndexedEntry>, IndexError> {
+        let oid = &self.shards[shard as usize];
+        let from_key = entry_key(from);
+        // Keys are fixed width: dropping the last character gives a key
+        // just before `from`; the few keys between are filtered below.
+        let mut after = from_key[..from_key.len() - 1].to_string();
+        let mut out = Vec::new();
+        loop {
+            let want = (limit - out.len() + 1).min(READ_PAGE) as u64;
+            let (pairs, more) = self
+                .io
+                .omap_read(
+                    oid,
+                    &OmapRead::Range {
+                        start_after: &after,
+                        prefix: ENTRY_PREFIX,
+                        max: want,
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+            let Some((last, _)) = pairs.last() else {
+                return Ok(out);
+            };
+            let last = String::from_utf8(last.clone()).map_err(|_| {
+                IndexError::Corrupt(format!("{}: non-text entry key", self.location))
+            })?;
+            for (k, v) in &pairs {
+                let id = parse_entry_key(k).ok_or_else(|| {
+                    IndexError::Corrupt(format!("{}: shard {shard}: bad entry key", self.location))
+                })?;
+                if id < from {
+                    continue;
+                }
+                if id >= to {
+                    return Ok(out);
+                }
+                let record = decode_record(v).map_err(|e| {
+                    IndexError::Corrupt(format!("{}: shard {shard} entry {id}: {e}", self.location))
+                })?;
+                out.push(IndexedEntry { shard, id, record });
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            if !more {
+                return Ok(out);
+            }
+            after = last;
+        }
+    }
+
+    fn trim(&self, refs: Vec<EntryRef>) -> Result<u64, IndexError> {
+        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for r in refs {
+            by_shard.entry(r.shard).or_default().push(entry_key(r.id));
+        }
+        for keys in by_shard.values_mut() {
+            keys.sort();
+            keys.dedup();
+        }
+        let latest = self.layout.mode == IndexMode::Latest;
+        let mut removed = 0u64;
+        for _ in 0..MAX_ATTEMPTS {
+            if by_shard.is_empty() {
+                return Ok(removed);
+            }
+            let key_lists: Vec<Vec<Vec<u8>>> = by_shard
+                .values()
+                .map(|keys| {
+                    let mut list: Vec<Vec<u8>> =
+                        keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+                    list.push(REV_KEY.as_bytes().to_vec());
+                    list
+                })
+                .collect();
+            let reads: Vec<OmapRead<'_>> = key_lists.iter().map(|k| OmapRead::Keys(k)).collect();
+            let requests: Vec<(&str, &OmapRead<'_>)> = by_shard
+                .keys()
+                .zip(&reads)
+                .map(|(shard, r)| (self.shards[*shard as usize].as_str(), r))
+                .collect();
+            let mut found: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+            for r in self.io.omap_read_many(&requests) {
+                let (pairs, _) = r.map_err(|e| self.err(e))?;
+                let mut rev = Vec::new();
+                let mut present = Vec::new();
+                for (k, v) in pairs {
+                    if k == REV_KEY.as_bytes() {
+                        rev = v;
+                    } else {
+                        present.push((k, v));
+                    }
+                }
+                found.push((rev, present));
+            }
+            // Latest mode: the version links that still point at a removed
+            // entry go with it.
+            let mut links: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); found.len()];
+            if latest {
+                let vkey_lists: Vec<Vec<Vec<u8>>> = found
+                    .iter()
+                    .map(|(_, present)| {
+                        present
+                            .iter()
+                            .map(|(_, v)| encoded_version_key(v).map(version_key))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| IndexError::Corrupt(format!("{}: {e}", self.location)))?;
+                let reads: Vec<OmapRead<'_>> =
+                    vkey_lists.iter().map(|k| OmapRead::Keys(k)).collect();
+                let requests: Vec<(&str, &OmapRead<'_>)> = by_shard
+                    .keys()
+                    .zip(&reads)
+                    .map(|(shard, r)| (self.shards[*shard as usize].as_str(), r))
+                    .collect();
+                for (i, r) in self.io.omap_read_many(&requests).into_iter().enumerate() {
+                    links[i] = r.map_err(|e| self.err(e))?.0;
+                }
+            }
+            let mut ops = Vec::new();
+            let mut counts = Vec::new();
+            let mut shards = Vec::new();
+            for (i, shard) in by_shard.keys().enumerate() {
+                let (rev, present) = &found[i];
+                let mut op = WriteOp::new();
+                if latest {
+                    op.cmp_eq(REV_KEY, rev.clone());
+                    let rev_n = parse_num(rev).ok_or_else(|| {
+                        IndexError::Corrupt(format!(
+                            "{}: shard {shard} has no valid rev",
+                            self.location
+                        ))
+                    })?;
+                    op.set(REV_KEY, num(rev_n + 1));
+                    let removed_ids: Vec<&[u8]> = present
+                        .iter()
+                        .map(|(k, _)| &k[ENTRY_PREFIX.len()..])
+                        .collect();
+                    for (vkey, points_at) in &links[i] {
+                        if removed_ids.contains(&points_at.as_slice()) {
+                            op.rm(vkey.clone());
+                        }
+                    }
+                }
+                for (k, _) in present {
+                    op.rm(k.clone());
+                }
+                if present.is_empty() {
+                    // Nothing of this shard is left to trim (RADOS refuses an
+                    // empty op).
+                    continue;
+                }
+                counts.push(present.len() as u64);
+                shards.push(*shard);
+                ops.push((self.shards[*shard as usize].clone(), op));
+            }
+            by_shard.retain(|shard, _| shards.contains(shard));
+            for ((shard, count), result) in
+                shards.iter().zip(counts).zip(self.io.operate_many(&ops))
+            {
+                match result {
+                    Ok(()) => {
+                        removed += count;
+                        by_shard.remove(shard);
+                    }
+                    Err(e) if e.is_canceled() => {}
+                    Err(e) => return Err(self.err(e)),
+                }
+            }
+        }
+        Err(IndexError::Backend(format!(
+            "{}: trims kept failing their compares",
+            self.location
+        )))
+    }
+
+    fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError> {
+        let full = format!("{MARKER_PREFIX}{prefix}");
+        let mut after = String::new();
+        let mut out = Vec::new();
+        loop {
+            let (pairs, more) = self
+                .io
+                .omap_read(
+                    &self.control,
+                    &OmapRead::Range {
+                        start_after: &after,
+                        prefix: &full,
+                        max: READ_PAGE as u64,
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+            for (k, v) in pairs {
+                let name = String::from_utf8(k).map_err(|_| {
+                    IndexError::Corrupt(format!("{}: non-text marker name", self.location))
+                })?;
+                after = name.clone();
+                out.push(SourceMarker {
+                    name: name[MARKER_PREFIX.len()..].to_string(),
+                    value: v,
+                });
+            }
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn stats(&self) -> Result<IndexStats, IndexError> {
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for (n, oid) in self.shards.iter().enumerate() {
+            let mut s = ShardStats {
+                shard: n as u32,
+                ..ShardStats::default()
+            };
+            let mut after = String::new();
+            loop {
+                let (pairs, more) = self
+                    .io
+                    .omap_read(
+                        oid,
+                        &OmapRead::Range {
+                            start_after: &after,
+                            prefix: ENTRY_PREFIX,
+                            max: READ_PAGE as u64,
+                        },
+                    )
+                    .map_err(|e| self.err(e))?;
+                for (k, v) in &pairs {
+                    if s.oldest_time_ns.is_none() {
+                        s.oldest_time_ns = parse_entry_key(k).map(|id| id.time_ns);
+                    }
+                    s.entries += 1;
+                    s.bytes += (k.len() + v.len()) as u64;
+                }
+                match pairs.last() {
+                    Some((k, _)) if more => after = String::from_utf8_lossy(k).into_owned(),
+                    _ => break,
+                }
+            }
+            shards.push(s);
+        }
+        Ok(IndexStats { shards })
+    }
+
+    fn watermark(&self) -> Result<Watermark, IndexError> {
+        let epoch = self.next_number()?;
+        let ops: Vec<(String, WriteOp)> = self
+            .shards
+            .iter()
+            .map(|oid| {
+                let mut op = WriteOp::new();
+                op.cmp_lt(FLOOR_KEY, num(epoch)).set(FLOOR_KEY, num(epoch));
+                (oid.clone(), op)
+            })
+            .collect();
+        for result in self.io.operate_many(&ops) {
+            match result {
+                // ECANCELED: a later watermark already raised this floor.
+                Ok(()) => {}
+                Err(e) if e.is_canceled() => {}
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        if let Ok(mut s) = self.session.lock() {
+            if s.id < epoch {
+                s.stale = true;
+            }
+        }
+        Ok(Watermark((epoch << 32) - 1))
+    }
+
+    // ---- leases ----
+
+    fn lease_object(&self, name: &str) -> &str {
+        match name
+            .strip_prefix("shard-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| self.shards.get(n))
+        {
+            Some(oid) => oid,
+            None => &self.control,
+        }
+    }
+
+    fn lease_err(&self, e: impl std::fmt::Display) -> LeaseError {
+        LeaseError::Backend(format!("{}: {e}", self.location))
+    }
+
+    fn lease_record(&self, name: &str) -> Result<(Vec<u8>, Option<LeaseRecord>), LeaseError> {
+        let key = format!("{LEASE_PREFIX}{name}");
+        let raw = self
+            .get(&self.control, key.as_bytes())
+            .map_err(|e| self.lease_err(e))?
+            .unwrap_or_default();
+        if raw.is_empty() {
+            return Ok((raw, None));
+        }
+        let record = serde_json::from_slice(&raw)
+            .map_err(|e| self.lease_err(format!("lease record {name}: {e}")))?;
+        Ok((raw, Some(record)))
+    }
+
+    /// Stores the record if it is still `old` (only the lock holder writes
+    /// it, so a failed compare means we lost the lock meanwhile).
+    fn store_lease_record(
+        &self,
+        name: &str,
+        old: &[u8],
+        record: &LeaseRecord,
+    ) -> Result<bool, LeaseError> {
+        let key = format!("{LEASE_PREFIX}{name}");
+        let json = serde_json::to_vec(record).map_err(|e| self.lease_err(e))?;
+        let mut op = WriteOp::new();
+        op.cmp_eq(key.clone(), old.to_vec()).set(key, json);
+        match self.io.operate(&self.control, &op) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_canceled() => Ok(false),
+            Err(e) => Err(self.lease_err(e)),
+        }
+    }
+
+    fn lock_name(name: &str) -> String {
+        format!("zonelog.lease.{name}")
+    }
+
+    /// Extends our cls_lock lock; `Ok(None)` when we do not hold it.
+    fn renew_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<SystemTime>, LeaseError> {
+        let expires = SystemTime::now() + ttl;
+        match self.io.lock_exclusive(
+            self.lease_object(name),
+            &Self::lock_name(name),
+            holder,
+            holder,
+            ttl,
+            true,
+        ) {
+            Ok(()) => Ok(Some(expires)),
+            Err(e) if e.is_not_found() || e.is_busy() => Ok(None),
+            Err(e) => Err(self.lease_err(e)),
+        }
+    }
+
+    fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+        validate_request(name, holder, ttl)?;
+        if let Some(expires_at) = self.renew_lock(name, holder, ttl)? {
+            let (raw, record) = self.lease_record(name)?;
+            if let Some(mut record) = record.filter(|r| r.holder == holder) {
+                record.expires_ms = unix_ms(expires_at);
+                self.store_lease_record(name, &raw, &record)?;
+                return Ok(Lease {
+                    name: name.to_string(),
+                    holder: holder.to_string(),
+                    token: record.token,
+                    expires_at,
+                });
+            }
+            // Locked but never recorded (a crash between the two): give it
+            // a fresh token below, as for a new holder.
+            return self.new_token(name, holder, expires_at);
+        }
+        let expires_at = SystemTime::now() + ttl;
+        match self.io.lock_exclusive(
+            self.lease_object(name),
+            &Self::lock_name(name),
+            holder,
+            holder,
+            ttl,
+            false,
+        ) {
+            Ok(()) => self.new_token(name, holder, expires_at),
+            Err(e) if e.is_busy() || e.is_exists() => {
+                let current = self.holder(name)?;
+                let (holder, remaining) = match current {
+                    Some(l) => (
+                        l.holder,
+                        l.expires_at
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default(),
+                    ),
+                    None => ("unknown".to_string(), ttl),
+                };
+                Err(LeaseError::Held {
+                    name: name.to_string(),
+                    holder,
+                    remaining,
+                })
+            }
+            Err(e) => Err(self.lease_err(e)),
+        }
+    }
+
+    /// We just took the lock: raise the fencing token.
+    fn new_token(
+        &self,
+        name: &str,
+        holder: &str,
+        expires_at: SystemTime,
+    ) -> Result<Lease, LeaseError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (raw, record) = self.lease_record(name)?;
+            let token = record.map_or(0, |r| r.token) + 1;
+            let record = LeaseRecord {
+                holder: holder.to_string(),
+                token,
+                expires_ms: unix_ms(expires_at),
+            };
+            if self.store_lease_record(name, &raw, &record)? {
+                return Ok(Lease {
+                    name: name.to_string(),
+                    holder: holder.to_string(),
+                    token,
+                    expires_at,
+                });
+            }
+        }
+        Err(self.lease_err(format!("lease {name}: token record stayed contended")))
+    }
+
+    fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
+        validate_request(&lease.name, &lease.holder, ttl)?;
+        let lost = || LeaseError::Lost {
+            name: lease.name.clone(),
+            holder: lease.holder.clone(),
+            token: lease.token,
+        };
+        let Some(expires_at) = self.renew_lock(&lease.name, &lease.holder, ttl)? else {
+            return Err(lost());
+        };
+        let (raw, record) = self.lease_record(&lease.name)?;
+        let Some(mut record) =
+            record.filter(|r| r.holder == lease.holder && r.token == lease.token)
+        else {
+            return Err(lost());
+        };
+        record.expires_ms = unix_ms(expires_at);
+        if !self.store_lease_record(&lease.name, &raw, &record)? {
+            return Err(lost());
+        }
+        Ok(Lease {
+            expires_at,
+            ..lease.clone()
+        })
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        match self.io.unlock(
+            self.lease_object(&lease.name),
+            &Self::lock_name(&lease.name),
+            &lease.holder,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() || e.is_busy() => Ok(()),
+            Err(e) => Err(self.lease_err(e)),
+        }
+    }
+
+    fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
+        let lockers = self
+            .io
+            .lockers(self.lease_object(name), &Self::lock_name(name))
+            .map_err(|e| self.lease_err(e))?;
+        let Some(locker) = lockers.into_iter().next() else {
+            return Ok(None);
+        };
+        let (_, record) = self.lease_record(name)?;
+        let (token, expires_at) = match record.filter(|r| r.holder == locker.cookie) {
+            Some(r) => (r.token, UNIX_EPOCH + Duration::from_millis(r.expires_ms)),
+            None => (0, SystemTime::now()),
+        };
+        Ok(Some(Lease {
+            name: name.to_string(),
+            holder: locker.cookie,
+            token,
+            expires_at,
+        }))
+    }
+}
+
+fn parse_entry_key(key: &[u8]) -> Option<EntryId> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix(ENTRY_PREFIX)?;
+    if text.len() != ENTRY_ID_TEXT_LEN {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[async_trait]
+impl ChangeIndex for RadosIndex {
+    fn layout(&self) -> IndexLayout {
+        self.inner.layout
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
+        batch.validate()?;
+        for m in &batch.markers {
+            if m.name.contains('\0') {
+                return Err(IndexError::InvalidMarker {
+                    name: m.name.clone(),
+                    reason: "a RADOS marker name cannot contain NUL".into(),
+                });
+            }
+        }
+        let layout = self.inner.layout;
+        let mut prepared = Vec::with_capacity(batch.records.len());
+        for (position, record) in batch.records.iter().enumerate() {
+            let time_ns = record
+                .time_ns()
+                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+            let mut data = Vec::with_capacity(128);
+            encode_record(record, &mut data);
+            let vkey = (layout.mode == IndexMode::Latest).then(|| {
+                version_key(&object_version_key(
+                    &record.bucket,
+                    &record.key,
+                    record.version_id.as_deref(),
+                ))
+            });
+            prepared.push(Prepared {
+                shard: shard_of(&record.bucket, &record.key, layout.shards),
+                time_ns,
+                data,
+                vkey,
+            });
+        }
+        if prepared.is_empty() && batch.markers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let markers = batch.markers;
+        self.blocking(move |inner| inner.write(prepared, markers))
+            .await
+    }
+
+    async fn read_shard(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<Vec<IndexedEntry>, IndexError> {
+        self.check_shard(shard)?;
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |inner| inner.read_shard(shard, from, to, limit))
+            .await
+    }
+
+    async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError> {
+        for r in entries {
+            self.check_shard(r.shard)?;
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let entries = entries.to_vec();
+        self.blocking(move |inner| inner.trim(entries)).await
+    }
+
+    async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let key = format!("{MARKER_PREFIX}{name}").into_bytes();
+        self.blocking(move |inner| inner.get(&inner.control, &key))
+            .await
+    }
+
+    async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError> {
+        if prefix.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let prefix = prefix.to_string();
+        self.blocking(move |inner| inner.markers(&prefix)).await
+    }
+
+    async fn stats(&self) -> Result<IndexStats, IndexError> {
+        self.blocking(|inner| inner.stats()).await
+    }
+
+    async fn watermark(&self) -> Result<Watermark, IndexError> {
+        self.blocking(|inner| inner.watermark()).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for RadosIndex {
+    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.lease_blocking(move |inner| inner.acquire(&name, &holder, ttl))
+            .await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
+        let lease = lease.clone();
+        self.lease_blocking(move |inner| inner.renew(&lease, ttl))
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let lease = lease.clone();
+        self.lease_blocking(move |inner| inner.release(&lease))
+            .await
+    }
+
+    async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
+        let name = name.to_string();
+        self.lease_blocking(move |inner| inner.holder(&name)).await
+    }
+}
