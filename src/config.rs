@@ -219,6 +219,9 @@ pub struct RadosConfig {
     pub pool: String,
     #[serde(default)]
     pub namespace: String,
+    /// librados' timeout for each OSD and monitor call.
+    #[serde(default = "default_rados_op_timeout", with = "humantime_serde")]
+    pub op_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -529,6 +532,9 @@ fn default_mode() -> IndexMode {
 }
 fn default_ceph_conf() -> PathBuf {
     PathBuf::from("/etc/ceph/ceph.conf")
+}
+fn default_rados_op_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_rados_user() -> String {
     "admin".into()

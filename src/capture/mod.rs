@@ -1,3 +1,4 @@
 //! Capture sources: where changes come from.
 
+pub mod leased;
 pub mod rgw;
