@@ -760,6 +760,7 @@ impl Config {
                 if rados.pool.is_empty() {
                     return Err(invalid("index.rados.pool", "is empty"));
                 }
+                positive("index.rados.op_timeout", rados.op_timeout)?;
                 if rados.user.is_empty() || rados.user.starts_with("client.") {
                     return Err(invalid(
                         "index.rados.user",

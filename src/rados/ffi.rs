@@ -1,6 +1,6 @@
 //! The exact librados C calls zonelog uses, declared by hand from Debian's
-//! `librados-dev` (`/usr/include/rados/librados.h`, Ceph 16 Pacific; every
-//! call here exists unchanged since Octopus). Nothing outside
+//! `librados-dev` (`/usr/include/rados/librados.h`, Ceph 16 Pacific).
+//! Nothing outside
 //! `crate::rados` calls these; the safe wrappers there own every handle.
 
 #![allow(non_camel_case_types)]
