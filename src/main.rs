@@ -638,10 +638,15 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
                 capture.counters = counters.clone();
                 capture
             };
-            let (leases, ttl) = (index.leases.clone(), cfg.collector.lease_duration);
+            let (shared, leases, ttl) = (
+                index.index.clone(),
+                index.leases.clone(),
+                cfg.collector.lease_duration,
+            );
             tasks.spawn(async move {
                 zonelog::capture::leased::run_leased(
                     make,
+                    shared,
                     leases,
                     process_holder_id(),
                     ttl,

@@ -8,13 +8,16 @@
 //! that loses the lease stops capturing before its lease can have expired
 //! (it stops trusting the lease a safety margin early), so two captures only
 //! overlap if a renewal stalls longer than that margin; then the effect is
-//! a replayed page (indexed twice), never a skipped one.
+//! a replayed page (indexed twice), never a skipped one. A new holder first
+//! finishes the batches a dead one left half written
+//! ([`ChangeIndex::recover`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::index::ChangeIndex;
 use crate::lease::{LeaseError, LeaseStore};
 
 /// The lease name; one per source kind.
@@ -38,6 +41,7 @@ impl Capture for super::rgw::tail::RgwCapture {
 /// process start.
 pub async fn run_leased<C, F>(
     make: F,
+    index: Arc<dyn ChangeIndex>,
     leases: Arc<dyn LeaseStore>,
     holder: String,
     ttl: Duration,
@@ -72,6 +76,25 @@ pub async fn run_leased<C, F>(
             }
         };
         standby_logged = false;
+        // A previous holder may have died between a batch's entries and its
+        // markers: finish that batch first, or the capture would replay it
+        // and index it twice.
+        match index.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                batches = n,
+                "capture: finished batches a stopped capture left half written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "capture: cannot finish half-written batches; not capturing yet");
+                let _ = leases.release(&lease).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        }
         tracing::info!(
             token = lease.token,
             "capture: took the capture lease; capturing"

@@ -36,7 +36,7 @@
 //! (`lease.<name>`), raised with a compare-and-set only by the instance
 //! that just took the lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,6 +62,10 @@ const ENTRY_PREFIX: &str = "e.";
 const VERSION_PREFIX: &[u8] = b"v.";
 const MARKER_PREFIX: &str = "m.";
 const LEASE_PREFIX: &str = "lease.";
+/// Control object: a batch with entries and markers, before its markers.
+const INTENT_PREFIX: &str = "i.";
+/// Shard object: this shard's part of that batch is applied.
+const APPLIED_PREFIX: &str = "t.";
 /// Guarded writes retry on a lost compare; contention is between a few
 /// instances, so a bound this large is only hit when something is wrong.
 const MAX_ATTEMPTS: usize = 64;
@@ -94,6 +98,10 @@ struct Inner {
     shards: Vec<String>,
     location: String,
     session: Mutex<Session>,
+    txns: std::sync::atomic::AtomicU64,
+    /// Per shard: "applied" keys of finished batches, removed by the next
+    /// op on that shard.
+    done_txns: Mutex<HashMap<u32, Vec<String>>>,
 }
 
 /// The writer session: the high half of every `seq` this instance mints.
@@ -192,6 +200,55 @@ impl RadosIndex {
             .map_err(|e| LeaseError::Backend(format!("rados task: {e}")))?
     }
 
+    fn prepare(&self, batch: WriteBatch) -> Result<(Vec<Prepared>, Vec<SourceMarker>), IndexError> {
+        batch.validate()?;
+        for m in &batch.markers {
+            if m.name.contains('\0') {
+                return Err(IndexError::InvalidMarker {
+                    name: m.name.clone(),
+                    reason: "a RADOS marker name cannot contain NUL".into(),
+                });
+            }
+        }
+        let layout = self.inner.layout;
+        let mut prepared = Vec::with_capacity(batch.records.len());
+        for (position, record) in batch.records.iter().enumerate() {
+            let time_ns = record
+                .time_ns()
+                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
+            let mut data = Vec::with_capacity(128);
+            encode_record(record, &mut data);
+            let vkey = (layout.mode == IndexMode::Latest).then(|| {
+                version_key(&object_version_key(
+                    &record.bucket,
+                    &record.key,
+                    record.version_id.as_deref(),
+                ))
+            });
+            prepared.push(Prepared {
+                shard: shard_of(&record.bucket, &record.key, layout.shards),
+                time_ns,
+                data,
+                vkey,
+            });
+        }
+        Ok((prepared, batch.markers))
+    }
+
+    /// Test hook for crash tests: writes the batch's intent and only the
+    /// first `shards_applied` of its shard parts, then stops — what a
+    /// writer killed at that moment leaves behind.
+    #[doc(hidden)]
+    pub async fn write_and_stop(
+        &self,
+        batch: WriteBatch,
+        shards_applied: usize,
+    ) -> Result<(), IndexError> {
+        let (prepared, markers) = self.prepare(batch)?;
+        self.blocking(move |inner| inner.write_partial(prepared, markers, shards_applied))
+            .await
+    }
+
     fn check_shard(&self, shard: u32) -> Result<(), IndexError> {
         if shard >= self.inner.layout.shards {
             return Err(IndexError::NoSuchShard {
@@ -233,6 +290,8 @@ impl Inner {
                 next: 0,
                 stale: true,
             }),
+            txns: std::sync::atomic::AtomicU64::new(0),
+            done_txns: Mutex::new(HashMap::new()),
         };
         inner.create_or_check()?;
         Ok(inner)
@@ -384,10 +443,57 @@ impl Inner {
         markers: Vec<SourceMarker>,
     ) -> Result<Vec<Written>, IndexError> {
         let mut written: Vec<Option<Written>> = vec![None; entries.len()];
+        if entries.is_empty() || markers.is_empty() {
+            self.write_shards(&entries, None, &mut written)?;
+            if !markers.is_empty() {
+                let mut op = WriteOp::new();
+                for m in &markers {
+                    op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
+                }
+                self.io
+                    .operate(&self.control, &op)
+                    .map_err(|e| self.err(e))?;
+            }
+        } else {
+            // Entries and markers: the intent protocol (module docs).
+            let txid = self.new_txid()?;
+            let intent_key = format!("{INTENT_PREFIX}{txid}");
+            let intent = encode_intent(&entries, &markers);
+            let mut op = WriteOp::new();
+            op.set(intent_key.clone(), intent.clone());
+            self.io
+                .operate(&self.control, &op)
+                .map_err(|e| self.err(e))?;
+            let all_ours = self.write_shards(&entries, Some(&txid), &mut written)?;
+            if !all_ours || !self.finish_intent(&intent_key, &intent, &markers)? {
+                return Err(IndexError::Backend(format!(
+                    "{}: batch {txid} was finished by another instance's recovery; \
+                     its markers are committed, retry from them",
+                    self.location
+                )));
+            }
+            self.forget_txn(&entries, &txid);
+        }
+        written
+            .into_iter()
+            .map(|w| w.ok_or_else(|| IndexError::Backend("a record was not written".into())))
+            .collect()
+    }
+
+    /// Writes each shard's part of a batch (with `txid`, each part at most
+    /// once); returns false when some part had already been applied by
+    /// someone else (a recovering instance).
+    fn write_shards(
+        &self,
+        entries: &[Prepared],
+        txid: Option<&str>,
+        written: &mut [Option<Written>],
+    ) -> Result<bool, IndexError> {
         let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (pos, e) in entries.iter().enumerate() {
             by_shard.entry(e.shard).or_default().push(pos);
         }
+        let mut foreign = BTreeSet::new();
         let mut at_least = 0;
         let mut attempts = 0;
         while !by_shard.is_empty() {
@@ -400,30 +506,149 @@ impl Inner {
             }
             let floors = match self.layout.mode {
                 IndexMode::EveryWrite => {
-                    self.write_every(&entries, &by_shard, at_least, &mut written)?
+                    self.write_every(entries, &by_shard, at_least, txid, &mut foreign, written)?
                 }
                 IndexMode::Latest => {
-                    self.write_latest(&entries, &by_shard, at_least, &mut written)?
+                    self.write_latest(entries, &by_shard, at_least, txid, &mut foreign, written)?
                 }
             };
             by_shard.retain(|shard, _| floors.contains_key(shard));
             at_least = floors.values().copied().max().unwrap_or(0);
         }
-        if !markers.is_empty() {
-            // Entries before markers: only now that every shard op has
-            // committed may the source position move past them.
-            let mut op = WriteOp::new();
-            for m in &markers {
-                op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
-            }
-            self.io
-                .operate(&self.control, &op)
-                .map_err(|e| self.err(e))?;
-        }
-        written
+        Ok(foreign.is_empty())
+    }
+
+    fn write_partial(
+        &self,
+        entries: Vec<Prepared>,
+        markers: Vec<SourceMarker>,
+        shards_applied: usize,
+    ) -> Result<(), IndexError> {
+        let txid = self.new_txid()?;
+        let mut op = WriteOp::new();
+        op.set(
+            format!("{INTENT_PREFIX}{txid}"),
+            encode_intent(&entries, &markers),
+        );
+        self.io
+            .operate(&self.control, &op)
+            .map_err(|e| self.err(e))?;
+        let shards: BTreeSet<u32> = entries.iter().map(|e| e.shard).collect();
+        let keep: BTreeSet<u32> = shards.into_iter().take(shards_applied).collect();
+        let part: Vec<Prepared> = entries
             .into_iter()
-            .map(|w| w.ok_or_else(|| IndexError::Backend("a record was not written".into())))
-            .collect()
+            .filter(|e| keep.contains(&e.shard))
+            .collect();
+        let mut written = vec![None; part.len()];
+        self.write_shards(&part, Some(&txid), &mut written)?;
+        Ok(())
+    }
+
+    fn new_txid(&self) -> Result<String, IndexError> {
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| IndexError::Backend("session lock poisoned".into()))?;
+        if s.id == 0 {
+            // No session yet: take one, so the id is ours alone (a stale
+            // session is still ours: nobody else ever gets its number).
+            s.id = self.next_number()?;
+            s.next = 0;
+            s.stale = false;
+        }
+        let n = self.txns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Session numbers are unique per open, the counter per open.
+        Ok(format!("{:010}-{n:016x}", s.id))
+    }
+
+    /// Markers and the intent's removal in one op, if the intent is still
+    /// there; false when someone else finished it first.
+    fn finish_intent(
+        &self,
+        intent_key: &str,
+        intent: &[u8],
+        markers: &[SourceMarker],
+    ) -> Result<bool, IndexError> {
+        let mut op = WriteOp::new();
+        op.cmp_eq(intent_key, intent.to_vec());
+        for m in markers {
+            op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
+        }
+        op.rm(intent_key);
+        match self.io.operate(&self.control, &op) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_canceled() => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The batch's "applied" keys are no longer needed once its intent is
+    /// gone; they leave with the next op on their shard.
+    fn forget_txn(&self, entries: &[Prepared], txid: &str) {
+        let shards: BTreeSet<u32> = entries.iter().map(|e| e.shard).collect();
+        if let Ok(mut done) = self.done_txns.lock() {
+            for shard in shards {
+                done.entry(shard)
+                    .or_default()
+                    .push(format!("{APPLIED_PREFIX}{txid}"));
+            }
+        }
+    }
+
+    fn take_done(&self, shard: u32) -> Vec<String> {
+        self.done_txns
+            .lock()
+            .ok()
+            .and_then(|mut d| d.remove(&shard))
+            .unwrap_or_default()
+    }
+
+    fn give_back_done(&self, shard: u32, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(mut done) = self.done_txns.lock() {
+            done.entry(shard).or_default().extend(keys);
+        }
+    }
+
+    /// Finishes every batch whose writer stopped between its intent and
+    /// its markers: writes the shard parts not applied yet, then the
+    /// markers. Safe against a writer that is still alive: each part and
+    /// the markers are applied at most once, by whoever comes first.
+    fn recover(&self) -> Result<u64, IndexError> {
+        let mut finished = 0;
+        loop {
+            let (pairs, _) = self
+                .io
+                .omap_read(
+                    &self.control,
+                    &OmapRead::Range {
+                        start_after: "",
+                        prefix: INTENT_PREFIX,
+                        max: 16,
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+            if pairs.is_empty() {
+                return Ok(finished);
+            }
+            for (key, intent) in pairs {
+                let key = String::from_utf8(key).map_err(|_| {
+                    IndexError::Corrupt(format!("{}: non-text intent key", self.location))
+                })?;
+                let txid = key[INTENT_PREFIX.len()..].to_string();
+                let (entries, markers) = decode_intent(&intent).ok_or_else(|| {
+                    IndexError::Corrupt(format!("{}: intent {txid} is unreadable", self.location))
+                })?;
+                let mut written = vec![None; entries.len()];
+                self.write_shards(&entries, Some(&txid), &mut written)?;
+                self.finish_intent(&key, &intent, &markers)?;
+                self.forget_txn(&entries, &txid);
+                tracing::info!(batch = %txid, entries = entries.len(), "rados index: finished a batch a stopped writer left half written");
+                finished += 1;
+            }
+        }
     }
 
     /// One round of every-write shard ops; returns the shards whose floor
@@ -433,6 +658,8 @@ impl Inner {
         entries: &[Prepared],
         by_shard: &BTreeMap<u32, Vec<usize>>,
         at_least: u64,
+        txid: Option<&str>,
+        foreign: &mut BTreeSet<u32>,
         written: &mut [Option<Written>],
     ) -> Result<BTreeMap<u32, u64>, IndexError> {
         let positions: Vec<usize> = by_shard.values().flatten().copied().collect();
@@ -440,16 +667,24 @@ impl Inner {
         let (session, ids) = self.mint(&times, at_least)?;
         let id_of: HashMap<usize, EntryId> = positions.iter().copied().zip(ids).collect();
         let mut ops = Vec::with_capacity(by_shard.len());
+        let mut done = Vec::with_capacity(by_shard.len());
         for (shard, list) in by_shard {
             let mut op = WriteOp::new();
             Self::floor_guard(&mut op, session);
+            Self::applied_guard(&mut op, txid);
             for p in list {
                 op.set(entry_key(id_of[p]), entries[*p].data.clone());
             }
+            let old = self.take_done(*shard);
+            for k in &old {
+                op.rm(k.clone());
+            }
+            done.push(old);
             ops.push((self.shards[*shard as usize].clone(), op));
         }
         let mut retry = BTreeMap::new();
-        for ((shard, list), result) in by_shard.iter().zip(self.io.operate_many(&ops)) {
+        let results = self.io.operate_many(&ops);
+        for (((shard, list), result), old) in by_shard.iter().zip(results).zip(done) {
             match result {
                 Ok(()) => {
                     for p in list {
@@ -460,12 +695,38 @@ impl Inner {
                     }
                 }
                 Err(e) if e.is_canceled() => {
-                    retry.insert(*shard, session + 1);
+                    self.give_back_done(*shard, old);
+                    if self.applied_elsewhere(*shard, txid)? {
+                        foreign.insert(*shard);
+                    } else {
+                        retry.insert(*shard, session + 1);
+                    }
                 }
-                Err(e) => return Err(self.err(e)),
+                Err(e) => {
+                    self.give_back_done(*shard, old);
+                    return Err(self.err(e));
+                }
             }
         }
         Ok(retry)
+    }
+
+    /// With a batch id, a shard op applies only once: it requires the
+    /// shard's "applied" key of the batch to be absent and sets it.
+    fn applied_guard(op: &mut WriteOp, txid: Option<&str>) {
+        if let Some(txid) = txid {
+            let key = format!("{APPLIED_PREFIX}{txid}");
+            // Not empty: an absent key compares equal to the empty value.
+            op.cmp_eq(key.clone(), Vec::new()).set(key, b"1".to_vec());
+        }
+    }
+
+    fn applied_elsewhere(&self, shard: u32, txid: Option<&str>) -> Result<bool, IndexError> {
+        let Some(txid) = txid else { return Ok(false) };
+        let key = format!("{APPLIED_PREFIX}{txid}");
+        Ok(self
+            .get(&self.shards[shard as usize], key.as_bytes())?
+            .is_some())
     }
 
     /// Latest mode: read each shard's floor, rev and the batch's version
@@ -476,12 +737,16 @@ impl Inner {
         entries: &[Prepared],
         by_shard: &BTreeMap<u32, Vec<usize>>,
         at_least: u64,
+        txid: Option<&str>,
+        foreign: &mut BTreeSet<u32>,
         written: &mut [Option<Written>],
     ) -> Result<BTreeMap<u32, u64>, IndexError> {
+        let applied_key = txid.map(|t| format!("{APPLIED_PREFIX}{t}").into_bytes());
         let key_lists: Vec<Vec<Vec<u8>>> = by_shard
             .values()
             .map(|list| {
                 let mut keys = vec![FLOOR_KEY.as_bytes().to_vec(), REV_KEY.as_bytes().to_vec()];
+                keys.extend(applied_key.clone());
                 for p in list {
                     if let Some(v) = &entries[*p].vkey {
                         keys.push(v.clone());
@@ -512,8 +777,13 @@ impl Inner {
         let (session, ids) = self.mint(&times, floor_max)?;
         let id_of: HashMap<usize, EntryId> = positions.iter().copied().zip(ids).collect();
         let mut ops = Vec::with_capacity(by_shard.len());
+        let mut op_shards = Vec::with_capacity(by_shard.len());
         let mut outcomes: Vec<Vec<(usize, Written)>> = Vec::with_capacity(by_shard.len());
         for ((shard, list), map) in by_shard.iter().zip(&stored) {
+            if applied_key.as_ref().is_some_and(|k| map.contains_key(k)) {
+                foreign.insert(*shard);
+                continue;
+            }
             let rev = map.get(REV_KEY.as_bytes()).cloned().unwrap_or_default();
             let rev_n = parse_num(&rev).ok_or_else(|| {
                 IndexError::Corrupt(format!("{}: shard {shard} has no valid rev", self.location))
@@ -521,6 +791,7 @@ impl Inner {
             let mut op = WriteOp::new();
             op.cmp_eq(REV_KEY, rev.clone());
             Self::floor_guard(&mut op, session);
+            Self::applied_guard(&mut op, txid);
             // Version key → (current entry, minted in this batch).
             let mut current: HashMap<&[u8], (EntryId, bool)> = HashMap::new();
             let mut sets: BTreeMap<String, &[u8]> = BTreeMap::new();
@@ -583,10 +854,11 @@ impl Inner {
             }
             op.set(REV_KEY, num(rev_n + 1));
             ops.push((self.shards[*shard as usize].clone(), op));
+            op_shards.push(*shard);
             outcomes.push(outcome);
         }
         let mut retry = BTreeMap::new();
-        for (((shard, _), outcome), result) in by_shard
+        for ((shard, outcome), result) in op_shards
             .iter()
             .zip(outcomes)
             .zip(self.io.operate_many(&ops))
@@ -1097,6 +1369,87 @@ impl Inner {
     }
 }
 
+/// `u32 markers (u32 len, name, u32 len, value)*, u32 entries (u32 shard,
+/// u64 time_ns, u32 len, data, u32 len + 1 or 0, version key)*`, little-endian.
+fn encode_intent(entries: &[Prepared], markers: &[SourceMarker]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + entries.iter().map(|e| e.data.len() + 64).sum::<usize>());
+    let put = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    out.extend_from_slice(&(markers.len() as u32).to_le_bytes());
+    for m in markers {
+        put(&mut out, m.name.as_bytes());
+        put(&mut out, &m.value);
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.shard.to_le_bytes());
+        out.extend_from_slice(&e.time_ns.to_le_bytes());
+        put(&mut out, &e.data);
+        match &e.vkey {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32 + 1).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&0u32.to_le_bytes()),
+        }
+    }
+    out
+}
+
+fn decode_intent(bytes: &[u8]) -> Option<(Vec<Prepared>, Vec<SourceMarker>)> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            Some(a)
+        }
+        fn u32(&mut self) -> Option<u32> {
+            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        }
+        fn u64(&mut self) -> Option<u64> {
+            Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+        fn bytes(&mut self) -> Option<Vec<u8>> {
+            let n = self.u32()? as usize;
+            Some(self.take(n)?.to_vec())
+        }
+    }
+    let mut r = R(bytes);
+    let n = r.u32()?;
+    let mut markers = Vec::new();
+    for _ in 0..n {
+        let name = String::from_utf8(r.bytes()?).ok()?;
+        markers.push(SourceMarker {
+            name,
+            value: r.bytes()?,
+        });
+    }
+    let n = r.u32()?;
+    let mut entries = Vec::new();
+    for _ in 0..n {
+        let shard = r.u32()?;
+        let time_ns = r.u64()?;
+        let data = r.bytes()?;
+        let vkey = match r.u32()? {
+            0 => None,
+            len => Some(r.take(len as usize - 1)?.to_vec()),
+        };
+        entries.push(Prepared {
+            shard,
+            time_ns,
+            data,
+            vkey,
+        });
+    }
+    r.0.is_empty().then_some((entries, markers))
+}
+
 fn parse_entry_key(key: &[u8]) -> Option<EntryId> {
     let text = std::str::from_utf8(key).ok()?.strip_prefix(ENTRY_PREFIX)?;
     if text.len() != ENTRY_ID_TEXT_LEN {
@@ -1112,43 +1465,16 @@ impl ChangeIndex for RadosIndex {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
-        batch.validate()?;
-        for m in &batch.markers {
-            if m.name.contains('\0') {
-                return Err(IndexError::InvalidMarker {
-                    name: m.name.clone(),
-                    reason: "a RADOS marker name cannot contain NUL".into(),
-                });
-            }
-        }
-        let layout = self.inner.layout;
-        let mut prepared = Vec::with_capacity(batch.records.len());
-        for (position, record) in batch.records.iter().enumerate() {
-            let time_ns = record
-                .time_ns()
-                .map_err(|reason| IndexError::InvalidRecord { position, reason })?;
-            let mut data = Vec::with_capacity(128);
-            encode_record(record, &mut data);
-            let vkey = (layout.mode == IndexMode::Latest).then(|| {
-                version_key(&object_version_key(
-                    &record.bucket,
-                    &record.key,
-                    record.version_id.as_deref(),
-                ))
-            });
-            prepared.push(Prepared {
-                shard: shard_of(&record.bucket, &record.key, layout.shards),
-                time_ns,
-                data,
-                vkey,
-            });
-        }
-        if prepared.is_empty() && batch.markers.is_empty() {
+        let (prepared, markers) = self.prepare(batch)?;
+        if prepared.is_empty() && markers.is_empty() {
             return Ok(Vec::new());
         }
-        let markers = batch.markers;
         self.blocking(move |inner| inner.write(prepared, markers))
             .await
+    }
+
+    async fn recover(&self) -> Result<u64, IndexError> {
+        self.blocking(|inner| inner.recover()).await
     }
 
     async fn read_shard(
