@@ -6,8 +6,9 @@
 //!
 //! - `zonelog.<zone>.control` — omap: `layout` (shards, mode, format),
 //!   `session` (a counter that hands out writer sessions and watermark
-//!   epochs), `m.<name>` (source markers and collector window records) and
-//!   `lease.<name>` (the fencing token and expiry of each lease).
+//!   epochs), `m.<name>` (source markers and collector window records),
+//!   `i.<batch>` (intents of batches in flight) and `lease.<name>` (the
+//!   fencing token and expiry of each lease).
 //! - `zonelog.<zone>.shard.<n>` — omap: `e.<entry id text>` → the encoded
 //!   record (`index::codec`), `v.<object version key>` → entry id text (the
 //!   latest-mode second index, in the same object so one write op updates
@@ -16,10 +17,13 @@
 //!   read-modify-write).
 //!
 //! Atomicity: one write op per shard object, all shards of a batch in flight
-//! at once; the markers follow in one op on the control object only after
-//! every shard op has committed ("entries before markers"). A crash in
-//! between leaves the entries without the new marker, so the source replays
-//! from the old marker: a change may be indexed twice, never skipped.
+//! at once. A batch with entries and markers is first recorded as an intent
+//! in the control object; each shard op carries the batch's "applied" key
+//! `t.<batch>` guarded by its absence; the markers follow in one op that
+//! also removes the intent ("entries before markers"). A writer that dies
+//! half-way leaves the intent, and [`ChangeIndex::recover`] (run by the next
+//! capture holder) applies the missing shard parts and the markers: every
+//! change is indexed exactly once, never skipped, never replayed.
 //!
 //! Watermark: a write op on a shard carries `floor < session + 1`. A
 //! watermark takes a new number `E` from the control counter and raises
