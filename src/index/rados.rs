@@ -55,7 +55,7 @@ use super::{
     IndexedEntry, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
-use crate::rados::{Cluster, IoCtx, OmapRead, RadosError, WriteOp};
+use crate::rados::{Cluster, IoCtx, OmapPairs, OmapRead, RadosError, WriteOp};
 
 const FORMAT: u32 = 1;
 const LAYOUT_KEY: &str = "layout";
@@ -969,7 +969,7 @@ impl Inner {
                 .zip(&reads)
                 .map(|(shard, r)| (self.shards[*shard as usize].as_str(), r))
                 .collect();
-            let mut found: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+            let mut found: Vec<(Vec<u8>, OmapPairs)> = Vec::new();
             for r in self.io.omap_read_many(&requests) {
                 let (pairs, _) = r.map_err(|e| self.err(e))?;
                 let mut rev = Vec::new();
