@@ -896,7 +896,7 @@ impl Inner {
         let mut after = from_key[..from_key.len() - 1].to_string();
         let mut out = Vec::new();
         loop {
-            let want = (limit - out.len() + 1).min(READ_PAGE) as u64;
+            let want = (limit - out.len()).saturating_add(1).min(READ_PAGE) as u64;
             let (pairs, more) = self
                 .io
                 .omap_read(
