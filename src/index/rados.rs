@@ -93,7 +93,26 @@ pub struct RadosOptions {
 
 pub struct RadosIndex {
     inner: Arc<Inner>,
+    queue: Arc<Mutex<WriteQueue>>,
 }
+
+/// Group commit: concurrent writes of one instance are merged into one
+/// round of shard ops (and one intent), so a shard op carries the entries
+/// of many callers — the OSD's ops per second, not entries, bound ingest.
+#[derive(Default)]
+struct WriteQueue {
+    waiting: Vec<QueuedWrite>,
+    flushing: bool,
+}
+
+struct QueuedWrite {
+    entries: Vec<Prepared>,
+    markers: Vec<SourceMarker>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Written>, IndexError>>,
+}
+
+/// Entries merged into one group at most (as the embedded backend).
+const GROUP_MAX_ENTRIES: usize = 50_000;
 
 struct Inner {
     io: IoCtx,
@@ -175,6 +194,7 @@ impl RadosIndex {
             .map_err(|e| IndexError::Backend(format!("rados open task: {e}")))??;
         Ok(RadosIndex {
             inner: Arc::new(inner),
+            queue: Arc::new(Mutex::new(WriteQueue::default())),
         })
     }
 
@@ -1454,6 +1474,57 @@ fn decode_intent(bytes: &[u8]) -> Option<(Vec<Prepared>, Vec<SourceMarker>)> {
     r.0.is_empty().then_some((entries, markers))
 }
 
+/// Writes waiting groups until the queue is empty: each group's entries
+/// and markers in request order, as one batch; each caller gets its part
+/// of the result (or the group's error).
+async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>>) {
+    loop {
+        let group: Vec<QueuedWrite> = {
+            let Ok(mut q) = queue.lock() else { return };
+            if q.waiting.is_empty() {
+                q.flushing = false;
+                return;
+            }
+            let mut taken = 0;
+            let mut n = 0;
+            for w in &q.waiting {
+                if n > 0 && taken + w.entries.len() > GROUP_MAX_ENTRIES {
+                    break;
+                }
+                taken += w.entries.len();
+                n += 1;
+            }
+            q.waiting.drain(..n).collect()
+        };
+        let mut entries = Vec::new();
+        let mut markers = Vec::new();
+        let mut replies = Vec::with_capacity(group.len());
+        for w in group {
+            replies.push((w.entries.len(), w.reply));
+            entries.extend(w.entries);
+            markers.extend(w.markers);
+        }
+        let work = inner.clone();
+        let result = tokio::task::spawn_blocking(move || work.write(entries, markers))
+            .await
+            .unwrap_or_else(|e| Err(IndexError::Backend(format!("rados task: {e}"))));
+        match result {
+            Ok(written) => {
+                let mut rest = written.into_iter();
+                for (count, reply) in replies {
+                    let _ = reply.send(Ok(rest.by_ref().take(count).collect()));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(IndexError::Backend(message.clone())));
+                }
+            }
+        }
+    }
+}
+
 fn parse_entry_key(key: &[u8]) -> Option<EntryId> {
     let text = std::str::from_utf8(key).ok()?.strip_prefix(ENTRY_PREFIX)?;
     if text.len() != ENTRY_ID_TEXT_LEN {
@@ -1473,8 +1544,27 @@ impl ChangeIndex for RadosIndex {
         if prepared.is_empty() && markers.is_empty() {
             return Ok(Vec::new());
         }
-        self.blocking(move |inner| inner.write(prepared, markers))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut q = self
+                .queue
+                .lock()
+                .map_err(|_| IndexError::Backend("write queue poisoned".into()))?;
+            q.waiting.push(QueuedWrite {
+                entries: prepared,
+                markers,
+                reply,
+            });
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if lead {
+            // Its own task: a caller that gives up waiting must not strand
+            // the others' writes.
+            tokio::spawn(flush_groups(self.inner.clone(), self.queue.clone()));
+        }
+        answer
             .await
+            .map_err(|_| IndexError::Backend("the write group was dropped".into()))?
     }
 
     async fn recover(&self) -> Result<u64, IndexError> {
