@@ -252,6 +252,9 @@ pub struct RadosConfig {
     pub pool: String,
     #[serde(default)]
     pub namespace: String,
+    /// librados' timeout for each OSD and monitor call.
+    #[serde(default = "default_rados_op_timeout", with = "humantime_serde")]
+    pub op_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -569,6 +572,9 @@ fn default_mode() -> IndexMode {
 fn default_ceph_conf() -> PathBuf {
     PathBuf::from("/etc/ceph/ceph.conf")
 }
+fn default_rados_op_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_rados_user() -> String {
     "admin".into()
 }
@@ -666,6 +672,14 @@ impl Config {
                     format!("must be 1 to 256, not {}", rgw.concurrency),
                 ));
             }
+        }
+        if self.sources.notify.is_some() && self.index.backend == IndexBackend::Rados {
+            // The receiver's duplicate memory and its batch recovery are
+            // per process; a shared index would need them shared too.
+            return Err(invalid(
+                "sources.notify",
+                "is not available with index.backend = \"rados\" yet; use the embedded index for push capture",
+            ));
         }
         if let Some(notify) = &self.sources.notify {
             if notify.token.is_empty() {
@@ -826,6 +840,7 @@ impl Config {
                 if rados.pool.is_empty() {
                     return Err(invalid("index.rados.pool", "is empty"));
                 }
+                positive("index.rados.op_timeout", rados.op_timeout)?;
                 if rados.user.is_empty() || rados.user.starts_with("client.") {
                     return Err(invalid(
                         "index.rados.user",

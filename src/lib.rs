@@ -13,6 +13,7 @@ pub mod index;
 pub mod lease;
 pub mod logfmt;
 pub mod ops;
+pub mod rados;
 pub mod record;
 pub mod sink;
 pub mod status;

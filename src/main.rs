@@ -18,6 +18,7 @@ use zonelog::collector::Collector;
 use zonelog::config::{Config, IndexBackend, LogFormat};
 use zonelog::filter::Filter;
 use zonelog::index::embedded::EmbeddedIndex;
+use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, MergedReader};
 use zonelog::lease::{process_holder_id, LeaseStore};
 use zonelog::logfmt::{compression_of, decompressor};
@@ -267,13 +268,60 @@ fn load_config(path: &Path) -> Result<Config> {
     Ok(cfg)
 }
 
-fn open_index(cfg: &Config) -> Result<Arc<EmbeddedIndex>> {
-    if cfg.index.backend == IndexBackend::Rados {
-        bail!("index.backend = \"rados\" is not available in this build yet; use \"embedded\"");
+/// The configured index and the lease store beside it (the same object
+/// for both backends).
+struct OpenIndex {
+    index: Arc<dyn ChangeIndex>,
+    leases: Arc<dyn LeaseStore>,
+    location: String,
+}
+
+async fn open_index(cfg: &Config) -> Result<OpenIndex> {
+    match cfg.index.backend {
+        IndexBackend::Embedded => {
+            let index =
+                EmbeddedIndex::open(&cfg.index.path, cfg.index.layout()).with_context(|| {
+                    format!("cannot open the index at {}", cfg.index.path.display())
+                })?;
+            let index = Arc::new(index);
+            Ok(OpenIndex {
+                location: index.location().display().to_string(),
+                index: index.clone(),
+                leases: index,
+            })
+        }
+        IndexBackend::Rados => {
+            let rados = cfg
+                .index
+                .rados
+                .as_ref()
+                .context("index.backend = \"rados\" needs an [index.rados] section")?;
+            let options = RadosOptions {
+                ceph_conf: rados.ceph_conf.clone(),
+                user: rados.user.clone(),
+                keyring: rados.keyring.clone(),
+                pool: rados.pool.clone(),
+                namespace: rados.namespace.clone(),
+                zone: cfg.zone.clone(),
+                op_timeout: rados.op_timeout,
+            };
+            let index = RadosIndex::open(options, cfg.index.layout())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the RADOS index in pool {:?} (ceph.conf {})",
+                        rados.pool,
+                        rados.ceph_conf.display()
+                    )
+                })?;
+            let index = Arc::new(index);
+            Ok(OpenIndex {
+                location: index.location().to_string(),
+                index: index.clone(),
+                leases: index,
+            })
+        }
     }
-    let index = EmbeddedIndex::open(&cfg.index.path, cfg.index.layout())
-        .with_context(|| format!("cannot open the index at {}", cfg.index.path.display()))?;
-    Ok(Arc::new(index))
 }
 
 fn rgw_client(cfg: &Config) -> Result<(SignedClient, &zonelog::config::RgwSourceConfig)> {
@@ -299,10 +347,10 @@ fn target(cfg: &Config) -> Result<Target> {
     Ok(Target::from_config(target)?)
 }
 
-fn collector(cfg: &Config, index: &Arc<EmbeddedIndex>) -> Result<Collector> {
+fn collector(cfg: &Config, index: &OpenIndex) -> Result<Collector> {
     Ok(Collector::new(
-        index.clone() as Arc<dyn ChangeIndex>,
-        index.clone() as Arc<dyn LeaseStore>,
+        index.index.clone(),
+        index.leases.clone(),
         target(cfg)?,
         &cfg.zone,
         cfg.collector.clone(),
@@ -315,7 +363,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run { config } => run(&load_config(&config)?).await,
         Command::Flush { config } => {
             let cfg = load_config(&config)?;
-            let index = open_index(&cfg)?;
+            let index = open_index(&cfg).await?;
             let collector = collector(&cfg, &index)?;
             let report = collector.round().await?;
             collector.release().await;
@@ -369,11 +417,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             let status = match service_get(&cfg, "/status").await? {
                 Some(body) => serde_json::from_slice(&body).context("bad /status answer")?,
                 None => {
-                    let index = open_index(&cfg)?;
+                    let index = open_index(&cfg).await?;
                     zonelog::status::gather(
                         &cfg.zone,
-                        index.as_ref(),
-                        index.as_ref(),
+                        index.index.as_ref(),
+                        index.leases.as_ref(),
                         None,
                         cfg.sources.rgw.is_some(),
                     )
@@ -524,7 +572,7 @@ async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) ->
         match service_get(cfg, &format!("/changes?{}", url_query.join("&"))).await? {
             Some(body) => body.to_vec(),
             None => {
-                let index: Arc<dyn ChangeIndex> = open_index(cfg)?;
+                let index: Arc<dyn ChangeIndex> = open_index(cfg).await?.index;
                 let from = EntryId::at(query.from_ns.unwrap_or(0));
                 let to = query.to_ns.map_or(EntryId::MAX, EntryId::at);
                 let mut reader = MergedReader::new(index, from, to, 1000);
@@ -571,7 +619,7 @@ async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) ->
 }
 
 async fn run(cfg: &Config) -> Result<ExitCode> {
-    let index = open_index(cfg)?;
+    let index = open_index(cfg).await?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut capture_counters = None;
@@ -579,7 +627,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     if let Some(notify) = &cfg.sources.notify {
         let server = zonelog::capture::notify::start(
             notify,
-            index.clone() as Arc<dyn ChangeIndex>,
+            index.index.clone(),
             Filter::new(&cfg.filter),
             shutdown.clone(),
         )
@@ -595,14 +643,47 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     if let Some(rgw) = &cfg.sources.rgw {
         let (client, _) = rgw_client(cfg)?;
         let capture = RgwCapture::new(
-            RgwAdmin::new(client),
-            index.clone() as Arc<dyn ChangeIndex>,
+            RgwAdmin::new(client.clone()),
+            index.index.clone(),
             Filter::new(&cfg.filter),
             rgw.clone(),
         );
-        capture_counters = Some(capture.counters.clone());
+        let counters = capture.counters.clone();
+        capture_counters = Some(counters.clone());
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { capture.run(shutdown).await });
+        if cfg.index.backend == IndexBackend::Rados {
+            // The index is shared: one instance captures, the others stand by.
+            let (shared, filter, rgw) =
+                (index.index.clone(), Filter::new(&cfg.filter), rgw.clone());
+            let make = move || {
+                let mut capture = RgwCapture::new(
+                    RgwAdmin::new(client.clone()),
+                    shared.clone(),
+                    filter.clone(),
+                    rgw.clone(),
+                );
+                capture.counters = counters.clone();
+                capture
+            };
+            let (shared, leases, ttl) = (
+                index.index.clone(),
+                index.leases.clone(),
+                cfg.collector.lease_duration,
+            );
+            tasks.spawn(async move {
+                zonelog::capture::leased::run_leased(
+                    make,
+                    shared,
+                    leases,
+                    process_holder_id(),
+                    ttl,
+                    shutdown,
+                )
+                .await
+            });
+        } else {
+            tasks.spawn(async move { capture.run(shutdown).await });
+        }
     }
     let collector = match &cfg.target {
         Some(_) => Some(Arc::new(collector(cfg, &index)?)),
@@ -614,8 +695,8 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     }
     let observed = zonelog::ops::Observed {
         zone: cfg.zone.clone(),
-        index: index.clone() as Arc<dyn ChangeIndex>,
-        leases: index.clone() as Arc<dyn LeaseStore>,
+        index: index.index.clone(),
+        leases: index.leases.clone(),
         rgw_configured: cfg.sources.rgw.is_some(),
         capture: capture_counters,
         notify: notify_counters,
@@ -627,7 +708,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
             tracing::error!(error = %e, "http server failed");
         }
     });
-    tracing::info!(zone = %cfg.zone, index = %index.location().display(), "zonelog running");
+    tracing::info!(zone = %cfg.zone, index = %index.location, "zonelog running");
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing the batch in flight");
     let _ = stop.send(true);

@@ -325,3 +325,53 @@ fn notify_source_options_are_checked() {
     assert_eq!(n.key_encoding, KeyEncoding::Raw);
     assert!(!c.to_redacted_toml().contains("from-env"));
 }
+
+#[test]
+fn rados_index_config_loads_and_is_checked() {
+    for example in [
+        "examples/rados/instance-a.toml",
+        "examples/rados/instance-b.toml",
+    ] {
+        let text = std::fs::read_to_string(example).expect("example exists");
+        let c = load(&text).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(c.index.backend, IndexBackend::Rados);
+        let rados = c.index.rados.expect("[index.rados]");
+        assert_eq!(
+            (rados.pool.as_str(), rados.user.as_str()),
+            ("zonelog-test", "admin")
+        );
+        assert_eq!(rados.op_timeout, Duration::from_secs(30));
+    }
+    let with = |rados: &str| {
+        GOOD.replace(
+            "[index]\npath = \"/tmp/zl\"",
+            &format!("[index]\nbackend = \"rados\"\n{rados}"),
+        )
+    };
+    let e = error_of(&with(""));
+    assert!(e.contains("index.rados"), "{e}");
+    let e = error_of(&with("[index.rados]\npool = \"p\"\nuser = \"client.x\"\n"));
+    assert!(e.contains("index.rados.user"), "{e}");
+    let e = error_of(&with("[index.rados]\npool = \"p\"\nop_timeout = \"0s\"\n"));
+    assert!(e.contains("index.rados.op_timeout"), "{e}");
+    let c = load_env(
+        &with("[index.rados]\npool = \"p\"\n"),
+        &[("ZONELOG_INDEX__RADOS__NAMESPACE", "ns1")],
+    )
+    .unwrap();
+    assert_eq!(c.index.rados.expect("rados").namespace, "ns1");
+}
+
+#[test]
+fn push_capture_needs_the_embedded_index_for_now() {
+    let text = GOOD.replace(
+        "[index]\npath = \"/tmp/zl\"",
+        "[index]\nbackend = \"rados\"\n[index.rados]\npool = \"p\"\n\
+         [sources.notify]\nlisten = \"127.0.0.1:9480\"\ntoken = \"t\"",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.starts_with("sources.notify: is not available with index.backend"),
+        "{e}"
+    );
+}

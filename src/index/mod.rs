@@ -10,6 +10,7 @@ pub mod codec;
 pub mod conformance;
 pub mod embedded;
 pub mod key;
+pub mod rados;
 pub mod shard;
 
 use std::cmp::Reverse;
@@ -304,6 +305,15 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// window again after a crash yields exactly the same entries even when
     /// late changes (with older times) arrived meanwhile.
     async fn watermark(&self) -> Result<Watermark, IndexError>;
+
+    /// Finishes batches that a writer which stopped mid-way left half
+    /// written, where a batch is not one atomic commit (the RADOS backend);
+    /// returns how many. An instance calls it when it takes over the
+    /// capture, before capturing. Backends whose commits are atomic have
+    /// nothing to do.
+    async fn recover(&self) -> Result<u64, IndexError> {
+        Ok(0)
+    }
 }
 
 /// See [`ChangeIndex::watermark`]. Backends hand out `seq` values that grow

@@ -1,0 +1,139 @@
+//! Capture behind a lease, for indexes shared by several instances (RADOS).
+//!
+//! Two instances tailing the same zone logs into one index would index
+//! every change twice: the bilog markers stop a replay only when reads and
+//! writes of one bucket shard do not overlap. So exactly one instance
+//! captures — the holder of the lease [`CAPTURE_LEASE`] — and the others
+//! stand by and take over within one lease duration when it dies. A holder
+//! that loses the lease stops capturing before its lease can have expired
+//! (it stops trusting the lease a safety margin early), so two captures only
+//! overlap if a renewal stalls longer than that margin; then the effect is
+//! a replayed page (indexed twice), never a skipped one. A new holder first
+//! finishes the batches a dead one left half written
+//! ([`ChangeIndex::recover`]).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::index::ChangeIndex;
+use crate::lease::{LeaseError, LeaseStore};
+
+/// The lease name; one per source kind.
+pub const CAPTURE_LEASE: &str = "capture-rgw";
+
+/// Something that captures until told to stop.
+#[async_trait::async_trait]
+pub trait Capture: Send + Sync {
+    async fn run(&self, shutdown: watch::Receiver<bool>);
+}
+
+#[async_trait::async_trait]
+impl Capture for super::rgw::tail::RgwCapture {
+    async fn run(&self, shutdown: watch::Receiver<bool>) {
+        super::rgw::tail::RgwCapture::run(self, shutdown).await
+    }
+}
+
+/// Runs a fresh capture from `make` for every lease term, until `shutdown`.
+/// A fresh capture per term catches up every known bucket shard, as after a
+/// process start.
+pub async fn run_leased<C, F>(
+    make: F,
+    index: Arc<dyn ChangeIndex>,
+    leases: Arc<dyn LeaseStore>,
+    holder: String,
+    ttl: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: Capture,
+    F: Fn() -> C + Send + Sync,
+{
+    let safety = (ttl / 4).min(Duration::from_secs(2));
+    let mut standby_logged = false;
+    while !*shutdown.borrow() {
+        let mut lease = match leases.acquire(CAPTURE_LEASE, &holder, ttl).await {
+            Ok(lease) => lease,
+            Err(LeaseError::Held { holder: other, .. }) => {
+                if !standby_logged {
+                    tracing::info!(holder = %other, "capture: another instance captures; standing by");
+                    standby_logged = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "capture: cannot take the capture lease; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        standby_logged = false;
+        // A previous holder may have died between a batch's entries and its
+        // markers: finish that batch first, or the capture would replay it
+        // and index it twice.
+        match index.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                batches = n,
+                "capture: finished batches a stopped capture left half written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "capture: cannot finish half-written batches; not capturing yet");
+                let _ = leases.release(&lease).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        }
+        tracing::info!(
+            token = lease.token,
+            "capture: took the capture lease; capturing"
+        );
+        let capture = make();
+        let (stop, stopped) = watch::channel(false);
+        let run = capture.run(stopped);
+        tokio::pin!(run);
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                _ = &mut run => break,
+                _ = tokio::time::sleep(ttl / 3), if !lost => {
+                    match tokio::time::timeout(ttl / 3, leases.renew(&lease, ttl)).await {
+                        Ok(Ok(renewed)) => lease = renewed,
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "capture: lost the capture lease; stopping");
+                            lost = true;
+                        }
+                        Err(_) => {
+                            if SystemTime::now() + safety >= lease.expires_at {
+                                tracing::error!("capture: renewals of the capture lease hang; stopping before it expires");
+                                lost = true;
+                            }
+                        }
+                    }
+                    if lost {
+                        let _ = stop.send(true);
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let _ = stop.send(true);
+                }
+            }
+        }
+        if !lost {
+            if let Err(e) = leases.release(&lease).await {
+                tracing::warn!(error = %e, "capture: could not release the capture lease");
+            }
+        }
+    }
+}
