@@ -24,10 +24,12 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::capture::notify::NotifyCounters;
+use crate::capture::rgw::tail::LagHistogram;
 use crate::capture::rgw::CaptureCounters;
 use crate::collector::CollectorCounters;
 use crate::index::{ChangeIndex, EntryId, IndexStats, MergedReader};
 use crate::lease::LeaseStore;
+use crate::record::Op;
 
 /// What the HTTP endpoints read.
 pub struct Observed {
@@ -82,13 +84,10 @@ impl MetricsCollector for Snapshot {
             // One family for both sources: a metric name may appear once.
             let mut rows = Vec::new();
             if let Some(c) = &self.capture {
-                rows.push(("rgw", [&c.puts, &c.deletes, &c.delete_markers, &c.metadata]));
+                rows.push(("rgw", &c.ops));
             }
             if let Some(n) = &self.notify {
-                rows.push((
-                    "notify",
-                    [&n.puts, &n.deletes, &n.delete_markers, &n.metadata],
-                ));
+                rows.push(("notify", &n.ops));
             }
             let mut family = encoder.encode_descriptor(
                 "zonelog_changes_captured",
@@ -96,13 +95,10 @@ impl MetricsCollector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for (source, values) in rows {
-                for (op, value) in ["put", "delete", "delete_marker", "metadata"]
-                    .into_iter()
-                    .zip(values)
-                {
-                    let labels = [("source", source), ("op", op)];
-                    ConstCounter::new(value.load(Ordering::Relaxed))
+            for (source, ops) in rows {
+                for op in [Op::Put, Op::Delete, Op::DeleteMarker, Op::Metadata] {
+                    let labels = [("source", source), ("op", op.as_str())];
+                    ConstCounter::new(ops.of(op).load(Ordering::Relaxed))
                         .encode(family.encode_family(&labels)?)?;
                 }
             }
@@ -144,39 +140,12 @@ impl MetricsCollector for Snapshot {
                 "Failed capture polls (retried)",
                 c.errors.load(Ordering::Relaxed),
             )?;
-            {
-                let counts = c.lag.snapshot();
-                let mut cumulative = 0u64;
-                let buckets: Vec<(f64, u64)> = c
-                    .lag
-                    .bounds
-                    .iter()
-                    .zip(&counts)
-                    .map(|(b, n)| {
-                        cumulative += n;
-                        (*b, cumulative)
-                    })
-                    .collect();
-                let total: u64 = counts.iter().sum();
-                let sum = c.lag.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                let histogram = ConstHistogram {
-                    sum,
-                    count: total,
-                    buckets,
-                };
-                let mut family = encoder.encode_descriptor(
-                    "zonelog_capture_commit_lag_seconds",
-                    "Seconds from a change at the source to its commit in the index",
-                    None,
-                    MetricType::Histogram,
-                )?;
-                family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    histogram.sum,
-                    histogram.count,
-                    &histogram.buckets_with_inf(),
-                    None,
-                )?;
-            }
+            histogram(
+                &mut encoder,
+                "zonelog_capture_commit_lag_seconds",
+                "Seconds from a change at the source to its commit in the index",
+                &c.lag,
+            )?;
             let newest = c.newest_change_ns.load(Ordering::Relaxed);
             if newest > 0 {
                 gauge(
@@ -338,55 +307,38 @@ fn encode_notify(
         "Durable index commits of the notify source (each may carry many requests)",
         n.commits.load(Ordering::Relaxed),
     )?;
-    let counts = n.latency.snapshot();
-    let mut cumulative = 0u64;
-    let buckets: Vec<(f64, u64)> = n
-        .latency
-        .bounds
-        .iter()
-        .zip(&counts)
-        .map(|(b, c)| {
-            cumulative += c;
-            (*b, cumulative)
-        })
-        .collect();
-    let histogram = ConstHistogram {
-        sum: n.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        count: counts.iter().sum(),
-        buckets,
-    };
-    let mut family = encoder.encode_descriptor(
+    histogram(
+        encoder,
         "zonelog_notify_request_seconds",
         "Seconds from receiving an accepted notification request to answering it (after the durable commit)",
-        None,
-        MetricType::Histogram,
-    )?;
-    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-        histogram.sum,
-        histogram.count,
-        &histogram.buckets_with_inf(),
-        None,
+        &n.latency,
     )
 }
 
-struct ConstHistogram {
-    sum: f64,
-    count: u64,
-    buckets: Vec<(f64, u64)>,
-}
-
-impl ConstHistogram {
-    /// prometheus-client wants per-bucket counts with the +Inf bucket last.
-    fn buckets_with_inf(&self) -> Vec<(f64, u64)> {
-        let mut out = Vec::with_capacity(self.buckets.len() + 1);
-        let mut previous = 0;
-        for (bound, cumulative) in &self.buckets {
-            out.push((*bound, cumulative - previous));
-            previous = *cumulative;
-        }
-        out.push((f64::INFINITY, self.count - previous));
-        out
-    }
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &LagHistogram,
+) -> Result<(), std::fmt::Error> {
+    let counts = h.snapshot();
+    // prometheus-client wants per-bucket counts with the +Inf bucket last;
+    // the histogram keeps one more count than bounds, the overflow.
+    let buckets: Vec<(f64, u64)> = h
+        .bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(counts.iter().copied())
+        .collect();
+    let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        sum,
+        counts.iter().sum(),
+        &buckets,
+        None,
+    )
 }
 
 struct AppState {

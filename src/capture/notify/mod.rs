@@ -25,6 +25,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::capture::rgw::tail::LagHistogram;
+use crate::capture::OpCounters;
 use crate::filter::Filter;
 use crate::index::{ChangeIndex, IndexError, WriteBatch};
 use crate::record::Op;
@@ -50,10 +51,8 @@ pub struct NotifyCounters {
     pub too_large: AtomicU64,
     /// Requests that failed to commit (503; the sender retries).
     pub failed: AtomicU64,
-    pub puts: AtomicU64,
-    pub deletes: AtomicU64,
-    pub delete_markers: AtomicU64,
-    pub metadata: AtomicU64,
+    /// Records stored, by op.
+    pub ops: OpCounters,
     /// Notifications already stored (redeliveries), not stored again.
     pub duplicates: AtomicU64,
     /// Notifications outside the filter.
@@ -78,10 +77,7 @@ impl Default for NotifyCounters {
             malformed: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            puts: AtomicU64::new(0),
-            deletes: AtomicU64::new(0),
-            delete_markers: AtomicU64::new(0),
-            metadata: AtomicU64::new(0),
+            ops: OpCounters::default(),
             duplicates: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
@@ -102,25 +98,11 @@ impl Default for NotifyCounters {
 impl NotifyCounters {
     /// Records stored so far, all ops.
     pub fn stored(&self) -> u64 {
-        [
-            &self.puts,
-            &self.deletes,
-            &self.delete_markers,
-            &self.metadata,
-        ]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .sum()
+        self.ops.total()
     }
 
     fn count_op(&self, op: Op) {
-        let c = match op {
-            Op::Put => &self.puts,
-            Op::Delete => &self.deletes,
-            Op::DeleteMarker => &self.delete_markers,
-            Op::Metadata => &self.metadata,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.ops.count(op);
     }
 }
 

@@ -28,6 +28,7 @@ use super::admin::{encode_path, AdminError};
 use super::api::{RgwAdmin, BILOG_PAGE};
 use super::listing::{list_page, ListPosition};
 use super::mapping::{entry_marker, map_entry};
+use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
 use crate::index::{ChangeIndex, IndexError, WriteBatch};
@@ -219,10 +220,8 @@ impl PollReport {
 /// Running totals, for metrics and status.
 #[derive(Debug, Default)]
 pub struct CaptureCounters {
-    pub puts: AtomicU64,
-    pub deletes: AtomicU64,
-    pub delete_markers: AtomicU64,
-    pub metadata: AtomicU64,
+    /// Changes captured, by op.
+    pub ops: OpCounters,
     pub skipped: AtomicU64,
     pub filtered: AtomicU64,
     pub polls: AtomicU64,
@@ -246,25 +245,11 @@ pub struct CaptureCounters {
 
 impl CaptureCounters {
     pub fn changes(&self) -> u64 {
-        [
-            &self.puts,
-            &self.deletes,
-            &self.delete_markers,
-            &self.metadata,
-        ]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .sum()
+        self.ops.total()
     }
 
     fn count_op(&self, op: Op) {
-        let counter = match op {
-            Op::Put => &self.puts,
-            Op::Delete => &self.deletes,
-            Op::DeleteMarker => &self.delete_markers,
-            Op::Metadata => &self.metadata,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.ops.count(op);
     }
 }
 
