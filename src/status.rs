@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::leased::CAPTURE_LEASE;
 use crate::capture::rgw::CaptureCounters;
 use crate::collector::{window_state, LastWindow};
 use crate::index::{ChangeIndex, ShardStats};
@@ -23,6 +24,10 @@ pub struct Status {
     pub last_window: Option<LastWindow>,
     pub pending_window: Option<u64>,
     pub lease: Option<LeaseStatus>,
+    /// The capture lease (several instances on one RADOS index): which
+    /// instance captures now.
+    #[serde(default)]
+    pub capture_lease: Option<LeaseStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +83,19 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+async fn lease_status(leases: &dyn LeaseStore, name: &str) -> Result<Option<LeaseStatus>, String> {
+    let lease = leases.holder(name).await.map_err(|e| e.to_string())?;
+    Ok(lease.map(|l| LeaseStatus {
+        holder: l.holder,
+        token: l.token,
+        expires_in_ms: l
+            .expires_at
+            .duration_since(SystemTime::now())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    }))
+}
+
 /// Gathers the status from the index (positions, backlog, windows, lease)
 /// and, inside `zonelog run`, from the live capture counters.
 pub async fn gather(
@@ -108,19 +126,8 @@ pub async fn gather(
     }
     let (last_window, pending_window) = window_state(index).await.map_err(|e| e.to_string())?;
     let now = now_ns();
-    let lease = leases
-        .holder(CONTROL_LEASE)
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|l| LeaseStatus {
-            holder: l.holder,
-            token: l.token,
-            expires_in_ms: l
-                .expires_at
-                .duration_since(SystemTime::now())
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        });
+    let lease = lease_status(leases, CONTROL_LEASE).await?;
+    let capture_lease = lease_status(leases, CAPTURE_LEASE).await?;
     Ok(Status {
         zone: zone.to_string(),
         now_ns: now,
@@ -134,6 +141,7 @@ pub async fn gather(
         last_window,
         pending_window,
         lease,
+        capture_lease,
     })
 }
 
@@ -222,6 +230,13 @@ pub fn render(status: &Status) -> String {
         None => {
             let _ = writeln!(out, "  control lease: free");
         }
+    }
+    if let Some(l) = &status.capture_lease {
+        let _ = writeln!(
+            out,
+            "  capture lease: {} (token {}, {} ms left)",
+            l.holder, l.token, l.expires_in_ms
+        );
     }
     out
 }

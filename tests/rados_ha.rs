@@ -164,18 +164,20 @@ listen = "127.0.0.1:{port}"
         .expect("holder")
         .expect("a collector leads");
     let leader_pid = pid_of(&leader.holder).expect("pid in holder id");
-    let (dead, mut survivor) = if leader_pid == a.id() {
-        (&mut a, b)
+    let (dead, mut survivor, survivor_port) = if leader_pid == a.id() {
+        (&mut a, b, port_b)
     } else {
         assert_eq!(leader_pid, b.id(), "the leader is one of the two");
-        (&mut b, a)
+        (&mut b, a, port_a)
     };
     dead.kill().expect("SIGKILL the leader");
     dead.wait().expect("reap");
     let killed = Instant::now();
     let takeover = loop {
         if let Some(l) = leases.holder(CONTROL_LEASE).await.expect("holder") {
-            if pid_of(&l.holder) == Some(survivor.id()) {
+            // Token 0: the lock is taken and its token not recorded yet
+            // (the next step of the acquire); wait for it.
+            if pid_of(&l.holder) == Some(survivor.id()) && l.token != 0 {
                 assert!(l.token > leader.token, "the new leader has a larger token");
                 break killed.elapsed();
             }
@@ -195,6 +197,27 @@ listen = "127.0.0.1:{port}"
         "collector leader (pid {leader_pid}) killed; pid {} took over after {takeover:?}",
         survivor.id()
     );
+
+    // The survivor also captures now, and its status says so.
+    let deadline = Instant::now() + LEASE + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            reqwest::get(format!("http://127.0.0.1:{survivor_port}/status"))
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("status JSON");
+        let holder = status["capture_lease"]["holder"].as_str().map(pid_of);
+        if holder == Some(Some(survivor.id())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "capture not taken over: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);

@@ -1371,6 +1371,8 @@ impl Inner {
         }
     }
 
+    /// Token 0 while a new holder has the lock but has not recorded its
+    /// token yet (the two steps of `acquire`).
     fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
         let lockers = self
             .io
