@@ -1,5 +1,7 @@
 //! The embedded backend runs the whole index and lease conformance suite.
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -82,13 +84,7 @@ mod properties {
     use zonelog::index::conformance::{check_against_model, ModelOp};
 
     fn ops() -> impl Strategy<Value = Vec<ModelOp>> {
-        let write = proptest::collection::vec(
-            (0u8..3, 0u8..6, proptest::option::of(0u8..2), 1u64..40),
-            1..12,
-        )
-        .prop_map(ModelOp::Write);
-        let trim = proptest::collection::vec(any::<usize>(), 0..6).prop_map(ModelOp::Trim);
-        proptest::collection::vec(prop_oneof![3 => write, 2 => trim], 1..12)
+        common::model_ops(12)
     }
 
     fn run(mode: IndexMode, ops: Vec<ModelOp>) {

@@ -403,3 +403,20 @@ listen = "127.0.0.1:{port}"
         dir = dir.display(),
     )
 }
+
+/// Random histories of writes and trims for the model check every index
+/// backend runs (`zonelog::index::conformance::check_against_model`), up to
+/// `max_steps` steps.
+pub fn model_ops(
+    max_steps: usize,
+) -> impl proptest::strategy::Strategy<Value = Vec<zonelog::index::conformance::ModelOp>> {
+    use proptest::prelude::*;
+    use zonelog::index::conformance::ModelOp;
+    let write = proptest::collection::vec(
+        (0u8..3, 0u8..6, proptest::option::of(0u8..2), 1u64..40),
+        1..12,
+    )
+    .prop_map(ModelOp::Write);
+    let trim = proptest::collection::vec(any::<usize>(), 0..6).prop_map(ModelOp::Trim);
+    proptest::collection::vec(prop_oneof![3 => write, 2 => trim], 1..max_steps)
+}
