@@ -33,9 +33,12 @@ impl Filter {
     }
 
     pub fn matches(&self, bucket: &str, key: &str) -> bool {
-        if !self.matches_bucket(bucket) {
-            return false;
-        }
+        self.matches_bucket(bucket) && self.matches_key(bucket, key)
+    }
+
+    /// The key-prefix part alone: whether `key` is wanted in `bucket`
+    /// given that the bucket is.
+    pub fn matches_key(&self, bucket: &str, key: &str) -> bool {
         match self.key_prefixes.get(bucket) {
             Some(prefixes) => prefixes.iter().any(|p| key.starts_with(p.as_str())),
             None => true,

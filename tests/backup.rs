@@ -328,6 +328,35 @@ async fn backup_copies_what_changed_and_verify_agrees() {
         "{report}"
     );
     assert!(report.contains("\"obj-4\"\tsize differs"), "{report}");
+
+    // A machine that only backs up has no [filter]: verify compares the
+    // named bucket whole, and without --bucket says what to do.
+    let backup_only = pipeline.dir.path().join("backup-only.toml");
+    std::fs::write(
+        &backup_only,
+        format!(
+            "zone = \"bk-zone\"\n[target]\ndirectory = \"{}/logs\"\n{}",
+            pipeline.dir.path().display(),
+            s3_backup_section(&zone, &state, "")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(args)
+            .arg("-c")
+            .arg(&backup_only)
+            .env("ZONELOG_LOG", "warn")
+            .output()
+            .expect("run zonelog")
+    };
+    let verify = run(&["verify", "--bucket", &plain]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&verify.stdout), report);
+    let verify = run(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(err.contains("no source bucket matches [filter]"), "{err}");
 }
 
 fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {

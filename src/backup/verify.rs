@@ -105,9 +105,9 @@ pub async fn verify_bucket(
     let mut summary = VerifySummary::default();
     let mut a = src.advance().await?;
     let mut b = dst.advance().await?;
-    // Objects outside the filter are not backed up, so they are not
-    // compared either.
-    let wanted = |l: &Listed| filter.matches(source_bucket, &l.key);
+    // Keys outside the bucket's key prefixes are not backed up, so they
+    // are not compared either. The bucket itself was chosen by the caller.
+    let wanted = |l: &Listed| filter.matches_key(source_bucket, &l.key);
     loop {
         let order = match (&a, &b) {
             (None, None) => break,
@@ -127,7 +127,7 @@ pub async fn verify_bucket(
             }
             std::cmp::Ordering::Greater => {
                 let y = b.take().expect("ordered by presence");
-                if policy == DeletePolicy::Mirror && filter.matches(source_bucket, &y.key) {
+                if policy == DeletePolicy::Mirror && filter.matches_key(source_bucket, &y.key) {
                     summary.differences += 1;
                     report(&y.key, &Difference::ExtraAtDestination { size: y.size });
                 }
