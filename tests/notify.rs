@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,22 +94,7 @@ listen = "127.0.0.1:{http_port}"
     }
 }
 
-fn zonelog(config: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env("ZONELOG_LOG", "warn")
-        .output()
-        .expect("run zonelog");
-    assert!(
-        output.status.success(),
-        "zonelog {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use common::zonelog_ok as zonelog;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()

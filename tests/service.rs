@@ -5,27 +5,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{dev_zone, free_port, pipeline_config, unique_bucket, S3};
 
-fn zonelog(config: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env("ZONELOG_LOG", "warn")
-        .output()
-        .expect("run zonelog");
-    assert!(
-        output.status.success(),
-        "zonelog {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use common::zonelog_ok as zonelog;
 
 fn text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()

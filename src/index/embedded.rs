@@ -288,6 +288,29 @@ impl EmbeddedIndex {
             .map_err(|e| LeaseError::Backend(e.to_string()))?
     }
 
+    /// [`scan_range`] on a blocking thread, after the checks every read
+    /// shares.
+    async fn scan_blocking<T: Send + 'static>(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+        make: impl FnMut(EntryId, &[u8]) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<Vec<T>, IndexError> {
+        self.check_shard(shard)?;
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.db.clone();
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || {
+            scan_range(&db, &location, shard, from, to, limit, make)
+        })
+        .await
+        .map_err(|e| backend(&self.location, e))?
+    }
+
     fn check_shard(&self, shard: u32) -> Result<(), IndexError> {
         if shard >= self.layout.shards {
             return Err(IndexError::NoSuchShard {
@@ -1244,15 +1267,14 @@ impl ChangeIndex for EmbeddedIndex {
         to: EntryId,
         limit: usize,
     ) -> Result<Vec<IndexedEntry>, IndexError> {
-        self.check_shard(shard)?;
-        if from >= to || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let db = self.db.clone();
         let location = self.location.clone();
-        tokio::task::spawn_blocking(move || read_range(&db, &location, shard, from, to, limit))
-            .await
-            .map_err(|e| backend(&self.location, e))?
+        self.scan_blocking(shard, from, to, limit, move |id, bytes| {
+            let record = decode_record(bytes).map_err(|e| {
+                IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display()))
+            })?;
+            Ok(IndexedEntry { shard, id, record })
+        })
+        .await
     }
 
     async fn read_shard_ids(
@@ -1262,18 +1284,9 @@ impl ChangeIndex for EmbeddedIndex {
         to: EntryId,
         limit: usize,
     ) -> Result<Vec<EntryId>, IndexError> {
-        self.check_shard(shard)?;
-        if from >= to || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let db = self.db.clone();
-        let location = self.location.clone();
-        tokio::task::spawn_blocking(move || {
-            // A block's id index answers this without decoding a record.
-            scan_range(&db, &location, shard, from, to, limit, |id, _| Ok(id))
-        })
-        .await
-        .map_err(|e| backend(&self.location, e))?
+        // A block's id index answers this without decoding a record.
+        self.scan_blocking(shard, from, to, limit, |id, _| Ok(id))
+            .await
     }
 
     async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError> {
@@ -1357,21 +1370,6 @@ impl ChangeIndex for EmbeddedIndex {
     async fn watermark(&self) -> Result<Watermark, IndexError> {
         Ok(Watermark(self.committed_seq.load(Ordering::Acquire)))
     }
-}
-
-fn read_range(
-    db: &Database,
-    location: &Path,
-    shard: u32,
-    from: EntryId,
-    to: EntryId,
-    limit: usize,
-) -> Result<Vec<IndexedEntry>, IndexError> {
-    scan_range(db, location, shard, from, to, limit, |id, bytes| {
-        let record = decode_record(bytes)
-            .map_err(|e| IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display())))?;
-        Ok(IndexedEntry { shard, id, record })
-    })
 }
 
 /// Up to `limit` entries of a shard in `[from, to)`, each turned into a `T`

@@ -202,15 +202,25 @@ impl RadosIndex {
         &self.inner.location
     }
 
+    /// librados calls block: run one on a blocking thread.
+    async fn on_blocking_thread<T, E, F>(&self, f: F, backend: fn(String) -> E) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| backend(format!("rados task: {e}")))?
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, IndexError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| IndexError::Backend(format!("rados task: {e}")))?
+        self.on_blocking_thread(f, IndexError::Backend).await
     }
 
     async fn lease_blocking<T, F>(&self, f: F) -> Result<T, LeaseError>
@@ -218,10 +228,7 @@ impl RadosIndex {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, LeaseError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| LeaseError::Backend(format!("rados task: {e}")))?
+        self.on_blocking_thread(f, LeaseError::Backend).await
     }
 
     fn prepare(&self, batch: WriteBatch) -> Result<(Vec<Prepared>, Vec<SourceMarker>), IndexError> {

@@ -420,3 +420,21 @@ pub fn model_ops(
     let trim = proptest::collection::vec(any::<usize>(), 0..6).prop_map(ModelOp::Trim);
     proptest::collection::vec(prop_oneof![3 => write, 2 => trim], 1..max_steps)
 }
+
+/// Runs `zonelog ARGS -c CONFIG` and insists that it succeeds.
+pub fn zonelog_ok(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env("ZONELOG_LOG", "warn")
+        .output()
+        .expect("run zonelog");
+    assert!(
+        output.status.success(),
+        "zonelog {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
