@@ -30,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::CollectorConfig;
+use crate::index::codec::view_record;
 use crate::index::{
-    ChangeIndex, EntryId, EntryRef, IndexError, IndexedEntry, MergedReader, Watermark, WriteBatch,
+    ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexedEntry, MergedReader,
+    Watermark, WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
 use crate::logfmt::{extension, LogEncoder, RECORD_VERSION};
@@ -517,7 +519,7 @@ impl Collector {
         // this task uploads what it produced. Bounded channels keep memory
         // at a few batches and chunks; a failing stage drops its channel
         // ends, which stops the others.
-        let (batches, batches_rx) = mpsc::channel::<Vec<IndexedEntry>>(ENCODE_QUEUE);
+        let (batches, batches_rx) = mpsc::channel::<EncodedEntries>(ENCODE_QUEUE);
         let (chunks_tx, chunks) = mpsc::channel::<Vec<u8>>(ENCODE_QUEUE);
         let encoding =
             tokio::task::spawn_blocking(move || encode_stream(encoder, batches_rx, chunks_tx));
@@ -526,18 +528,28 @@ impl Collector {
         let feed = async {
             let batches = batches;
             let mut fed = 0u64;
-            let mut batch = Vec::with_capacity(ENCODE_BATCH);
+            let mut batch = EncodedEntries::new();
             while fed < plan.limit {
-                let Some(entry) = reader.next().await? else {
+                // Entries stay in their stored form up to the encoder, which
+                // reads them in place.
+                let Some(taken) = reader
+                    .next_with(|entry, record| {
+                        let covered = plan.watermark.covers(&entry.id);
+                        if covered {
+                            batch.push(entry, record);
+                        }
+                        covered.then_some(entry.id)
+                    })
+                    .await?
+                else {
                     break;
                 };
-                if !plan.watermark.covers(&entry.id) {
+                let Some(id) = taken else {
                     continue;
-                }
-                first_id.get_or_insert(entry.id);
-                last_id = Some(entry.id);
+                };
+                first_id.get_or_insert(id);
+                last_id = Some(id);
                 fed += 1;
-                batch.push(entry);
                 if batch.len() == ENCODE_BATCH
                     && batches.send(std::mem::take(&mut batch)).await.is_err()
                 {
@@ -733,13 +745,19 @@ fn compact_time(ns: u64) -> String {
 /// the encoder's tail last. Returns how many entries it encoded.
 fn encode_stream(
     mut encoder: LogEncoder,
-    mut batches: mpsc::Receiver<Vec<IndexedEntry>>,
+    mut batches: mpsc::Receiver<EncodedEntries>,
     chunks: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<u64> {
     let stopped = || std::io::Error::other("the upload stopped");
     while let Some(batch) = batches.blocking_recv() {
-        for entry in &batch {
-            encoder.push(entry)?;
+        for (entry, stored) in batch.iter() {
+            let record = view_record(stored).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("index shard {} entry {}: {e}", entry.shard, entry.id),
+                )
+            })?;
+            encoder.push_view(entry.id, &record)?;
         }
         if encoder.buffered() >= FLUSH_BYTES {
             chunks

@@ -42,9 +42,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::block::{block_size, write_block, Block};
-use super::codec::{decode_record, encode_record, encoded_version_key};
+use super::codec::{encode_record, encoded_version_key};
 use super::{
-    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexStats, IndexedEntry,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexLayout, IndexStats,
     ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
@@ -290,22 +290,25 @@ impl EmbeddedIndex {
 
     /// [`scan_range`] on a blocking thread, after the checks every read
     /// shares.
+    /// Up to `limit` entries of a shard in `[from, to)`, each handed with
+    /// its encoded record to `push`, which gathers them in `out`.
     async fn scan_blocking<T: Send + 'static>(
         &self,
         shard: u32,
         from: EntryId,
         to: EntryId,
         limit: usize,
-        make: impl FnMut(EntryId, &[u8]) -> Result<T, IndexError> + Send + 'static,
-    ) -> Result<Vec<T>, IndexError> {
+        out: T,
+        push: impl FnMut(&mut T, EntryId, &[u8]) + Send + 'static,
+    ) -> Result<T, IndexError> {
         self.check_shard(shard)?;
         if from >= to || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let db = self.db.clone();
         let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
-            scan_range(&db, &location, shard, from, to, limit, make)
+            scan_range(&db, &location, shard, (from, to, limit), out, push)
         })
         .await
         .map_err(|e| backend(&self.location, e))?
@@ -1260,20 +1263,21 @@ impl ChangeIndex for EmbeddedIndex {
         .await?
     }
 
-    async fn read_shard(
+    async fn read_shard_encoded(
         &self,
         shard: u32,
         from: EntryId,
         to: EntryId,
         limit: usize,
-    ) -> Result<Vec<IndexedEntry>, IndexError> {
-        let location = self.location.clone();
-        self.scan_blocking(shard, from, to, limit, move |id, bytes| {
-            let record = decode_record(bytes).map_err(|e| {
-                IndexError::Corrupt(format!("{}: entry {id}: {e}", location.display()))
-            })?;
-            Ok(IndexedEntry { shard, id, record })
-        })
+    ) -> Result<EncodedEntries, IndexError> {
+        self.scan_blocking(
+            shard,
+            from,
+            to,
+            limit,
+            EncodedEntries::new(),
+            move |page, id, record| page.push(EntryRef { shard, id }, record),
+        )
         .await
     }
 
@@ -1284,9 +1288,11 @@ impl ChangeIndex for EmbeddedIndex {
         to: EntryId,
         limit: usize,
     ) -> Result<Vec<EntryId>, IndexError> {
-        // A block's id index answers this without decoding a record.
-        self.scan_blocking(shard, from, to, limit, |id, _| Ok(id))
-            .await
+        // A block's id index answers this without touching a record.
+        self.scan_blocking(shard, from, to, limit, Vec::new(), |ids, id, _| {
+            ids.push(id)
+        })
+        .await
     }
 
     async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError> {
@@ -1372,30 +1378,29 @@ impl ChangeIndex for EmbeddedIndex {
     }
 }
 
-/// Up to `limit` entries of a shard in `[from, to)`, each turned into a `T`
-/// by `make` from its id and encoded record.
+/// See [`EmbeddedIndex::scan_blocking`].
 fn scan_range<T>(
     db: &Database,
     location: &Path,
     shard: u32,
-    from: EntryId,
-    to: EntryId,
-    limit: usize,
-    mut make: impl FnMut(EntryId, &[u8]) -> Result<T, IndexError>,
-) -> Result<Vec<T>, IndexError> {
+    (from, to, limit): (EntryId, EntryId, usize),
+    mut out: T,
+    mut push: impl FnMut(&mut T, EntryId, &[u8]),
+) -> Result<T, IndexError> {
     let err = |e: &dyn std::fmt::Display| backend(location, e);
     let tx = db.begin_read().map_err(|e| err(&e))?;
     let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
-    let mut out = Vec::with_capacity(limit.min(4096));
-    let mut emit = |key: &[u8], value: &[u8]| -> Result<bool, IndexError> {
+    let mut taken = 0;
+    let mut emit = |out: &mut T, key: &[u8], value: &[u8]| -> Result<bool, IndexError> {
         let (_, block) = check_block(key, value, location)?;
         let start = block.search(from).unwrap_or_else(|at| at);
         for i in start..block.len() {
             let id = block.id(i);
-            if id >= to || out.len() >= limit {
+            if id >= to || taken >= limit {
                 return Ok(false);
             }
-            out.push(make(id, block.record(i))?);
+            push(out, id, block.record(i));
+            taken += 1;
         }
         Ok(true)
     };
@@ -1408,7 +1413,7 @@ fn scan_range<T>(
         .next_back();
     if let Some(item) = floor {
         let (k, v) = item.map_err(|e| err(&e))?;
-        if !emit(k.value(), v.value())? {
+        if !emit(&mut out, k.value(), v.value())? {
             return Ok(out);
         }
     }
@@ -1417,7 +1422,7 @@ fn scan_range<T>(
         .map_err(|e| err(&e))?
     {
         let (k, v) = item.map_err(|e| err(&e))?;
-        if !emit(k.value(), v.value())? {
+        if !emit(&mut out, k.value(), v.value())? {
             break;
         }
     }

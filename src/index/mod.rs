@@ -14,7 +14,7 @@ pub mod rados;
 pub mod shard;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -166,6 +166,77 @@ impl IndexedEntry {
 }
 
 /// What a write did with each record, in batch order.
+/// Entries in their stored form: refs and the encoded records ([`codec`])
+/// back to back in one buffer, so a page of thousands of entries costs a
+/// few allocations and a reader that only turns them into log lines never
+/// builds a [`ChangeRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedEntries {
+    refs: Vec<EntryRef>,
+    ends: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl EncodedEntries {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, entry: EntryRef, record: &[u8]) {
+        self.data.extend_from_slice(record);
+        self.refs.push(entry);
+        self.ends.push(self.data.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.refs.clear();
+        self.ends.clear();
+        self.data.clear();
+    }
+
+    /// Bytes of encoded records held.
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn entry_ref(&self, i: usize) -> EntryRef {
+        self.refs[i]
+    }
+
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (EntryRef, &[u8])> + '_ {
+        (0..self.len()).map(|i| (self.refs[i], self.record(i)))
+    }
+
+    pub fn last_ref(&self) -> Option<EntryRef> {
+        self.refs.last().copied()
+    }
+
+    pub fn decode(&self, i: usize) -> Result<IndexedEntry, IndexError> {
+        decode_entry(self.refs[i], self.record(i))
+    }
+}
+
+/// A stored entry decoded; a record that does not decode is corruption.
+pub fn decode_entry(entry: EntryRef, record: &[u8]) -> Result<IndexedEntry, IndexError> {
+    let EntryRef { shard, id } = entry;
+    let record = codec::decode_record(record)
+        .map_err(|e| IndexError::Corrupt(format!("shard {shard} entry {id}: {e}")))?;
+    Ok(IndexedEntry { shard, id, record })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     /// Stored under this key.
@@ -258,15 +329,28 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// invalid batch is written.
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError>;
 
-    /// Up to `limit` entries of `shard` with `from <= id < to`, in key order.
-    /// Callers page by passing the successor of the last id as `from`.
+    /// Up to `limit` entries of `shard` with `from <= id < to`, in key order,
+    /// as stored. Callers page by passing the successor of the last id as
+    /// `from`.
+    async fn read_shard_encoded(
+        &self,
+        shard: u32,
+        from: EntryId,
+        to: EntryId,
+        limit: usize,
+    ) -> Result<EncodedEntries, IndexError>;
+
+    /// [`ChangeIndex::read_shard_encoded`], decoded.
     async fn read_shard(
         &self,
         shard: u32,
         from: EntryId,
         to: EntryId,
         limit: usize,
-    ) -> Result<Vec<IndexedEntry>, IndexError>;
+    ) -> Result<Vec<IndexedEntry>, IndexError> {
+        let page = self.read_shard_encoded(shard, from, to, limit).await?;
+        (0..page.len()).map(|i| page.decode(i)).collect()
+    }
 
     /// The ids of up to `limit` entries of `shard` with `from <= id < to`,
     /// in key order: what a trim needs, so a backend that can list ids
@@ -328,7 +412,8 @@ impl Watermark {
 }
 
 /// Reads all shards merged by key, one page per shard at a time, so memory
-/// stays at `shards × page` entries however large the window.
+/// stays at `shards × page` entries however large the window. Pages stay in
+/// their stored form; an entry is decoded only if the caller asks for it.
 pub struct MergedReader {
     index: Arc<dyn ChangeIndex>,
     to: EntryId,
@@ -339,7 +424,8 @@ pub struct MergedReader {
 }
 
 struct ShardCursor {
-    buffered: VecDeque<IndexedEntry>,
+    page: EncodedEntries,
+    at: usize,
     next_from: Option<EntryId>,
 }
 
@@ -348,7 +434,8 @@ impl MergedReader {
         let shards = index.layout().shards;
         let cursors = (0..shards)
             .map(|_| ShardCursor {
-                buffered: VecDeque::new(),
+                page: EncodedEntries::new(),
+                at: 0,
                 next_from: Some(from),
             })
             .collect();
@@ -362,49 +449,60 @@ impl MergedReader {
         }
     }
 
-    /// Refills a shard's buffer when it runs dry; returns whether the shard
-    /// has an entry to offer.
-    async fn refill(&mut self, shard: u32) -> Result<bool, IndexError> {
+    /// Reads a shard's next page when its current one is used up; queues
+    /// the shard's next entry, if it has one.
+    async fn refill(&mut self, shard: u32) -> Result<(), IndexError> {
         let cursor = &mut self.cursors[shard as usize];
-        if cursor.buffered.is_empty() {
-            if let Some(from) = cursor.next_from {
-                let page = self
-                    .index
-                    .read_shard(shard, from, self.to, self.page)
-                    .await?;
-                cursor.next_from = if page.len() < self.page {
-                    None
-                } else {
-                    page.last().and_then(|e| e.id.successor())
-                };
-                cursor.buffered.extend(page);
-            }
+        if cursor.at >= cursor.page.len() {
+            let Some(from) = cursor.next_from else {
+                return Ok(());
+            };
+            let page = self
+                .index
+                .read_shard_encoded(shard, from, self.to, self.page)
+                .await?;
+            cursor.next_from = if page.len() < self.page {
+                None
+            } else {
+                page.last_ref().and_then(|r| r.id.successor())
+            };
+            cursor.page = page;
+            cursor.at = 0;
         }
-        Ok(!cursor.buffered.is_empty())
+        if cursor.at < cursor.page.len() {
+            let id = cursor.page.entry_ref(cursor.at).id;
+            self.heap.push(Reverse((id, shard)));
+        }
+        Ok(())
     }
 
-    /// The next entry across all shards in key order, or `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<IndexedEntry>, IndexError> {
+    /// Hands the next entry across all shards in key order, as stored, to
+    /// `take`; `None` at the end.
+    pub async fn next_with<T>(
+        &mut self,
+        take: impl FnOnce(EntryRef, &[u8]) -> T,
+    ) -> Result<Option<T>, IndexError> {
         if !self.started {
             self.started = true;
             for shard in 0..self.cursors.len() as u32 {
-                if self.refill(shard).await? {
-                    let id = self.cursors[shard as usize].buffered[0].id;
-                    self.heap.push(Reverse((id, shard)));
-                }
+                self.refill(shard).await?;
             }
         }
         let Some(Reverse((_, shard))) = self.heap.pop() else {
             return Ok(None);
         };
-        let entry = self.cursors[shard as usize]
-            .buffered
-            .pop_front()
-            .ok_or_else(|| IndexError::Backend("merged reader lost its place".into()))?;
-        if self.refill(shard).await? {
-            let id = self.cursors[shard as usize].buffered[0].id;
-            self.heap.push(Reverse((id, shard)));
-        }
-        Ok(Some(entry))
+        let cursor = &mut self.cursors[shard as usize];
+        let taken = take(
+            cursor.page.entry_ref(cursor.at),
+            cursor.page.record(cursor.at),
+        );
+        cursor.at += 1;
+        self.refill(shard).await?;
+        Ok(Some(taken))
+    }
+
+    /// The next entry across all shards in key order, decoded.
+    pub async fn next(&mut self) -> Result<Option<IndexedEntry>, IndexError> {
+        self.next_with(decode_entry).await?.transpose()
     }
 }

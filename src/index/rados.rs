@@ -48,11 +48,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode_record, encode_record, encoded_version_key, object_version_key};
+use super::codec::{encode_record, encoded_version_key, object_version_key};
 use super::key::ENTRY_ID_TEXT_LEN;
 use super::{
-    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexMode, IndexStats,
-    IndexedEntry, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexLayout, IndexMode,
+    IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 use crate::rados::{Cluster, IoCtx, OmapPairs, OmapRead, RadosError, WriteOp};
@@ -915,13 +915,13 @@ impl Inner {
         from: EntryId,
         to: EntryId,
         limit: usize,
-    ) -> Result<Vec<IndexedEntry>, IndexError> {
+    ) -> Result<EncodedEntries, IndexError> {
         let oid = &self.shards[shard as usize];
         let from_key = entry_key(from);
         // Keys are fixed width: dropping the last character gives a key
         // just before `from`; the few keys between are filtered below.
         let mut after = from_key[..from_key.len() - 1].to_string();
-        let mut out = Vec::new();
+        let mut out = EncodedEntries::new();
         loop {
             let want = (limit - out.len()).saturating_add(1).min(READ_PAGE) as u64;
             let (pairs, more) = self
@@ -951,10 +951,7 @@ impl Inner {
                 if id >= to {
                     return Ok(out);
                 }
-                let record = decode_record(v).map_err(|e| {
-                    IndexError::Corrupt(format!("{}: shard {shard} entry {id}: {e}", self.location))
-                })?;
-                out.push(IndexedEntry { shard, id, record });
+                out.push(EntryRef { shard, id }, v);
                 if out.len() == limit {
                     return Ok(out);
                 }
@@ -1580,16 +1577,16 @@ impl ChangeIndex for RadosIndex {
         self.blocking(|inner| inner.recover()).await
     }
 
-    async fn read_shard(
+    async fn read_shard_encoded(
         &self,
         shard: u32,
         from: EntryId,
         to: EntryId,
         limit: usize,
-    ) -> Result<Vec<IndexedEntry>, IndexError> {
+    ) -> Result<EncodedEntries, IndexError> {
         self.check_shard(shard)?;
         if from >= to || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(EncodedEntries::new());
         }
         self.blocking(move |inner| inner.read_shard(shard, from, to, limit))
             .await
