@@ -349,14 +349,14 @@ impl ChangeIndex for Flaky {
         }
         self.inner.write(batch).await
     }
-    async fn read_shard(
+    async fn read_shard_encoded(
         &self,
         shard: u32,
         from: EntryId,
         to: EntryId,
         limit: usize,
-    ) -> Result<Vec<zonelog::index::IndexedEntry>, zonelog::index::IndexError> {
-        self.inner.read_shard(shard, from, to, limit).await
+    ) -> Result<zonelog::index::EncodedEntries, zonelog::index::IndexError> {
+        self.inner.read_shard_encoded(shard, from, to, limit).await
     }
     async fn trim(
         &self,
