@@ -532,3 +532,160 @@ async fn a_resharded_bucket_loses_no_change() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// `radosgw-admin ARGS` (ceph-common, found through `CEPH_CONF` from
+/// `scripts/ceph-dev env`); its stdout, or a panic with its stderr.
+fn radosgw_admin(args: &[&str]) -> String {
+    let out = std::process::Command::new("radosgw-admin")
+        .args(args)
+        .output()
+        .expect("radosgw-admin (ceph-common) runs with CEPH_CONF from scripts/ceph-dev env");
+    assert!(
+        out.status.success(),
+        "radosgw-admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("radosgw-admin prints UTF-8")
+}
+
+/// Turns a new, still empty bucket into an unsharded one (a bucket index of
+/// one RADOS object, as every bucket had before Ceph 16 made 11 shards the
+/// default) and returns its new instance id, checked to have no shards.
+///
+/// Pacific has no per-bucket shard count at creation, and the zone-wide
+/// ways (`bucket_index_max_shards = 0` in the zone, or
+/// `rgw_override_bucket_index_max_shards` switched at runtime) would make
+/// every bucket the other tests create meanwhile unsharded too. Resharding
+/// to 0 shards touches this bucket only: RGW gives it a fresh instance whose
+/// index is the single object `.dir.<instance>`, logged in the data log as
+/// `bucket:instance` and read with `bucket-instance=bucket:instance`, just
+/// like a bucket born unsharded. Reshard refuses fewer shards without
+/// `--yes-i-really-mean-it`.
+async fn make_unsharded(admin: &RgwAdmin, bucket: &str) -> String {
+    let before = admin.bucket_instance(bucket).await.expect("bucket info");
+    // Guards the point of the test: the zone shards new buckets, so only
+    // the reshard below makes this one unsharded.
+    assert!(before.num_shards > 0, "a new bucket is sharded: {before:?}");
+    radosgw_admin(&[
+        "bucket",
+        "reshard",
+        "--bucket",
+        bucket,
+        "--num-shards",
+        "0",
+        "--yes-i-really-mean-it",
+    ]);
+    let after = admin.bucket_instance(bucket).await.expect("bucket info");
+    assert_ne!(
+        after.instance_id, before.instance_id,
+        "reshard made a new instance"
+    );
+    assert_eq!(
+        after.num_shards, 0,
+        "the admin API says unsharded: {after:?}"
+    );
+    // And RGW's own record of the instance, independent of our parsing.
+    let meta: serde_json::Value = serde_json::from_str(&radosgw_admin(&[
+        "metadata",
+        "get",
+        &format!("bucket.instance:{bucket}:{}", after.instance_id),
+    ]))
+    .expect("bucket instance metadata is JSON");
+    assert_eq!(
+        meta["data"]["bucket_info"]["num_shards"],
+        serde_json::json!(0),
+        "bucket.instance metadata of {bucket}: {meta}"
+    );
+    after.instance_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
+    let Some(zone) = dev_zone() else { return };
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let prefix = unique_bucket("zlunsh");
+    let (plain, versioned) = (format!("{prefix}-a"), format!("{prefix}-v"));
+    s3.create_bucket(&plain).await;
+    s3.create_bucket(&versioned).await;
+    let instances: BTreeMap<String, String> = [
+        (plain.clone(), make_unsharded(&admin, &plain).await),
+        (versioned.clone(), make_unsharded(&admin, &versioned).await),
+    ]
+    .into();
+    s3.enable_versioning(&versioned).await;
+    let filter = FilterConfig {
+        buckets: vec![],
+        bucket_prefixes: vec![prefix.clone()],
+        key_prefixes: BTreeMap::new(),
+    };
+    // The buckets exist before the first start, so their starting positions
+    // are taken from their unsharded logs too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    cap.poll_once().await.expect("first poll");
+    assert!(changes(&index).await.is_empty());
+
+    // From here on changes reach the capture only through data-log entries,
+    // which for these buckets name `bucket:instance` without a shard.
+    s3.put(&plain, "obj", b"1").await;
+    s3.put(&plain, "obj", b"22").await;
+    // Stored in the index as `__leading`, not in a namespace.
+    s3.put(&plain, "_leading", b"u").await;
+    // Its parts and upload meta (`_multipart_…`) share the one log; only the
+    // completed object is a change.
+    s3.multipart(&plain, "multi", 2).await;
+    s3.delete(&plain, "obj").await;
+    let v1 = s3.put(&versioned, "obj", b"1").await.expect("version 1");
+    let v2 = s3.put(&versioned, "obj", b"2").await.expect("version 2");
+    let marker = s3.delete(&versioned, "obj").await.expect("delete marker");
+    s3.delete_version(&versioned, "obj", Some(&v1)).await;
+
+    let mut want = vec![
+        change(&plain, "obj", None, Op::Put),
+        change(&plain, "obj", None, Op::Put),
+        change(&plain, "_leading", None, Op::Put),
+        change(&plain, "multi", None, Op::Put),
+        change(&plain, "obj", None, Op::Delete),
+        change(&versioned, "obj", Some(&v1), Op::Put),
+        change(&versioned, "obj", Some(&v2), Op::Put),
+        change(&versioned, "obj", Some(&marker), Op::DeleteMarker),
+        change(&versioned, "obj", Some(&v1), Op::Delete),
+    ];
+    poll_until(&cap, &index, want.clone()).await;
+
+    // Every record came from the bucket's one log, named without a shard.
+    for e in read_all(&index).await {
+        match &e.record.source {
+            Provenance::Rgw {
+                bucket_shard,
+                marker,
+            } => {
+                let whole = format!("{}:{}", e.record.bucket, instances[&e.record.bucket]);
+                assert_eq!(bucket_shard, &whole, "{:?}", e.record);
+                assert!(!marker.is_empty() && !marker.contains('#'), "{marker}");
+            }
+            other => panic!("unexpected provenance {other:?}"),
+        }
+    }
+
+    // Restart: the stored unsharded positions resume, nothing is doubled,
+    // and later changes still arrive.
+    drop(cap);
+    drop(index);
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    for _ in 0..3 {
+        cap.poll_once().await.expect("poll after restart");
+    }
+    assert_eq!(
+        changes(&index).await.len(),
+        want.len(),
+        "a restart doubles nothing"
+    );
+    s3.put(&plain, "after-restart", b"r").await;
+    want.push(change(&plain, "after-restart", None, Op::Put));
+    poll_until(&cap, &index, want).await;
+}
