@@ -277,7 +277,7 @@ impl LogEncoder {
                 Vec::new(),
                 flate2::Compression::default(),
             )),
-            Compression::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?),
+            Compression::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 1)?),
         };
         Ok(LogEncoder {
             zone: zone.to_string(),
