@@ -31,17 +31,17 @@ pub struct Block<'a> {
     count: usize,
 }
 
+// Callers pass slices cut from checked bounds, so the lengths always fit.
 fn be_u64(b: &[u8]) -> u64 {
-    b.iter()
-        .take(8)
-        .fold(0, |acc, &x| (acc << 8) | u64::from(x))
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(raw)
 }
 
 fn le_u32(b: &[u8]) -> usize {
-    b.iter()
-        .take(4)
-        .rev()
-        .fold(0, |acc, &x| (acc << 8) | usize::from(x))
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(raw) as usize
 }
 
 fn id_at(slot: &[u8]) -> EntryId {

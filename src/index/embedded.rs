@@ -1275,7 +1275,8 @@ impl ChangeIndex for EmbeddedIndex {
             from,
             to,
             limit,
-            EncodedEntries::new(),
+            // Room for a page of small records; capped, as `limit` may be huge.
+            EncodedEntries::with_capacity(limit.min(16_384), limit.min(1024) * 256),
             move |page, id, record| page.push(EntryRef { shard, id }, record),
         )
         .await

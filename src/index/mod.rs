@@ -182,6 +182,15 @@ impl EncodedEntries {
         Self::default()
     }
 
+    /// Room for `entries` entries and `data` bytes of records.
+    pub fn with_capacity(entries: usize, data: usize) -> Self {
+        EncodedEntries {
+            refs: Vec::with_capacity(entries),
+            ends: Vec::with_capacity(entries),
+            data: Vec::with_capacity(data),
+        }
+    }
+
     pub fn push(&mut self, entry: EntryRef, record: &[u8]) {
         self.data.extend_from_slice(record);
         self.refs.push(entry);
@@ -488,7 +497,7 @@ impl MergedReader {
                 self.refill(shard).await?;
             }
         }
-        let Some(Reverse((_, shard))) = self.heap.pop() else {
+        let Some(&Reverse((_, shard))) = self.heap.peek() else {
             return Ok(None);
         };
         let cursor = &mut self.cursors[shard as usize];
@@ -497,7 +506,17 @@ impl MergedReader {
             cursor.page.record(cursor.at),
         );
         cursor.at += 1;
-        self.refill(shard).await?;
+        if cursor.at < cursor.page.len() {
+            // The common case: the shard's next entry replaces it at the
+            // top, one sift instead of a pop and a push.
+            let id = cursor.page.entry_ref(cursor.at).id;
+            if let Some(mut top) = self.heap.peek_mut() {
+                *top = Reverse((id, shard));
+            }
+        } else {
+            self.heap.pop();
+            self.refill(shard).await?;
+        }
         Ok(Some(taken))
     }
 
