@@ -21,6 +21,12 @@ use zonelog::record::{Op, Provenance};
 
 type Change = (String, String, Option<String>, Op);
 
+/// `trim_source` trims RGW's data log, which every capture in this file
+/// reads: a trim while another test's capture has not yet read its buckets'
+/// entries would make that test miss them. The trimming test takes this
+/// lock exclusively, every other test shares it.
+static DATA_LOG: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn source_config(zone: &DevZone) -> RgwSourceConfig {
     RgwSourceConfig {
         endpoint: zone.endpoint.clone(),
@@ -109,6 +115,7 @@ fn change(bucket: &str, key: &str, version: Option<&str>, op: Op) -> Change {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_op_type_becomes_the_expected_record() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let prefix = unique_bucket("zlcap");
@@ -224,6 +231,7 @@ async fn every_op_type_becomes_the_expected_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_objects_over_50_buckets_arrives_exactly_once() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let prefix = unique_bucket("zlburst");
     let filter = FilterConfig {
@@ -264,6 +272,7 @@ async fn a_burst_of_1000_objects_over_50_buckets_arrives_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initial_full_lists_every_version_first_then_follows_the_logs() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let prefix = unique_bucket("zlfull");
@@ -335,6 +344,7 @@ async fn initial_full_lists_every_version_first_then_follows_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.write().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zltrim");
@@ -385,6 +395,7 @@ async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bilog_trimmed_past_our_position_resyncs_the_bucket_by_listing() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlgap");
@@ -447,6 +458,7 @@ async fn a_bilog_trimmed_past_our_position_resyncs_the_bucket_by_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrich_adds_size_etag_and_mtime() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlenrich");
@@ -483,6 +495,7 @@ async fn enrich_adds_size_etag_and_mtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resharded_bucket_loses_no_change() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlreshard");
@@ -602,6 +615,7 @@ async fn make_unsharded(admin: &RgwAdmin, bucket: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
     let admin = RgwAdmin::new(zone.admin_client());
