@@ -32,8 +32,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::CollectorConfig;
 use crate::index::codec::view_record;
 use crate::index::{
-    ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexedEntry, MergedReader,
-    Watermark, WriteBatch,
+    ChangeIndex, EncodedEntries, EntryId, IndexError, IndexedEntry, MergedReader, Watermark,
+    WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
 use crate::logfmt::{extension, LogEncoder, RECORD_VERSION};
@@ -49,7 +49,6 @@ const FLUSH_BYTES: usize = 1 << 20;
 const ENCODE_BATCH: usize = 1024;
 /// Batches (and compressed chunks) in flight between the stages.
 const ENCODE_QUEUE: usize = 4;
-const TRIM_CHUNK: usize = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
@@ -631,42 +630,14 @@ impl Collector {
             .parse()
             .map_err(|e| self.state_error(PENDING, format!("{e:?}")))?;
         // The window holds the covered entries up to `last` in key order,
-        // so shard by shard, without merging, yields the same set.
+        // so shard by shard, without merging, names the same set.
         let to = last
             .successor()
             .unwrap_or(EntryId::MAX)
             .min(EntryId::at(plan.cutoff_ns));
-        let mut chunk: Vec<EntryRef> = Vec::with_capacity(TRIM_CHUNK);
         for shard in 0..self.index.layout().shards {
-            let mut from = EntryId::MIN;
-            loop {
-                let ids = self
-                    .index
-                    .read_shard_ids(shard, from, to, READ_PAGE)
-                    .await?;
-                let Some(&page_last) = ids.last() else {
-                    break;
-                };
-                let full = ids.len() == READ_PAGE;
-                chunk.extend(
-                    ids.into_iter()
-                        .filter(|id| plan.watermark.covers(id))
-                        .map(|id| EntryRef { shard, id }),
-                );
-                if chunk.len() >= TRIM_CHUNK {
-                    keeper.check(plan.number)?;
-                    self.index.trim(&chunk).await?;
-                    chunk.clear();
-                }
-                match page_last.successor() {
-                    Some(next) if full => from = next,
-                    _ => break,
-                }
-            }
-        }
-        if !chunk.is_empty() {
             keeper.check(plan.number)?;
-            self.index.trim(&chunk).await?;
+            self.index.trim_covered(shard, to, plan.watermark).await?;
         }
         Ok(())
     }

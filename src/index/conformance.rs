@@ -216,6 +216,58 @@ pub async fn trim_removes_exactly_what_was_read(b: &dyn ConformanceBackend) {
     assert_eq!(index.trim(&[]).await.unwrap(), 0);
 }
 
+pub async fn trim_covered_removes_exactly_the_window(b: &dyn ConformanceBackend) {
+    // One shard, so every entry is in it; many entries, so backends that
+    // drop whole runs of entries have whole runs to drop.
+    let index = b.open(every_write(1)).await.unwrap();
+    let mut batch = WriteBatch::new();
+    for t in 1..=300u64 {
+        batch = batch.record(record("bkt", &format!("k{t}"), None, Op::Put, t * 10));
+    }
+    index.write(batch).await.unwrap();
+    let watermark = index.watermark().await.unwrap();
+    // Late entries: older times, committed after the window was planned.
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "late-1", None, Op::Put, 5))
+                .record(record("bkt", "late-2", None, Op::Put, 1_505)),
+        )
+        .await
+        .unwrap();
+    let to = EntryId::at(2_005);
+    assert_eq!(index.trim_covered(0, to, watermark).await.unwrap(), 200);
+    let keys: Vec<String> = read_all(&index)
+        .await
+        .into_iter()
+        .map(|e| e.record.key)
+        .collect();
+    let mut want = vec!["late-1".to_string(), "late-2".to_string()];
+    want.extend((201..=300u64).map(|t| format!("k{t}")));
+    assert_eq!(
+        keys, want,
+        "late entries and entries from `to` on survive, in order"
+    );
+    assert_eq!(
+        index.trim_covered(0, to, watermark).await.unwrap(),
+        0,
+        "trimming again removes nothing"
+    );
+    assert!(matches!(
+        index.trim_covered(1, to, watermark).await,
+        Err(IndexError::NoSuchShard { .. })
+    ));
+    let everything = index.watermark().await.unwrap();
+    assert_eq!(
+        index
+            .trim_covered(0, EntryId::MAX, everything)
+            .await
+            .unwrap(),
+        102
+    );
+    assert!(read_all(&index).await.is_empty());
+}
+
 pub async fn invalid_batch_writes_nothing(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(2)).await.unwrap();
     let long_key = "k".repeat(1025);
@@ -576,6 +628,7 @@ macro_rules! index_conformance_tests {
             range_bounds_and_paging,
             same_nanosecond_changes_get_unique_keys,
             trim_removes_exactly_what_was_read,
+            trim_covered_removes_exactly_the_window,
             invalid_batch_writes_nothing,
             markers_commit_with_entries,
             reopen_keeps_data_and_refuses_other_layout,
@@ -606,6 +659,11 @@ pub enum ModelOp {
     /// Trims the live entries at these positions of the merged read (modulo
     /// its length), plus every entry trimmed before (which must be no-ops).
     Trim(Vec<usize>),
+    /// Takes a watermark, as the collector does when it plans a window.
+    Watermark,
+    /// `trim_covered` of shard (modulo the shard count) up to a time, under
+    /// the last watermark taken.
+    TrimCovered(u32, u64),
 }
 
 /// Runs `ops` against an empty index and, after every step, checks that a
@@ -620,8 +678,40 @@ pub async fn check_against_model(index: &Arc<dyn ChangeIndex>, ops: &[ModelOp]) 
     let mut by_version: BTreeMap<(String, String, Option<String>), (EntryId, u32)> =
         BTreeMap::new();
     let mut trimmed: Vec<EntryRef> = Vec::new();
+    let mut watermark = index.watermark().await.expect("watermark");
     for op in ops {
         match op {
+            ModelOp::Watermark => {
+                watermark = index.watermark().await.expect("watermark");
+            }
+            ModelOp::TrimCovered(shard, time) => {
+                let shard = shard % shards;
+                let to = EntryId::at(*time);
+                let chosen: Vec<(EntryId, u32)> = live
+                    .keys()
+                    .filter(|(id, s)| *s == shard && *id < to && watermark.covers(id))
+                    .copied()
+                    .collect();
+                let removed = index
+                    .trim_covered(shard, to, watermark)
+                    .await
+                    .expect("trim_covered");
+                assert_eq!(
+                    removed,
+                    chosen.len() as u64,
+                    "trim_covered removes exactly the covered live ones"
+                );
+                for key in &chosen {
+                    let r = live.remove(key).expect("chosen from live");
+                    if latest_mode {
+                        by_version.remove(&(r.bucket, r.key, r.version_id));
+                    }
+                    trimmed.push(EntryRef {
+                        shard: key.1,
+                        id: key.0,
+                    });
+                }
+            }
             ModelOp::Write(records) => {
                 let records: Vec<ChangeRecord> = records
                     .iter()

@@ -147,6 +147,12 @@ enum Request {
         entries: Vec<EntryRef>,
         reply: oneshot::Sender<Result<u64, IndexError>>,
     },
+    TrimCovered {
+        shard: u32,
+        to: EntryId,
+        watermark: Watermark,
+        reply: oneshot::Sender<Result<u64, IndexError>>,
+    },
     Lease {
         op: LeaseOp,
         reply: oneshot::Sender<Result<Option<Lease>, LeaseError>>,
@@ -705,6 +711,23 @@ impl Writer {
                         }
                     }
                 }
+                Request::TrimCovered {
+                    shard,
+                    to,
+                    watermark,
+                    reply,
+                } => match self.apply_trim_covered(
+                    &tx,
+                    (shard, to, watermark),
+                    &mut group_edits,
+                    deltas,
+                ) {
+                    Ok(n) => outcomes.push(Outcome::Trim(n, reply)),
+                    Err(e) => {
+                        failed = Some(e);
+                        pending.push(PendingReply::Trim(reply));
+                    }
+                },
                 Request::Lease { op, reply } => match apply_lease(&tx, op) {
                     Ok(result) => outcomes.push(Outcome::Lease(result, reply)),
                     Err(e) => {
@@ -904,6 +927,71 @@ impl Writer {
                         removed += 1;
                         removes.insert(id);
                         unlink_version(latest.as_mut(), block.record(at), shard, id)?;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the covered entries of a shard before `to`. A block whose
+    /// entries all go is deleted here outright, without naming each entry
+    /// (which is what makes the collector's trim cheap); from the other
+    /// blocks the covered entries are recorded as removals that `flush`
+    /// applies, as for [`Self::apply_trim`].
+    fn apply_trim_covered(
+        &self,
+        tx: &WriteTransaction,
+        (shard, to, watermark): (u32, EntryId, Watermark),
+        group: &mut Group,
+        deltas: &mut Deltas,
+    ) -> Result<u64, Failure> {
+        let mut blocks = tx.open_table(BLOCKS)?;
+        let mut latest = self.latest_table(tx)?;
+        let removes = &mut group.shards.entry(shard).or_default().removes;
+        let end = entry_key(shard, to);
+        let mut after: Option<Vec<u8>> = None;
+        let mut removed = 0;
+        // A few blocks at a time, copied, so that the table is free to
+        // change between the reads.
+        let mut stored: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            stored.clear();
+            let first = entry_key(shard, EntryId::MIN);
+            let start = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Included(first.as_slice()),
+            };
+            for item in blocks
+                .range::<&[u8]>((start, Bound::Excluded(end.as_slice())))?
+                .take(64)
+            {
+                let (key, value) = item?;
+                stored.push((key.value().to_vec(), value.value().to_vec()));
+            }
+            let Some((last_key, _)) = stored.last() else {
+                break;
+            };
+            after = Some(last_key.clone());
+            for (key, value) in &stored {
+                let (_, block) = check_block(key, value, &self.location)
+                    .map_err(|e| Failure::corrupt(e.to_string()))?;
+                let whole = block.last() < to
+                    && block
+                        .iter()
+                        .all(|(id, _)| watermark.covers(&id) && !removes.contains(&id));
+                if whole {
+                    blocks.remove(key.as_slice())?;
+                    let delta = deltas.entry(shard).or_default();
+                    delta.0 -= block.len() as i64;
+                    delta.1 -= (key.len() + value.len()) as i64;
+                    removed += block.len() as u64;
+                }
+                for (id, record) in block.iter() {
+                    let goes = whole || (id < to && watermark.covers(&id) && removes.insert(id));
+                    if goes {
+                        unlink_version(latest.as_mut(), record, shard, id)?;
+                        removed += u64::from(!whole);
                     }
                 }
             }
@@ -1220,6 +1308,8 @@ impl Request {
         match self {
             Request::Write { batch, .. } => batch.entries.len().max(1),
             Request::Trim { entries, .. } => entries.len().max(1),
+            // Mostly whole blocks dropped: cheap for any number of entries.
+            Request::TrimCovered { .. } => 1,
             Request::Lease { .. } => 1,
         }
     }
@@ -1227,7 +1317,9 @@ impl Request {
     fn into_reply(self) -> PendingReply {
         match self {
             Request::Write { reply, .. } => PendingReply::Write(reply),
-            Request::Trim { reply, .. } => PendingReply::Trim(reply),
+            Request::Trim { reply, .. } | Request::TrimCovered { reply, .. } => {
+                PendingReply::Trim(reply)
+            }
             Request::Lease { reply, .. } => PendingReply::Lease(reply),
         }
     }
@@ -1306,6 +1398,22 @@ impl ChangeIndex for EmbeddedIndex {
         let entries = entries.to_vec();
         self.submit(|reply| Request::Trim { entries, reply })
             .await?
+    }
+
+    async fn trim_covered(
+        &self,
+        shard: u32,
+        to: EntryId,
+        watermark: Watermark,
+    ) -> Result<u64, IndexError> {
+        self.check_shard(shard)?;
+        self.submit(|reply| Request::TrimCovered {
+            shard,
+            to,
+            watermark,
+            reply,
+        })
+        .await?
     }
 
     async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {

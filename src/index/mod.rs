@@ -384,6 +384,42 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// Returns how many were removed.
     async fn trim(&self, entries: &[EntryRef]) -> Result<u64, IndexError>;
 
+    /// Removes the entries of `shard` with `id < to` that `watermark`
+    /// covers: exactly the ones a window that read `[MIN, to)` under that
+    /// watermark holds, never a late entry committed after it. Returns how
+    /// many. What the collector calls after an upload; a backend that can
+    /// drop whole runs of entries without naming each one should.
+    async fn trim_covered(
+        &self,
+        shard: u32,
+        to: EntryId,
+        watermark: Watermark,
+    ) -> Result<u64, IndexError> {
+        const PAGE: usize = 10_000;
+        let mut removed = 0;
+        let mut from = EntryId::MIN;
+        loop {
+            let ids = self.read_shard_ids(shard, from, to, PAGE).await?;
+            let Some(&last) = ids.last() else {
+                break;
+            };
+            let full = ids.len() == PAGE;
+            let covered: Vec<EntryRef> = ids
+                .into_iter()
+                .filter(|id| watermark.covers(id))
+                .map(|id| EntryRef { shard, id })
+                .collect();
+            if !covered.is_empty() {
+                removed += self.trim(&covered).await?;
+            }
+            match last.successor() {
+                Some(next) if full => from = next,
+                _ => break,
+            }
+        }
+        Ok(removed)
+    }
+
     /// The last committed value of a source marker.
     async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError>;
 

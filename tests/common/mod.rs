@@ -418,7 +418,17 @@ pub fn model_ops(
     )
     .prop_map(ModelOp::Write);
     let trim = proptest::collection::vec(any::<usize>(), 0..6).prop_map(ModelOp::Trim);
-    proptest::collection::vec(prop_oneof![3 => write, 2 => trim], 1..max_steps)
+    let trim_covered =
+        (any::<u32>(), 1u64..45).prop_map(|(shard, time)| ModelOp::TrimCovered(shard, time));
+    proptest::collection::vec(
+        prop_oneof![
+            3 => write,
+            2 => trim,
+            1 => Just(ModelOp::Watermark),
+            1 => trim_covered,
+        ],
+        1..max_steps,
+    )
 }
 
 /// Runs `zonelog ARGS -c CONFIG` and insists that it succeeds.
