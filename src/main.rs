@@ -153,6 +153,15 @@ enum RgwCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Undo setup-notifications: remove our notification from every bucket
+    /// of the user that has one, then the topic. Idempotent.
+    RemoveNotifications {
+        #[arg(short, long, env = "ZONELOG_CONFIG")]
+        config: PathBuf,
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +484,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Rgw {
             command: RgwCommand::SetupNotifications { config, dry_run },
         } => setup_notifications(&load_config(&config)?, dry_run).await,
+        Command::Rgw {
+            command: RgwCommand::RemoveNotifications { config, dry_run },
+        } => remove_notifications(&load_config(&config)?, dry_run).await,
         Command::Logs { command } => logs(command).await,
         Command::Backup { config, once } => backup(&load_config(&config)?, once).await,
         Command::Verify { config, bucket } => verify(&load_config(&config)?, bucket).await,
@@ -721,7 +733,12 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
+/// The topic and notifications of [sources.notify], on the RGW the config
+/// names; with that RGW's endpoint for messages.
+fn notify_setup(
+    cfg: &Config,
+    command: &str,
+) -> Result<(zonelog::capture::notify::setup::NotifySetup, url::Url)> {
     use zonelog::capture::notify::setup::NotifySetup;
     let notify = cfg
         .sources
@@ -732,7 +749,7 @@ async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
         (Some(r), _) => (&r.endpoint, &r.access_key, &r.secret_key, &r.region),
         (None, Some(r)) => (&r.endpoint, &r.access_key, &r.secret_key, &r.region),
         (None, None) => bail!(
-            "set [sources.notify.rgw] (endpoint and the bucket owner's keys) or [sources.rgw]: setup-notifications needs an RGW to talk to"
+            "set [sources.notify.rgw] (endpoint and the bucket owner's keys) or [sources.rgw]: {command} needs an RGW to talk to"
         ),
     };
     let push_endpoint = match &notify.push_endpoint {
@@ -745,7 +762,14 @@ async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
             .context("cannot build the push endpoint from sources.notify.listen")?,
     };
     let client = SignedClient::new(endpoint.clone(), access, secret.clone(), region)?;
-    let setup = NotifySetup::new(client, &notify.topic, &push_endpoint, &notify.token);
+    Ok((
+        NotifySetup::new(client, &notify.topic, &push_endpoint, &notify.token),
+        endpoint.clone(),
+    ))
+}
+
+async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
+    let (setup, endpoint) = notify_setup(cfg, "setup-notifications")?;
     let report = setup
         .run(&Filter::new(&cfg.filter), dry_run, &mut |line| {
             println!("{line}")
@@ -755,6 +779,22 @@ async fn setup_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
     if !report.failed.is_empty() {
         eprintln!(
             "error: {} bucket(s) could not be set up (see above); the keys must be the bucket owner's",
+            report.failed.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove_notifications(cfg: &Config, dry_run: bool) -> Result<ExitCode> {
+    let (setup, endpoint) = notify_setup(cfg, "remove-notifications")?;
+    let report = setup
+        .remove(dry_run, &mut |line| println!("{line}"))
+        .await
+        .with_context(|| format!("remove-notifications on {endpoint}"))?;
+    if !report.failed.is_empty() {
+        eprintln!(
+            "error: {} bucket(s) still have the notification (see above); the keys must be the bucket owner's",
             report.failed.len()
         );
         return Ok(ExitCode::FAILURE);

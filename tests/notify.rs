@@ -205,14 +205,8 @@ fn setup_client(zone: &DevZone, setup: &Setup) -> NotifySetup {
 
 /// Removes what setup-notifications created, so the shared zone keeps no
 /// topic pointing at a port nobody listens on.
-async fn cleanup(zone: &DevZone, setup: &Setup, buckets: &[&str]) {
-    let client = setup_client(zone, setup);
-    for b in buckets {
-        let _ = client.delete_notification(b).await;
-    }
-    if let Ok(Some(topic)) = client.find_topic().await {
-        let _ = client.delete_topic(&topic.arn).await;
-    }
+async fn cleanup(zone: &DevZone, setup: &Setup) {
+    let _ = setup_client(zone, setup).remove(false, &mut |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +353,51 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
         "{status}"
     );
     stop(run, "-TERM");
-    cleanup(&zone, &setup, &[&plain, &versioned]).await;
+
+    // Undo: a dry run changes nothing, the removal takes the notifications
+    // and the topic away, and a second removal finds nothing to do.
+    let dry = stdout(&zonelog(
+        &setup.config,
+        &["rgw", "remove-notifications", "--dry-run"],
+    ));
+    assert!(
+        dry.contains(&format!(
+            "bucket {plain}: notification {} would remove",
+            setup.topic
+        )),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("topic {}: would remove", setup.topic)),
+        "{dry}"
+    );
+    assert!(!dry.contains(TOKEN), "the token is never printed: {dry}");
+    assert!(client.bucket_configured(&plain, &topic.arn).await.unwrap());
+    assert!(client.find_topic().await.unwrap().is_some());
+    let removed = stdout(&zonelog(&setup.config, &["rgw", "remove-notifications"]));
+    for b in [&plain, &versioned] {
+        assert!(
+            removed.contains(&format!("bucket {b}: notification {} removed", setup.topic)),
+            "{removed}"
+        );
+        assert!(!client.bucket_configured(b, &topic.arn).await.unwrap());
+    }
+    assert!(!removed.contains(&ignored), "{removed}");
+    assert!(
+        removed.contains(&format!("topic {}: removed", setup.topic)),
+        "{removed}"
+    );
+    assert_eq!(client.find_topic().await.unwrap(), None);
+    let again = stdout(&zonelog(&setup.config, &["rgw", "remove-notifications"]));
+    assert!(
+        !again.contains("bucket "),
+        "nothing left to remove: {again}"
+    );
+    assert!(
+        again.contains(&format!("topic {}: not present", setup.topic)),
+        "{again}"
+    );
+    cleanup(&zone, &setup).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,5 +461,5 @@ async fn rgw_redelivers_what_arrived_while_zonelog_was_down() {
     assert_eq!(count.get(&("before/000".to_string(), "delete")), Some(&1));
     assert_eq!(records.len(), 61, "{count:?}");
     stop(run, "-TERM");
-    cleanup(&zone, &setup, &[&bucket]).await;
+    cleanup(&zone, &setup).await;
 }

@@ -13,7 +13,9 @@
 //! - `PUT /BUCKET?notification` with a `TopicConfiguration` adds or
 //!   replaces the notification of that id and keeps the bucket's others;
 //! - RGW copies the topic into each notification when it is created, so
-//!   after a topic changes the notifications are written again.
+//!   after a topic changes the notifications are written again;
+//! - `DELETE /BUCKET?notification=ID` removes one notification (an RGW
+//!   extension to S3); `remove-notifications` uses it to undo a setup.
 
 use url::Url;
 
@@ -56,6 +58,15 @@ pub struct SetupReport {
     pub topic: Option<Action>,
     pub arn: String,
     pub buckets: Vec<(String, Action)>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// What a removal did (or, dry, would do).
+#[derive(Debug, Clone, Default)]
+pub struct RemoveReport {
+    /// The ARN of the topic removed.
+    pub topic: Option<String>,
+    pub buckets: Vec<String>,
     pub failed: Vec<(String, String)>,
 }
 
@@ -155,6 +166,19 @@ impl NotifySetup {
     /// Whether the bucket already sends both event families to `arn` under
     /// our notification id.
     pub async fn bucket_configured(&self, bucket: &str, arn: &str) -> Result<bool, AdminError> {
+        Ok(self.our_notification(bucket).await?.is_some_and(|c| {
+            let events: Vec<String> = elements(&c, "Event")
+                .into_iter()
+                .map(|e| unescape(e.trim()))
+                .collect();
+            element(&c, "Topic").as_deref() == Some(arn)
+                && EVENTS.iter().all(|e| events.iter().any(|x| x == e))
+        }))
+    }
+
+    /// The bucket's notification with our id (its `TopicConfiguration`
+    /// XML), whatever topic and events it names.
+    async fn our_notification(&self, bucket: &str) -> Result<Option<String>, AdminError> {
         let url = self.client.url(
             &format!("/{}", encode_path(bucket)),
             &[("notification", None)],
@@ -169,15 +193,10 @@ impl NotifySetup {
             )
             .await?;
         let body = String::from_utf8_lossy(&reply.body);
-        Ok(elements(&body, "TopicConfiguration").into_iter().any(|c| {
-            let events: Vec<String> = elements(c, "Event")
-                .into_iter()
-                .map(|e| unescape(e.trim()))
-                .collect();
-            element(c, "Id").as_deref() == Some(self.topic.as_str())
-                && element(c, "Topic").as_deref() == Some(arn)
-                && EVENTS.iter().all(|e| events.iter().any(|x| x == e))
-        }))
+        Ok(elements(&body, "TopicConfiguration")
+            .into_iter()
+            .find(|c| element(c, "Id").as_deref() == Some(self.topic.as_str()))
+            .map(str::to_string))
     }
 
     pub async fn put_notification(&self, bucket: &str, arn: &str) -> Result<(), AdminError> {
@@ -210,11 +229,13 @@ impl NotifySetup {
         .map(|_| ())
     }
 
-    /// Removes our notification from a bucket (tests, and undoing a setup).
+    /// Removes our notification from a bucket.
     pub async fn delete_notification(&self, bucket: &str) -> Result<(), AdminError> {
         let url = self.client.url(
             &format!("/{}", encode_path(bucket)),
-            &[("notification", None), ("id", Some(&self.topic))],
+            // RGW's extension: `?notification=ID` deletes that one
+            // notification (without a value, all of the bucket's).
+            &[("notification", Some(&self.topic))],
         );
         self.client
             .send(
@@ -300,6 +321,101 @@ impl NotifySetup {
             report.buckets.push((bucket, action));
         }
         Ok(report)
+    }
+
+    /// Undoes [`Self::run`]: removes our notification from every bucket of
+    /// the user that has one (matching the filter or not, since the filter
+    /// may have changed since the setup), then the topic. Dry: only looks
+    /// and says what it would remove. Idempotent.
+    pub async fn remove(
+        &self,
+        dry_run: bool,
+        say: &mut dyn FnMut(String),
+    ) -> Result<RemoveReport, AdminError> {
+        let mut report = RemoveReport::default();
+        let verb = if dry_run { "would remove" } else { "removed" };
+        let topic = self.find_topic().await?;
+        let mut buckets = self.list_buckets().await?;
+        buckets.sort();
+        for bucket in buckets {
+            let found = match self.our_notification(&bucket).await {
+                Ok(found) => found,
+                Err(e) => {
+                    say(format!(
+                        "bucket {bucket}: cannot read its notifications: {e}"
+                    ));
+                    report.failed.push((bucket, e.to_string()));
+                    continue;
+                }
+            };
+            if found.is_none() {
+                continue;
+            }
+            if !dry_run {
+                if let Err(e) = self
+                    .delete_one(&bucket, topic.as_ref().map(|t| t.arn.as_str()))
+                    .await
+                {
+                    say(format!(
+                        "bucket {bucket}: cannot remove the notification: {e}"
+                    ));
+                    report.failed.push((bucket, e.to_string()));
+                    continue;
+                }
+            }
+            say(format!(
+                "bucket {bucket}: notification {} {verb}",
+                self.topic
+            ));
+            report.buckets.push(bucket);
+        }
+        // The topic last: a failed bucket above still points at it, and a
+        // rerun finds and removes both.
+        match topic {
+            Some(topic) if report.failed.is_empty() => {
+                if !dry_run {
+                    self.delete_topic(&topic.arn).await?;
+                }
+                say(format!("topic {}: {verb} ({})", self.topic, topic.arn));
+                report.topic = Some(topic.arn);
+            }
+            Some(topic) => say(format!(
+                "topic {}: kept ({}), because some buckets still use it",
+                self.topic, topic.arn
+            )),
+            None => say(format!("topic {}: not present", self.topic)),
+        }
+        Ok(report)
+    }
+
+    /// Removes our notification from one bucket and checks that it is gone.
+    ///
+    /// RGW 16 keeps one hidden copy of the topic per notification id
+    /// (`ID_TOPIC`), shared by every bucket whose notification has that id,
+    /// and deleting a notification deletes that copy; the next bucket's
+    /// delete then fails to read it and answers 200 without removing
+    /// anything (its log says "failed to read topic info"). Writing the
+    /// notification again first recreates the copy, so each delete works.
+    async fn delete_one(&self, bucket: &str, arn: Option<&str>) -> Result<(), AdminError> {
+        if let Some(arn) = arn {
+            self.put_notification(bucket, arn).await?;
+        }
+        self.delete_notification(bucket).await?;
+        match self.our_notification(bucket).await? {
+            None => Ok(()),
+            Some(_) => Err(AdminError::Decode {
+                endpoint: self.client.endpoint().to_string(),
+                what: format!("delete notification of {bucket}"),
+                reason: format!(
+                    "RGW answered 200 but the notification is still there{}",
+                    if arn.is_none() {
+                        " (its topic no longer exists; set the notification up again, then remove it)"
+                    } else {
+                        ""
+                    }
+                ),
+            }),
+        }
     }
 
     async fn sns(&self, params: &[(&str, &str)], what: &str) -> Result<bytes::Bytes, AdminError> {
