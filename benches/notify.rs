@@ -88,6 +88,7 @@ async fn bench() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         token: Secret::new(TOKEN),
         max_body: ByteSize::mib(8),
+        body_timeout: Duration::from_secs(30),
         key_encoding: KeyEncoding::Auto,
         dedup_events: 262_144,
         push_endpoint: None,

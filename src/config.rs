@@ -150,6 +150,10 @@ pub struct NotifySourceConfig {
     pub token: Secret,
     #[serde(default = "default_max_body")]
     pub max_body: ByteSize,
+    /// How long a request may take to deliver its body (408 after it), so a
+    /// sender that trickles cannot hold its share of the in-flight budget.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// How object keys in events are encoded.
     #[serde(default)]
     pub key_encoding: KeyEncoding,
@@ -554,6 +558,9 @@ fn default_concurrency() -> usize {
 fn default_max_body() -> ByteSize {
     ByteSize::mib(8)
 }
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_dedup_events() -> usize {
     262_144
 }
@@ -686,6 +693,15 @@ impl Config {
                 return Err(invalid(
                     "sources.notify.token",
                     "is empty; the receiver refuses to run without a token",
+                ));
+            }
+            if notify.body_timeout.is_zero() || notify.body_timeout > Duration::from_secs(3600) {
+                return Err(invalid(
+                    "sources.notify.body_timeout",
+                    format!(
+                        "{} must be more than 0 and at most 1h",
+                        humantime::format_duration(notify.body_timeout)
+                    ),
                 ));
             }
             if notify.max_body.as_u64() < 1024 {

@@ -1,6 +1,6 @@
 //! The notify receiver in process, without a sender: what it refuses
-//! (no token, wrong token, malformed JSON or records, too large) stores
-//! nothing; what it accepts is durable when it answers; duplicates —
+//! (no token, wrong token, malformed JSON or records, too large, a body
+//! that does not arrive in time) stores nothing; what it accepts is durable when it answers; duplicates —
 //! repeated, concurrent, or after a restart — are stored once.
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ fn config() -> NotifySourceConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: Secret::new(TOKEN),
         max_body: ByteSize::kib(64),
+        body_timeout: Duration::from_secs(30),
         key_encoding: KeyEncoding::Auto,
         dedup_events: 16_384,
         push_endpoint: None,
@@ -78,9 +79,13 @@ struct Running {
 }
 
 async fn start(index: &Arc<EmbeddedIndex>) -> Running {
+    start_with(index, config()).await
+}
+
+async fn start_with(index: &Arc<EmbeddedIndex>, config: NotifySourceConfig) -> Running {
     let (stop, shutdown) = watch::channel(false);
     let server = notify::start(
-        &config(),
+        &config,
         index.clone() as Arc<dyn ChangeIndex>,
         filter(),
         shutdown,
@@ -152,6 +157,62 @@ async fn chunked_post(url: &str, payload: &[u8]) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_gets_408_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let index = Arc::new(
+        EmbeddedIndex::open(
+            &dir.path().join("index"),
+            IndexLayout {
+                shards: 4,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .unwrap(),
+    );
+    let running = start_with(
+        &index,
+        NotifySourceConfig {
+            body_timeout: Duration::from_millis(500),
+            ..config()
+        },
+    )
+    .await;
+    let payload = body(&[rgw_event("photos", "slow", "ObjectCreated:Put", "S1")]);
+    let url = url::Url::parse(&running.url).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        url.path(),
+        payload.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Half the body, then nothing: the sender stalls.
+    stream
+        .write_all(&payload[..payload.len() / 2])
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+        .await
+        .expect("the receiver answers a stalled body instead of waiting for it")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("sources.notify.body_timeout"), "{answer}");
+    assert!(all_records(&index).await.is_empty(), "nothing stored");
+
+    // A sender that delivers its body in time is served as usual.
+    let client = reqwest::Client::new();
+    let (status, text) = post(&client, &running.url, Some(TOKEN), payload).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(all_records(&index).await.len(), 1);
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

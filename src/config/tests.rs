@@ -291,8 +291,16 @@ fn notify_source_options_are_checked() {
     assert_eq!(n.key_encoding, KeyEncoding::Auto);
     assert_eq!((n.dedup_events, n.topic.as_str()), (262_144, "zonelog"));
     assert!(n.push_endpoint.is_none() && n.rgw.is_none());
+    assert_eq!(n.body_timeout, Duration::from_secs(30));
     let e = error_of(&notify("dedup_events = 10"));
     assert!(e.contains("sources.notify.dedup_events"), "{e}");
+    let e = error_of(&notify("body_timeout = \"0s\""));
+    assert!(e.contains("sources.notify.body_timeout"), "{e}");
+    let c = load(&notify("body_timeout = \"5s\"")).unwrap();
+    assert_eq!(
+        c.sources.notify.unwrap().body_timeout,
+        Duration::from_secs(5)
+    );
     let e = error_of(&notify(
         "push_endpoint = \"http://u:p@10.0.0.1:9480/v1/events\"",
     ));

@@ -29,6 +29,7 @@ const MIN_INFLIGHT_BYTES: usize = 64 << 20;
 struct Shared {
     token: Secret,
     max_body: usize,
+    body_timeout: std::time::Duration,
     encoding: KeyEncoding,
     committer: Committer,
     counters: Arc<NotifyCounters>,
@@ -82,6 +83,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         token: config.token.clone(),
         max_body,
+        body_timeout: config.body_timeout,
         encoding: config.key_encoding,
         committer,
         counters: counters.clone(),
@@ -160,9 +162,6 @@ fn text(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// How long a request may take to deliver its body.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response {
     let started = Instant::now();
     let counters = &state.counters;
@@ -206,7 +205,7 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
     // A sender that trickles its body would hold its share of the in-flight
     // budget forever; senders post small batches, so a generous bound is
     // safe.
-    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
     loop {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(chunk)) => chunk,
@@ -216,8 +215,8 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
                 return text(
                     StatusCode::REQUEST_TIMEOUT,
                     format!(
-                        "the body did not arrive within {} s\n",
-                        BODY_TIMEOUT.as_secs()
+                        "the body did not arrive within {} (sources.notify.body_timeout)\n",
+                        humantime::format_duration(state.body_timeout)
                     ),
                 );
             }
