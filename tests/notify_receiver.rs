@@ -57,6 +57,19 @@ fn body(events: &[serde_json::Value]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "Records": events })).unwrap()
 }
 
+fn open_index(dir: &tempfile::TempDir) -> Arc<EmbeddedIndex> {
+    Arc::new(
+        EmbeddedIndex::open(
+            &dir.path().join("index"),
+            IndexLayout {
+                shards: 4,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .unwrap(),
+    )
+}
+
 async fn all_records(index: &Arc<EmbeddedIndex>) -> Vec<ChangeRecord> {
     let mut reader = MergedReader::new(
         index.clone() as Arc<dyn ChangeIndex>,
@@ -163,16 +176,7 @@ async fn chunked_post(url: &str, payload: &[u8]) -> u16 {
 async fn a_body_that_does_not_arrive_in_time_gets_408_and_stores_nothing() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().unwrap();
-    let index = Arc::new(
-        EmbeddedIndex::open(
-            &dir.path().join("index"),
-            IndexLayout {
-                shards: 4,
-                mode: IndexMode::EveryWrite,
-            },
-        )
-        .unwrap(),
-    );
+    let index = open_index(&dir);
     let running = start_with(
         &index,
         NotifySourceConfig {
@@ -218,16 +222,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_without_token_or_with_bad_bodies_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let index = Arc::new(
-        EmbeddedIndex::open(
-            &dir.path().join("index"),
-            IndexLayout {
-                shards: 4,
-                mode: IndexMode::EveryWrite,
-            },
-        )
-        .unwrap(),
-    );
+    let index = open_index(&dir);
     let running = start(&index).await;
     let client = reqwest::Client::new();
     let good = body(&[rgw_event("photos", "a", "ObjectCreated:Put", "A1")]);
@@ -445,16 +440,7 @@ impl ChangeIndex for Flaky {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_answers_503_and_the_retry_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(
-        EmbeddedIndex::open(
-            &dir.path().join("index"),
-            IndexLayout {
-                shards: 4,
-                mode: IndexMode::EveryWrite,
-            },
-        )
-        .unwrap(),
-    );
+    let inner = open_index(&dir);
     let flaky = Arc::new(Flaky {
         inner: inner.clone(),
         fail: std::sync::atomic::AtomicBool::new(true),

@@ -103,6 +103,61 @@ async fn poll_until(capture: &RgwCapture, index: &Arc<dyn ChangeIndex>, mut want
     assert_eq!(changes(index).await, want, "nothing more arrives");
 }
 
+/// Reopens the index with a fresh capture, as after a restart: capture
+/// resumes from the committed markers, doubles nothing, and a later change
+/// to `bucket` still arrives.
+async fn restart_resumes_exactly(
+    zone: &DevZone,
+    dir: &TempDir,
+    filter: &FilterConfig,
+    bucket: &str,
+    mut want: Vec<Change>,
+) {
+    let index = open(dir);
+    let cap = capture(zone, index.clone(), filter);
+    for _ in 0..3 {
+        cap.poll_once().await.expect("poll after restart");
+    }
+    assert_eq!(
+        changes(&index).await.len(),
+        want.len(),
+        "a restart doubles nothing"
+    );
+    let client = zone.admin_client();
+    S3(&client).put(bucket, "after-restart", b"r").await;
+    want.push(change(bucket, "after-restart", None, Op::Put));
+    poll_until(&cap, &index, want).await;
+}
+
+fn prefix_filter(prefix: &str) -> FilterConfig {
+    FilterConfig {
+        buckets: vec![],
+        bucket_prefixes: vec![prefix.to_string()],
+        key_prefixes: BTreeMap::new(),
+    }
+}
+
+fn bucket_filter(bucket: &str) -> FilterConfig {
+    FilterConfig {
+        buckets: vec![bucket.to_string()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    }
+}
+
+/// A capture into a new index that has polled once, so its starting
+/// positions are taken: what it records from here on is what follows.
+async fn started(
+    zone: &DevZone,
+    filter: &FilterConfig,
+) -> (TempDir, Arc<dyn ChangeIndex>, RgwCapture) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(zone, index.clone(), filter);
+    cap.poll_once().await.expect("first poll");
+    (dir, index, cap)
+}
+
 fn change(bucket: &str, key: &str, version: Option<&str>, op: Op) -> Change {
     (
         bucket.to_string(),
@@ -209,23 +264,10 @@ async fn every_op_type_becomes_the_expected_record() {
         }
     }
 
-    // Restart: resume from the committed markers, nothing doubled, and new
-    // changes still arrive.
+    // Restart: resume from the committed markers.
     drop(cap);
     drop(index);
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    for _ in 0..3 {
-        cap.poll_once().await.expect("poll after restart");
-    }
-    assert_eq!(
-        changes(&index).await.len(),
-        want.len(),
-        "a restart doubles nothing"
-    );
-    s3.put(&plain, "after-restart", b"r").await;
-    want.push(change(&plain, "after-restart", None, Op::Put));
-    poll_until(&cap, &index, want).await;
+    restart_resumes_exactly(&zone, &dir, &filter, &plain, want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,15 +276,8 @@ async fn a_burst_of_1000_objects_over_50_buckets_arrives_exactly_once() {
     let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let prefix = unique_bucket("zlburst");
-    let filter = FilterConfig {
-        buckets: vec![],
-        bucket_prefixes: vec![prefix.clone()],
-        key_prefixes: BTreeMap::new(),
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    cap.poll_once().await.expect("first poll");
+    let filter = prefix_filter(&prefix);
+    let (_dir, index, cap) = started(&zone, &filter).await;
     let buckets: Vec<String> = (0..50).map(|b| format!("{prefix}-{b:02}")).collect();
     stream::iter(&buckets)
         .for_each_concurrent(8, |b| {
@@ -286,11 +321,7 @@ async fn initial_full_lists_every_version_first_then_follows_the_logs() {
     let v1 = s3.put(&versioned, "obj", b"1").await.expect("v1");
     let v2 = s3.put(&versioned, "obj", b"2").await.expect("v2");
     let dm = s3.delete(&versioned, "obj").await.expect("delete marker");
-    let filter = FilterConfig {
-        buckets: vec![],
-        bucket_prefixes: vec![prefix.clone()],
-        key_prefixes: BTreeMap::new(),
-    };
+    let filter = prefix_filter(&prefix);
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
     let config = RgwSourceConfig {
@@ -348,11 +379,7 @@ async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zltrim");
-    let filter = FilterConfig {
-        buckets: vec![bucket.clone()],
-        bucket_prefixes: vec![],
-        key_prefixes: BTreeMap::new(),
-    };
+    let filter = bucket_filter(&bucket);
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
     let cap = RgwCapture::new(
@@ -399,15 +426,8 @@ async fn a_bilog_trimmed_past_our_position_resyncs_the_bucket_by_listing() {
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlgap");
-    let filter = FilterConfig {
-        buckets: vec![bucket.clone()],
-        bucket_prefixes: vec![],
-        key_prefixes: BTreeMap::new(),
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    cap.poll_once().await.expect("first poll");
+    let filter = bucket_filter(&bucket);
+    let (_dir, index, cap) = started(&zone, &filter).await;
     s3.create_bucket(&bucket).await;
     s3.put(&bucket, "k", b"1").await;
     poll_until(&cap, &index, vec![change(&bucket, "k", None, Op::Put)]).await;
@@ -462,11 +482,7 @@ async fn enrich_adds_size_etag_and_mtime() {
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlenrich");
-    let filter = FilterConfig {
-        buckets: vec![bucket.clone()],
-        bucket_prefixes: vec![],
-        key_prefixes: BTreeMap::new(),
-    };
+    let filter = bucket_filter(&bucket);
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
     let cap = RgwCapture::new(
@@ -499,15 +515,8 @@ async fn a_resharded_bucket_loses_no_change() {
     let client = zone.admin_client();
     let s3 = S3(&client);
     let bucket = unique_bucket("zlreshard");
-    let filter = FilterConfig {
-        buckets: vec![bucket.clone()],
-        bucket_prefixes: vec![],
-        key_prefixes: BTreeMap::new(),
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    cap.poll_once().await.expect("first poll");
+    let filter = bucket_filter(&bucket);
+    let (_dir, index, cap) = started(&zone, &filter).await;
     s3.create_bucket(&bucket).await;
     s3.put(&bucket, "a", b"1").await;
     poll_until(&cap, &index, vec![change(&bucket, "a", None, Op::Put)]).await;
@@ -629,17 +638,10 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     ]
     .into();
     s3.enable_versioning(&versioned).await;
-    let filter = FilterConfig {
-        buckets: vec![],
-        bucket_prefixes: vec![prefix.clone()],
-        key_prefixes: BTreeMap::new(),
-    };
+    let filter = prefix_filter(&prefix);
     // The buckets exist before the first start, so their starting positions
     // are taken from their unsharded logs too.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    cap.poll_once().await.expect("first poll");
+    let (dir, index, cap) = started(&zone, &filter).await;
     assert!(changes(&index).await.is_empty());
 
     // From here on changes reach the capture only through data-log entries,
@@ -657,7 +659,7 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     let marker = s3.delete(&versioned, "obj").await.expect("delete marker");
     s3.delete_version(&versioned, "obj", Some(&v1)).await;
 
-    let mut want = vec![
+    let want = vec![
         change(&plain, "obj", None, Op::Put),
         change(&plain, "obj", None, Op::Put),
         change(&plain, "_leading", None, Op::Put),
@@ -685,21 +687,8 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
         }
     }
 
-    // Restart: the stored unsharded positions resume, nothing is doubled,
-    // and later changes still arrive.
+    // Restart: the stored unsharded positions resume.
     drop(cap);
     drop(index);
-    let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &filter);
-    for _ in 0..3 {
-        cap.poll_once().await.expect("poll after restart");
-    }
-    assert_eq!(
-        changes(&index).await.len(),
-        want.len(),
-        "a restart doubles nothing"
-    );
-    s3.put(&plain, "after-restart", b"r").await;
-    want.push(change(&plain, "after-restart", None, Op::Put));
-    poll_until(&cap, &index, want).await;
+    restart_resumes_exactly(&zone, &dir, &filter, &plain, want).await;
 }

@@ -679,6 +679,29 @@ pub async fn check_against_model(index: &Arc<dyn ChangeIndex>, ops: &[ModelOp]) 
         BTreeMap::new();
     let mut trimmed: Vec<EntryRef> = Vec::new();
     let mut watermark = index.watermark().await.expect("watermark");
+    // A trim removed exactly the `chosen` live entries: the model forgets
+    // them, and later trims name them again (which must remove nothing).
+    let forget = |live: &mut BTreeMap<(EntryId, u32), ChangeRecord>,
+                  by_version: &mut BTreeMap<_, _>,
+                  trimmed: &mut Vec<EntryRef>,
+                  removed: u64,
+                  chosen: Vec<(EntryId, u32)>| {
+        assert_eq!(
+            removed,
+            chosen.len() as u64,
+            "a trim removes exactly the live entries it covers"
+        );
+        for key in chosen {
+            let r = live.remove(&key).expect("chosen from live");
+            if latest_mode {
+                by_version.remove(&(r.bucket, r.key, r.version_id));
+            }
+            trimmed.push(EntryRef {
+                shard: key.1,
+                id: key.0,
+            });
+        }
+    };
     for op in ops {
         match op {
             ModelOp::Watermark => {
@@ -696,21 +719,7 @@ pub async fn check_against_model(index: &Arc<dyn ChangeIndex>, ops: &[ModelOp]) 
                     .trim_covered(shard, to, watermark)
                     .await
                     .expect("trim_covered");
-                assert_eq!(
-                    removed,
-                    chosen.len() as u64,
-                    "trim_covered removes exactly the covered live ones"
-                );
-                for key in &chosen {
-                    let r = live.remove(key).expect("chosen from live");
-                    if latest_mode {
-                        by_version.remove(&(r.bucket, r.key, r.version_id));
-                    }
-                    trimmed.push(EntryRef {
-                        shard: key.1,
-                        id: key.0,
-                    });
-                }
+                forget(&mut live, &mut by_version, &mut trimmed, removed, chosen);
             }
             ModelOp::Write(records) => {
                 let records: Vec<ChangeRecord> = records
@@ -771,21 +780,13 @@ pub async fn check_against_model(index: &Arc<dyn ChangeIndex>, ops: &[ModelOp]) 
                     .collect();
                 refs.extend(trimmed.iter().copied());
                 let removed = index.trim(&refs).await.expect("trim");
-                assert_eq!(
+                forget(
+                    &mut live,
+                    &mut by_version,
+                    &mut trimmed,
                     removed,
-                    chosen.len() as u64,
-                    "trim removes exactly the live ones"
+                    chosen.into_iter().collect(),
                 );
-                for key in &chosen {
-                    let r = live.remove(key).expect("chosen from live");
-                    if latest_mode {
-                        by_version.remove(&(r.bucket, r.key, r.version_id));
-                    }
-                    trimmed.push(EntryRef {
-                        shard: key.1,
-                        id: key.0,
-                    });
-                }
             }
         }
         let all = read_all(index).await;
