@@ -680,14 +680,6 @@ impl Config {
                 ));
             }
         }
-        if self.sources.notify.is_some() && self.index.backend == IndexBackend::Rados {
-            // The receiver's duplicate memory and its batch recovery are
-            // per process; a shared index would need them shared too.
-            return Err(invalid(
-                "sources.notify",
-                "is not available with index.backend = \"rados\" yet; use the embedded index for push capture",
-            ));
-        }
         if let Some(notify) = &self.sources.notify {
             if notify.token.is_empty() {
                 return Err(invalid(

@@ -637,20 +637,59 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
     let mut capture_counters = None;
     let mut notify_counters = None;
     if let Some(notify) = &cfg.sources.notify {
-        let server = zonelog::capture::notify::start(
-            notify,
-            index.index.clone(),
-            Filter::new(&cfg.filter),
-            shutdown.clone(),
-        )
-        .await?;
-        tracing::info!(listen = %server.local_addr, "notify: receiving S3 event notifications on POST /v1/events");
-        notify_counters = Some(server.counters.clone());
-        tasks.spawn(async move {
-            if let Err(e) = server.run().await {
-                tracing::error!(error = %e, "notify receiver failed");
-            }
-        });
+        if cfg.index.backend == IndexBackend::Rados {
+            // The index is shared: one instance receives, the others keep
+            // their socket bound and stand by.
+            use zonelog::capture::notify::server::{bind, LeasedReceiver};
+            let listener = Arc::new(bind(notify)?);
+            let counters = Arc::new(zonelog::capture::notify::NotifyCounters::default());
+            notify_counters = Some(counters.clone());
+            let (shared, filter, notify) = (
+                index.index.clone(),
+                Filter::new(&cfg.filter),
+                notify.clone(),
+            );
+            let make = move || LeasedReceiver {
+                listener: listener.clone(),
+                config: notify.clone(),
+                index: shared.clone(),
+                filter: filter.clone(),
+                counters: counters.clone(),
+            };
+            let (shared, leases, ttl, shutdown) = (
+                index.index.clone(),
+                index.leases.clone(),
+                cfg.collector.lease_duration,
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                zonelog::capture::leased::run_leased(
+                    zonelog::capture::leased::NOTIFY_LEASE,
+                    make,
+                    shared,
+                    leases,
+                    process_holder_id(),
+                    ttl,
+                    shutdown,
+                )
+                .await
+            });
+        } else {
+            let server = zonelog::capture::notify::start(
+                notify,
+                index.index.clone(),
+                Filter::new(&cfg.filter),
+                shutdown.clone(),
+            )
+            .await?;
+            tracing::info!(listen = %server.local_addr, "notify: receiving S3 event notifications on POST /v1/events");
+            notify_counters = Some(server.counters.clone());
+            tasks.spawn(async move {
+                if let Err(e) = server.run().await {
+                    tracing::error!(error = %e, "notify receiver failed");
+                }
+            });
+        }
     }
     if let Some(rgw) = &cfg.sources.rgw {
         let (client, _) = rgw_client(cfg)?;
@@ -684,6 +723,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
             );
             tasks.spawn(async move {
                 zonelog::capture::leased::run_leased(
+                    zonelog::capture::leased::CAPTURE_LEASE,
                     make,
                     shared,
                     leases,

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::leased::CAPTURE_LEASE;
+use crate::capture::leased::{CAPTURE_LEASE, NOTIFY_LEASE};
 use crate::capture::rgw::CaptureCounters;
 use crate::collector::{window_state, LastWindow};
 use crate::index::{ChangeIndex, ShardStats};
@@ -28,6 +28,10 @@ pub struct Status {
     /// instance captures now.
     #[serde(default)]
     pub capture_lease: Option<LeaseStatus>,
+    /// The push receiver's lease (several instances on one RADOS index):
+    /// which instance receives now.
+    #[serde(default)]
+    pub notify_lease: Option<LeaseStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +132,7 @@ pub async fn gather(
     let now = now_ns();
     let lease = lease_status(leases, CONTROL_LEASE).await?;
     let capture_lease = lease_status(leases, CAPTURE_LEASE).await?;
+    let notify_lease = lease_status(leases, NOTIFY_LEASE).await?;
     Ok(Status {
         zone: zone.to_string(),
         now_ns: now,
@@ -142,6 +147,7 @@ pub async fn gather(
         pending_window,
         lease,
         capture_lease,
+        notify_lease,
     })
 }
 
@@ -231,12 +237,17 @@ pub fn render(status: &Status) -> String {
             let _ = writeln!(out, "  control lease: free");
         }
     }
-    if let Some(l) = &status.capture_lease {
-        let _ = writeln!(
-            out,
-            "  capture lease: {} (token {}, {} ms left)",
-            l.holder, l.token, l.expires_in_ms
-        );
+    for (name, lease) in [
+        ("capture", &status.capture_lease),
+        ("notify", &status.notify_lease),
+    ] {
+        if let Some(l) = lease {
+            let _ = writeln!(
+                out,
+                "  {name} lease: {} (token {}, {} ms left)",
+                l.holder, l.token, l.expires_in_ms
+            );
+        }
     }
     out
 }

@@ -2,7 +2,9 @@
 //! one RADOS index and one RGW zone while a workload runs; the collector
 //! leader is killed with SIGKILL; the other instance takes the collector
 //! (and, if needed, the capture) over within the lease duration; at the end
-//! every change of the workload is in exactly one log object.
+//! every change of the workload is in exactly one log object. And the same
+//! for the push receiver: one instance receives, the other takes over when
+//! it dies and still drops what the dead one already stored.
 
 mod common;
 
@@ -15,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::target::{fresh, read_logs};
 use common::{dev_zone, unique_bucket, S3};
+use zonelog::capture::leased::NOTIFY_LEASE;
 use zonelog::index::rados::{RadosIndex, RadosOptions};
-use zonelog::index::{IndexLayout, IndexMode};
+use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
 use zonelog::lease::{LeaseStore, CONTROL_LEASE};
 
 const LEASE: Duration = Duration::from_secs(3);
@@ -270,4 +273,164 @@ listen = "127.0.0.1:{port}"
     assert!(missing.is_empty(), "missing from the logs: {missing:?}");
     assert_eq!(records.len() as u64, expected, "nothing else in the logs");
     eprintln!("{written} puts and their deletes, each in exactly one log object; takeover after {takeover:?}");
+}
+
+/// An event as RGW 16 pushes it, for the receiver test below.
+fn pushed(key: &str, sequencer: &str) -> serde_json::Value {
+    serde_json::json!({ "Records": [{
+        "eventVersion": "2.2", "eventSource": "ceph:s3", "awsRegion": "",
+        "eventTime": "2026-11-25T17:02:25.069098Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "u"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "zonelog",
+               "bucket": {"name": "photos-ha", "arn": "arn:aws:s3:::photos-ha"},
+               "object": {"key": key, "size": 5, "eTag": "5d41402abc4b2a76b9719d911017c592",
+                          "versionId": "", "sequencer": sequencer, "metadata": [], "tags": []}},
+        "eventId": format!("1795626145.071137.{sequencer}"), "opaqueData": ""
+    }]})
+}
+
+/// Waits until the notify lease has a recorded holder other than `not`.
+async fn notify_holder(leases: &RadosIndex, not: Option<u32>) -> (u32, u64) {
+    let deadline = Instant::now() + LEASE * 4;
+    loop {
+        if let Some(l) = leases.holder(NOTIFY_LEASE).await.expect("holder") {
+            // Token 0: taken, its token not recorded yet.
+            let pid = pid_of(&l.holder).expect("pid in holder id");
+            if l.token != 0 && Some(pid) != not {
+                return (pid, l.token);
+            }
+        }
+        assert!(Instant::now() < deadline, "nobody took the notify lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_receiver_fails_over_and_remembers_what_it_took() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let namespace = unique_bucket("hanotify");
+    let ceph_conf = PathBuf::from(std::env::var("CEPH_CONF").expect("CEPH_CONF"));
+    let pool = std::env::var("ZONELOG_DEV_RADOS_POOL").expect("ZONELOG_DEV_RADOS_POOL");
+    const TOKEN: &str = "ha-token-7c1e";
+    let config = |http: u16, notify: u16| {
+        format!(
+            r#"zone = "{zone_name}"
+[sources.notify]
+listen = "127.0.0.1:{notify}"
+token = "{TOKEN}"
+[filter]
+bucket_prefixes = ["photos"]
+[index]
+backend = "rados"
+shards = 8
+[index.rados]
+ceph_conf = "{conf}"
+user = "admin"
+pool = "{pool}"
+namespace = "{namespace}"
+[collector]
+lease_duration = "{lease}s"
+[http]
+listen = "127.0.0.1:{http}"
+"#,
+            zone_name = zone.zone,
+            conf = ceph_conf.display(),
+            lease = LEASE.as_secs(),
+        )
+    };
+    let ports = [(free_port(), free_port()), (free_port(), free_port())];
+    let mut children = Vec::new();
+    for (n, (http, notify)) in ports.iter().enumerate() {
+        let path = dir.path().join(format!("{n}.toml"));
+        std::fs::write(&path, config(*http, *notify)).expect("config");
+        children.push(start(&path, &dir.path().join(format!("{n}.log"))));
+        wait_http(&format!("http://127.0.0.1:{http}/healthz")).await;
+    }
+    let index = RadosIndex::open(
+        RadosOptions {
+            ceph_conf,
+            user: "admin".into(),
+            keyring: None,
+            pool,
+            namespace,
+            zone: zone.zone.clone(),
+            op_timeout: Duration::from_secs(30),
+        },
+        IndexLayout {
+            shards: 8,
+            mode: IndexMode::EveryWrite,
+        },
+    )
+    .await
+    .expect("open the shared index");
+    let (holder_pid, first_token) = notify_holder(&index, None).await;
+    let holder = children
+        .iter()
+        .position(|c| c.id() == holder_pid)
+        .expect("the holder is one of the two");
+    let standby = 1 - holder;
+    let url = |i: usize| format!("http://127.0.0.1:{}/v1/events", ports[i].1);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let post = |i: usize, event: serde_json::Value| {
+        let (client, url) = (client.clone(), url(i));
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&event)
+                .send()
+                .await
+                .expect("post");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(post(holder, pushed("a", "S1")).await, 200);
+    assert_eq!(post(holder, pushed("b", "S2")).await, 200);
+
+    // A sender that reaches the standby is not refused: it waits until that
+    // instance receives.
+    let early = tokio::spawn(post(standby, pushed("c", "S3")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!early.is_finished(), "the standby does not answer yet");
+
+    children[holder].kill().expect("SIGKILL the receiver");
+    children[holder].wait().expect("reap");
+    let killed = Instant::now();
+    let (new_pid, new_token) = notify_holder(&index, Some(holder_pid)).await;
+    eprintln!(
+        "receiver (pid {holder_pid}) killed; pid {new_pid} took over after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(new_pid, children[standby].id(), "the survivor receives now");
+    assert!(new_token > first_token, "the new holder has a larger token");
+    assert_eq!(early.await.expect("early post"), 200);
+    // Redeliveries of what the dead receiver took are dropped; new ones are
+    // stored.
+    assert_eq!(post(standby, pushed("a", "S1")).await, 200);
+    assert_eq!(post(standby, pushed("b", "S2")).await, 200);
+    assert_eq!(post(standby, pushed("d", "S4")).await, 200);
+
+    let mut reader = MergedReader::new(
+        Arc::new(index) as Arc<dyn ChangeIndex>,
+        EntryId::MIN,
+        EntryId::MAX,
+        100,
+    );
+    let mut keys = Vec::new();
+    while let Some(e) = reader.next().await.expect("read") {
+        keys.push(e.record.key);
+    }
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "c", "d"], "each notification stored once");
+
+    let survivor = &mut children[standby];
+    Command::new("kill")
+        .args(["-TERM", &survivor.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(survivor.wait().expect("reap").success());
 }

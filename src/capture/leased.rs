@@ -2,8 +2,10 @@
 //!
 //! Two instances tailing the same zone logs into one index would index
 //! every change twice: the bilog markers stop a replay only when reads and
-//! writes of one bucket shard do not overlap. So exactly one instance
-//! captures — the holder of the lease [`CAPTURE_LEASE`] — and the others
+//! writes of one bucket shard do not overlap. Two push receivers would each
+//! remember only the notifications they took, so a redelivery to the other
+//! would be stored twice. So exactly one instance runs each source — the
+//! holder of its lease ([`CAPTURE_LEASE`], [`NOTIFY_LEASE`]) — and the others
 //! stand by and take over within one lease duration when it dies. A holder
 //! that loses the lease stops capturing before its lease can have expired
 //! (it stops trusting the lease a safety margin early), so two captures only
@@ -20,8 +22,10 @@ use tokio::sync::watch;
 use crate::index::ChangeIndex;
 use crate::lease::{LeaseError, LeaseStore};
 
-/// The lease name; one per source kind.
+/// The lease of the rgw source.
 pub const CAPTURE_LEASE: &str = "capture-rgw";
+/// The lease of the notify source (the push receiver).
+pub const NOTIFY_LEASE: &str = "capture-notify";
 
 /// Something that captures until told to stop.
 #[async_trait::async_trait]
@@ -40,6 +44,7 @@ impl Capture for super::rgw::tail::RgwCapture {
 /// A fresh capture per term catches up every known bucket shard, as after a
 /// process start.
 pub async fn run_leased<C, F>(
+    lease_name: &'static str,
     make: F,
     index: Arc<dyn ChangeIndex>,
     leases: Arc<dyn LeaseStore>,
@@ -53,11 +58,11 @@ pub async fn run_leased<C, F>(
     let safety = (ttl / 4).min(Duration::from_secs(2));
     let mut standby_logged = false;
     while !*shutdown.borrow() {
-        let mut lease = match leases.acquire(CAPTURE_LEASE, &holder, ttl).await {
+        let mut lease = match leases.acquire(lease_name, &holder, ttl).await {
             Ok(lease) => lease,
             Err(LeaseError::Held { holder: other, .. }) => {
                 if !standby_logged {
-                    tracing::info!(holder = %other, "capture: another instance captures; standing by");
+                    tracing::info!(lease = lease_name, holder = %other, "capture: another instance holds the lease; standing by");
                     standby_logged = true;
                 }
                 tokio::select! {
@@ -67,7 +72,7 @@ pub async fn run_leased<C, F>(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "capture: cannot take the capture lease; retrying");
+                tracing::warn!(lease = lease_name, error = %e, "capture: cannot take the lease; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(ttl / 3) => {}
                     _ = shutdown.changed() => {}
@@ -96,8 +101,9 @@ pub async fn run_leased<C, F>(
             }
         }
         tracing::info!(
+            lease = lease_name,
             token = lease.token,
-            "capture: took the capture lease; capturing"
+            "capture: took the lease; capturing"
         );
         let capture = make();
         let (stop, stopped) = watch::channel(false);
@@ -111,12 +117,12 @@ pub async fn run_leased<C, F>(
                     match tokio::time::timeout(ttl / 3, leases.renew(&lease, ttl)).await {
                         Ok(Ok(renewed)) => lease = renewed,
                         Ok(Err(e)) => {
-                            tracing::error!(error = %e, "capture: lost the capture lease; stopping");
+                            tracing::error!(lease = lease_name, error = %e, "capture: lost the lease; stopping");
                             lost = true;
                         }
                         Err(_) => {
                             if SystemTime::now() + safety >= lease.expires_at {
-                                tracing::error!("capture: renewals of the capture lease hang; stopping before it expires");
+                                tracing::error!(lease = lease_name, "capture: renewals of the lease hang; stopping before it expires");
                                 lost = true;
                             }
                         }
@@ -132,7 +138,7 @@ pub async fn run_leased<C, F>(
         }
         if !lost {
             if let Err(e) = leases.release(&lease).await {
-                tracing::warn!(error = %e, "capture: could not release the capture lease");
+                tracing::warn!(lease = lease_name, error = %e, "capture: could not release the lease");
             }
         }
     }

@@ -371,15 +371,13 @@ fn rados_index_config_loads_and_is_checked() {
 }
 
 #[test]
-fn push_capture_needs_the_embedded_index_for_now() {
+fn push_capture_works_with_the_rados_index() {
     let text = GOOD.replace(
         "[index]\npath = \"/tmp/zl\"",
         "[index]\nbackend = \"rados\"\n[index.rados]\npool = \"p\"\n\
          [sources.notify]\nlisten = \"127.0.0.1:9480\"\ntoken = \"t\"",
     );
-    let e = error_of(&text);
-    assert!(
-        e.starts_with("sources.notify: is not available with index.backend"),
-        "{e}"
-    );
+    let c = load(&text).unwrap();
+    assert!(c.sources.notify.is_some());
+    assert_eq!(c.index.backend, IndexBackend::Rados);
 }

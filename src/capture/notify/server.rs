@@ -60,19 +60,50 @@ pub async fn start(
     config: &NotifySourceConfig,
     index: Arc<dyn ChangeIndex>,
     filter: Filter,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<NotifyServer, NotifyError> {
-    let counters = Arc::new(NotifyCounters::default());
+    let listener = bind(config)?;
+    serve_on(
+        listener,
+        config,
+        index,
+        filter,
+        shutdown,
+        Arc::new(NotifyCounters::default()),
+    )
+    .await
+}
+
+/// The receiver's socket: the one a service manager passed (`LISTEN_FDS`),
+/// or a new one bound to `listen`.
+pub fn bind(config: &NotifySourceConfig) -> Result<std::net::TcpListener, NotifyError> {
     let listen_error = |source| NotifyError::Listen {
         listen: config.listen,
         source,
     };
     let listener = match inherited_listener().map_err(listen_error)? {
         Some(listener) => listener,
-        None => tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(listen_error)?,
+        None => std::net::TcpListener::bind(config.listen).map_err(listen_error)?,
     };
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    Ok(listener)
+}
+
+/// Loads the seen-set, starts the committer and serves on `listener` until
+/// `shutdown`.
+pub async fn serve_on(
+    listener: std::net::TcpListener,
+    config: &NotifySourceConfig,
+    index: Arc<dyn ChangeIndex>,
+    filter: Filter,
+    mut shutdown: watch::Receiver<bool>,
+    counters: Arc<NotifyCounters>,
+) -> Result<NotifyServer, NotifyError> {
+    let listen_error = |source| NotifyError::Listen {
+        listen: config.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
     let local_addr = listener.local_addr().map_err(listen_error)?;
     let (committer, committer_task) =
         Committer::start(index, filter, config.dedup_events, counters.clone()).await?;
@@ -118,7 +149,7 @@ pub async fn start(
 /// refused (connection refused; see docs/decisions.md). When the socket
 /// outlives zonelog, pushes made during a restart wait in the kernel's
 /// backlog instead and are served by the next process.
-fn inherited_listener() -> std::io::Result<Option<tokio::net::TcpListener>> {
+fn inherited_listener() -> std::io::Result<Option<std::net::TcpListener>> {
     use std::sync::atomic::AtomicBool;
     static TAKEN: AtomicBool = AtomicBool::new(false);
     let fds = std::env::var("LISTEN_FDS")
@@ -144,12 +175,59 @@ fn inherited_listener() -> std::io::Result<Option<tokio::net::TcpListener>> {
                 format!("LISTEN_FDS is set but fd 3 is not a listening TCP socket: {e}"),
             )
         })?;
-        std_listener.set_nonblocking(true)?;
-        Ok(Some(tokio::net::TcpListener::from_std(std_listener)?))
+        Ok(Some(std_listener))
     }
     #[cfg(not(unix))]
     {
         Ok(None)
+    }
+}
+
+/// The receiver of one instance among several on a shared (RADOS) index:
+/// it serves only while this instance holds [`crate::capture::leased::NOTIFY_LEASE`],
+/// loading the seen-set anew each term, so the duplicate memory of the
+/// previous holder carries over. The socket stays bound between terms: a
+/// sender that reaches a standby instance waits in the kernel's backlog
+/// until it takes over, instead of being refused.
+pub struct LeasedReceiver {
+    pub listener: Arc<std::net::TcpListener>,
+    pub config: NotifySourceConfig,
+    pub index: Arc<dyn ChangeIndex>,
+    pub filter: Filter,
+    pub counters: Arc<NotifyCounters>,
+}
+
+#[async_trait::async_trait]
+impl crate::capture::leased::Capture for LeasedReceiver {
+    async fn run(&self, shutdown: watch::Receiver<bool>) {
+        let served = async {
+            let listener = self
+                .listener
+                .try_clone()
+                .map_err(|source| NotifyError::Listen {
+                    listen: self.config.listen,
+                    source,
+                })?;
+            let server = serve_on(
+                listener,
+                &self.config,
+                self.index.clone(),
+                self.filter.clone(),
+                shutdown,
+                self.counters.clone(),
+            )
+            .await?;
+            tracing::info!(listen = %server.local_addr, "notify: receiving S3 event notifications on POST /v1/events");
+            server.run().await.map_err(|source| NotifyError::Listen {
+                listen: self.config.listen,
+                source,
+            })
+        };
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "notify receiver failed; giving the lease up");
+            // Not at once: a failure that repeats should not spin.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }
 
