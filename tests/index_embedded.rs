@@ -30,6 +30,7 @@ fn tiny_blocks() -> EmbeddedOptions {
         block_max_bytes: 200,
         block_max_entries: 3,
         block_small_bytes: 120,
+        trim_span: 5,
         ..EmbeddedOptions::default()
     }
 }

@@ -89,6 +89,10 @@ pub struct EmbeddedOptions {
     /// rewritten, so that writers with small commits do not leave one tiny
     /// block per commit; above it, appends start a new block.
     pub block_small_bytes: usize,
+    /// Entries one `trim_covered` commit spans at most, so the removals it
+    /// remembers entry by entry (from blocks that do not go whole) stay
+    /// bounded. Tests shrink it to exercise spans that start mid-block.
+    pub trim_span: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -98,6 +102,7 @@ impl Default for EmbeddedOptions {
             block_max_bytes: 128 << 10,
             block_max_entries: 2048,
             block_small_bytes: 4 << 10,
+            trim_span: 100_000,
         }
     }
 }
@@ -113,6 +118,7 @@ pub struct EmbeddedIndex {
     /// The highest seq committed; seqs grow in commit order because only
     /// the writer thread hands them out, and each open starts a new session.
     committed_seq: Arc<AtomicU64>,
+    trim_span: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,6 +155,7 @@ enum Request {
     },
     TrimCovered {
         shard: u32,
+        from: EntryId,
         to: EntryId,
         watermark: Watermark,
         reply: oneshot::Sender<Result<u64, IndexError>>,
@@ -224,6 +231,7 @@ impl EmbeddedIndex {
         let db = Arc::new(db);
         let (requests, inbox) = mpsc::channel(QUEUE_DEPTH);
         let committed_seq = Arc::new(AtomicU64::new(session << 32));
+        let trim_span = options.trim_span.max(1);
         let writer = Writer {
             db: db.clone(),
             location: location.clone(),
@@ -246,6 +254,7 @@ impl EmbeddedIndex {
             writer: Some(writer),
             counters,
             committed_seq,
+            trim_span,
         })
     }
 
@@ -713,12 +722,13 @@ impl Writer {
                 }
                 Request::TrimCovered {
                     shard,
+                    from,
                     to,
                     watermark,
                     reply,
                 } => match self.apply_trim_covered(
                     &tx,
-                    (shard, to, watermark),
+                    (shard, from, to, watermark),
                     &mut group_edits,
                     deltas,
                 ) {
@@ -942,14 +952,21 @@ impl Writer {
     fn apply_trim_covered(
         &self,
         tx: &WriteTransaction,
-        (shard, to, watermark): (u32, EntryId, Watermark),
+        (shard, from, to, watermark): (u32, EntryId, EntryId, Watermark),
         group: &mut Group,
         deltas: &mut Deltas,
     ) -> Result<u64, Failure> {
         let mut blocks = tx.open_table(BLOCKS)?;
         let mut latest = self.latest_table(tx)?;
         let removes = &mut group.shards.entry(shard).or_default().removes;
-        let end = entry_key(shard, to);
+        let (start, end) = (entry_key(shard, from), entry_key(shard, to));
+        // Blocks never overlap: the last block starting before `from` may
+        // hold some of the range, the others start inside it.
+        let floor = blocks
+            .range(entry_key(shard, EntryId::MIN).as_slice()..start.as_slice())?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value().to_vec());
         let mut after: Option<Vec<u8>> = None;
         let mut removed = 0;
         // A few blocks at a time, copied, so that the table is free to
@@ -957,13 +974,13 @@ impl Writer {
         let mut stored: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         loop {
             stored.clear();
-            let first = entry_key(shard, EntryId::MIN);
-            let start = match &after {
-                Some(key) => Bound::Excluded(key.as_slice()),
-                None => Bound::Included(first.as_slice()),
+            let lower = match (&after, &floor) {
+                (Some(key), _) => Bound::Excluded(key.as_slice()),
+                (None, Some(key)) => Bound::Included(key.as_slice()),
+                (None, None) => Bound::Included(start.as_slice()),
             };
             for item in blocks
-                .range::<&[u8]>((start, Bound::Excluded(end.as_slice())))?
+                .range::<&[u8]>((lower, Bound::Excluded(end.as_slice())))?
                 .take(64)
             {
                 let (key, value) = item?;
@@ -976,7 +993,8 @@ impl Writer {
             for (key, value) in &stored {
                 let (_, block) = check_block(key, value, &self.location)
                     .map_err(|e| Failure::corrupt(e.to_string()))?;
-                let whole = block.last() < to
+                let whole = block.first() >= from
+                    && block.last() < to
                     && block
                         .iter()
                         .all(|(id, _)| watermark.covers(&id) && !removes.contains(&id));
@@ -988,7 +1006,8 @@ impl Writer {
                     removed += block.len() as u64;
                 }
                 for (id, record) in block.iter() {
-                    let goes = whole || (id < to && watermark.covers(&id) && removes.insert(id));
+                    let goes = whole
+                        || (id >= from && id < to && watermark.covers(&id) && removes.insert(id));
                     if goes {
                         unlink_version(latest.as_mut(), record, shard, id)?;
                         removed += u64::from(!whole);
@@ -1407,13 +1426,32 @@ impl ChangeIndex for EmbeddedIndex {
         watermark: Watermark,
     ) -> Result<u64, IndexError> {
         self.check_shard(shard)?;
-        self.submit(|reply| Request::TrimCovered {
-            shard,
-            to,
-            watermark,
-            reply,
-        })
-        .await?
+        // In spans of at most `trim_span` entries, each one commit: entries
+        // that cannot go with their whole block are remembered one by one
+        // until the commit, and that memory stays bounded.
+        let mut removed = 0;
+        let mut from = EntryId::MIN;
+        while from < to {
+            let ids = self.read_shard_ids(shard, from, to, self.trim_span).await?;
+            let end = match ids.last() {
+                Some(last) if ids.len() == self.trim_span => {
+                    last.successor().unwrap_or(EntryId::MAX).min(to)
+                }
+                Some(_) => to,
+                None => break,
+            };
+            removed += self
+                .submit(|reply| Request::TrimCovered {
+                    shard,
+                    from,
+                    to: end,
+                    watermark,
+                    reply,
+                })
+                .await??;
+            from = end;
+        }
+        Ok(removed)
     }
 
     async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
