@@ -469,3 +469,63 @@ async fn a_failed_commit_answers_503_and_the_retry_is_stored() {
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_when_the_lease_term_ends_gets_503_and_is_not_stored() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use zonelog::capture::leased::Capture as _;
+    use zonelog::capture::notify::server::{bind, LeasedReceiver};
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(&dir);
+    let config = config();
+    let listener = Arc::new(bind(&config).unwrap());
+    let addr = listener.local_addr().unwrap();
+    let receiver = LeasedReceiver {
+        listener,
+        config,
+        index: index.clone() as Arc<dyn ChangeIndex>,
+        filter: filter(),
+        counters: Arc::new(notify::NotifyCounters::default()),
+    };
+    let (end_term, term) = watch::channel(false);
+    let serving = tokio::spawn(async move { receiver.run(term).await });
+    let url = format!("http://{addr}/v1/events");
+    let client = reqwest::Client::new();
+    let first = body(&[rgw_event("photos", "a", "ObjectCreated:Put", "L1")]);
+    let (status, text) = post(&client, &url, Some(TOKEN), first).await;
+    assert_eq!(status, 200, "{text}");
+
+    // A request whose body is still arriving when the term ends.
+    let late = body(&[rgw_event("photos", "late", "ObjectCreated:Put", "L2")]);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        late.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let half = late.len() / 2;
+    stream.write_all(&late[..half]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    end_term.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(&late[half..]).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("notify lease"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(20), serving)
+        .await
+        .expect("the term's receiver stops")
+        .unwrap();
+    let keys: Vec<String> = all_records(&index)
+        .await
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["a"], "nothing is stored after the term ended");
+}

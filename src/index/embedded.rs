@@ -1387,7 +1387,7 @@ impl ChangeIndex for EmbeddedIndex {
             to,
             limit,
             // Room for a page of small records; capped, as `limit` may be huge.
-            EncodedEntries::with_capacity(limit.min(16_384), limit.min(1024) * 256),
+            EncodedEntries::with_capacity(limit.min(16_384), limit.min(256) * 256),
             move |page, id, record| page.push(EntryRef { shard, id }, record),
         )
         .await

@@ -165,7 +165,6 @@ impl IndexedEntry {
     }
 }
 
-/// What a write did with each record, in batch order.
 /// Entries in their stored form: refs and the encoded records ([`codec`])
 /// back to back in one buffer, so a page of thousands of entries costs a
 /// few allocations and a reader that only turns them into log lines never
@@ -246,6 +245,7 @@ pub fn decode_entry(entry: EntryRef, record: &[u8]) -> Result<IndexedEntry, Inde
     Ok(IndexedEntry { shard, id, record })
 }
 
+/// What a write did with each record, in batch order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     /// Stored under this key.

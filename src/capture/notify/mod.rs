@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::capture::rgw::tail::LagHistogram;
 use crate::capture::OpCounters;
@@ -121,6 +121,8 @@ pub enum NotifyError {
     Commit(String),
     #[error("the notify committer has stopped")]
     Stopped,
+    #[error("this instance no longer holds the notify lease; another instance receives now")]
+    NotHolder,
 }
 
 /// What happened to one request's notifications.
@@ -145,11 +147,18 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committer on `index` with the seen-set stored there.
+    ///
+    /// `term`, for a receiver behind a lease: once it turns true the lease
+    /// term is over and nothing more is committed (the senders get 503 and
+    /// retry at the new holder), however long the requests in flight still
+    /// take; so the new holder's seen-set, loaded when its term began,
+    /// misses nothing this one stores.
     pub async fn start(
         index: Arc<dyn ChangeIndex>,
         filter: Filter,
         dedup_events: usize,
         counters: Arc<NotifyCounters>,
+        term: Option<watch::Receiver<bool>>,
     ) -> Result<(Committer, tokio::task::JoinHandle<()>), NotifyError> {
         let markers = index.markers(seen::SEEN_PREFIX).await?;
         let seen = seen::SeenSet::load(dedup_events, &markers)?;
@@ -159,7 +168,9 @@ impl Committer {
         );
         let max_batch = seen.max_batch();
         let (tx, rx) = mpsc::channel(1024);
-        let task = tokio::spawn(commit_loop(index, filter, seen, rx, counters, max_batch));
+        let task = tokio::spawn(commit_loop(
+            index, filter, seen, rx, counters, max_batch, term,
+        ));
         Ok((Committer { tx, max_batch }, task))
     }
 
@@ -189,6 +200,7 @@ async fn commit_loop(
     mut rx: mpsc::Receiver<Submission>,
     counters: Arc<NotifyCounters>,
     max_batch: usize,
+    term: Option<watch::Receiver<bool>>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut total = first.notifications.len();
@@ -201,24 +213,39 @@ async fn commit_loop(
                 }
                 Ok(next) => {
                     // Does not fit: commit what we have, then this one.
-                    commit_group(&index, &filter, &mut seen, group, &counters).await;
+                    let over = term_over(&term);
+                    commit_group(&index, &filter, &mut seen, group, &counters, over).await;
                     group = vec![next];
                     total = group[0].notifications.len();
                 }
                 Err(_) => break,
             }
         }
-        commit_group(&index, &filter, &mut seen, group, &counters).await;
+        let over = term_over(&term);
+        commit_group(&index, &filter, &mut seen, group, &counters, over).await;
     }
 }
 
+fn term_over(term: &Option<watch::Receiver<bool>>) -> bool {
+    term.as_ref().is_some_and(|t| *t.borrow())
+}
+
+/// Commits a group of submissions, or, once the lease term is `over`,
+/// refuses them all.
 async fn commit_group(
     index: &Arc<dyn ChangeIndex>,
     filter: &Filter,
     seen: &mut seen::SeenSet,
     group: Vec<Submission>,
     counters: &NotifyCounters,
+    over: bool,
 ) {
+    if over {
+        for submission in group {
+            let _ = submission.reply.send(Err(NotifyError::NotHolder));
+        }
+        return;
+    }
     let started = Instant::now();
     let mut batch = WriteBatch::new();
     let mut new_keys = Vec::new();

@@ -70,12 +70,16 @@ pub async fn start(
         filter,
         shutdown,
         Arc::new(NotifyCounters::default()),
+        false,
     )
     .await
 }
 
+/// Connections the kernel holds for the receiver before it accepts them.
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// The receiver's socket: the one a service manager passed (`LISTEN_FDS`),
-/// or a new one bound to `listen`.
+/// or a new one bound to `listen`. Called within the tokio runtime.
 pub fn bind(config: &NotifySourceConfig) -> Result<std::net::TcpListener, NotifyError> {
     let listen_error = |source| NotifyError::Listen {
         listen: config.listen,
@@ -83,14 +87,29 @@ pub fn bind(config: &NotifySourceConfig) -> Result<std::net::TcpListener, Notify
     };
     let listener = match inherited_listener().map_err(listen_error)? {
         Some(listener) => listener,
-        None => std::net::TcpListener::bind(config.listen).map_err(listen_error)?,
+        None => {
+            // A long backlog, set explicitly: on a standby (RADOS index)
+            // the backlog is where pushes wait for the takeover.
+            let socket = match config.listen {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .map_err(listen_error)?;
+            socket.set_reuseaddr(true).map_err(listen_error)?;
+            socket.bind(config.listen).map_err(listen_error)?;
+            socket
+                .listen(LISTEN_BACKLOG)
+                .and_then(|l| l.into_std())
+                .map_err(listen_error)?
+        }
     };
     listener.set_nonblocking(true).map_err(listen_error)?;
     Ok(listener)
 }
 
 /// Loads the seen-set, starts the committer and serves on `listener` until
-/// `shutdown`.
+/// `shutdown`. `fenced` (a lease term): requests still in flight at
+/// `shutdown` are refused with 503 instead of being stored.
 pub async fn serve_on(
     listener: std::net::TcpListener,
     config: &NotifySourceConfig,
@@ -98,6 +117,7 @@ pub async fn serve_on(
     filter: Filter,
     mut shutdown: watch::Receiver<bool>,
     counters: Arc<NotifyCounters>,
+    fenced: bool,
 ) -> Result<NotifyServer, NotifyError> {
     let listen_error = |source| NotifyError::Listen {
         listen: config.listen,
@@ -105,8 +125,14 @@ pub async fn serve_on(
     };
     let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
     let local_addr = listener.local_addr().map_err(listen_error)?;
-    let (committer, committer_task) =
-        Committer::start(index, filter, config.dedup_events, counters.clone()).await?;
+    let (committer, committer_task) = Committer::start(
+        index,
+        filter,
+        config.dedup_events,
+        counters.clone(),
+        fenced.then(|| shutdown.clone()),
+    )
+    .await?;
     let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
     let inflight_kib = (max_body.saturating_mul(2).max(MIN_INFLIGHT_BYTES) / 1024)
         .min(Semaphore::MAX_PERMITS)
@@ -215,6 +241,7 @@ impl crate::capture::leased::Capture for LeasedReceiver {
                 self.filter.clone(),
                 shutdown,
                 self.counters.clone(),
+                true,
             )
             .await?;
             tracing::info!(listen = %server.local_addr, "notify: receiving S3 event notifications on POST /v1/events");
