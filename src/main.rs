@@ -630,6 +630,38 @@ async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs a source behind its lease (several instances on one RADOS index):
+/// this instance runs a fresh one from `make` while it holds `lease`.
+fn spawn_leased<C, F>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    lease: &'static str,
+    make: F,
+    index: &OpenIndex,
+    cfg: &Config,
+    shutdown: watch::Receiver<bool>,
+) where
+    C: zonelog::capture::leased::Capture + 'static,
+    F: Fn() -> C + Send + Sync + 'static,
+{
+    let (shared, leases, ttl) = (
+        index.index.clone(),
+        index.leases.clone(),
+        cfg.collector.lease_duration,
+    );
+    tasks.spawn(async move {
+        zonelog::capture::leased::run_leased(
+            lease,
+            make,
+            shared,
+            leases,
+            process_holder_id(),
+            ttl,
+            shutdown,
+        )
+        .await
+    });
+}
+
 async fn run(cfg: &Config) -> Result<ExitCode> {
     let index = open_index(cfg).await?;
     let (stop, shutdown) = watch::channel(false);
@@ -656,24 +688,14 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
                 filter: filter.clone(),
                 counters: counters.clone(),
             };
-            let (shared, leases, ttl, shutdown) = (
-                index.index.clone(),
-                index.leases.clone(),
-                cfg.collector.lease_duration,
+            spawn_leased(
+                &mut tasks,
+                zonelog::capture::leased::NOTIFY_LEASE,
+                make,
+                &index,
+                cfg,
                 shutdown.clone(),
             );
-            tasks.spawn(async move {
-                zonelog::capture::leased::run_leased(
-                    zonelog::capture::leased::NOTIFY_LEASE,
-                    make,
-                    shared,
-                    leases,
-                    process_holder_id(),
-                    ttl,
-                    shutdown,
-                )
-                .await
-            });
         } else {
             let server = zonelog::capture::notify::start(
                 notify,
@@ -716,23 +738,14 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
                 capture.counters = counters.clone();
                 capture
             };
-            let (shared, leases, ttl) = (
-                index.index.clone(),
-                index.leases.clone(),
-                cfg.collector.lease_duration,
+            spawn_leased(
+                &mut tasks,
+                zonelog::capture::leased::CAPTURE_LEASE,
+                make,
+                &index,
+                cfg,
+                shutdown,
             );
-            tasks.spawn(async move {
-                zonelog::capture::leased::run_leased(
-                    zonelog::capture::leased::CAPTURE_LEASE,
-                    make,
-                    shared,
-                    leases,
-                    process_holder_id(),
-                    ttl,
-                    shutdown,
-                )
-                .await
-            });
         } else {
             tasks.spawn(async move { capture.run(shutdown).await });
         }

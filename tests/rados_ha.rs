@@ -57,6 +57,33 @@ async fn wait_http(url: &str) {
     }
 }
 
+/// The RADOS index the instances of a test share (8 shards, every-write),
+/// opened by the test itself to watch leases and read entries.
+async fn shared_index(
+    ceph_conf: PathBuf,
+    pool: String,
+    namespace: String,
+    zone: &str,
+) -> RadosIndex {
+    RadosIndex::open(
+        RadosOptions {
+            ceph_conf,
+            user: "admin".into(),
+            keyring: None,
+            pool,
+            namespace,
+            zone: zone.to_string(),
+            op_timeout: Duration::from_secs(30),
+        },
+        IndexLayout {
+            shards: 8,
+            mode: IndexMode::EveryWrite,
+        },
+    )
+    .await
+    .expect("open the shared index")
+}
+
 /// The pid inside a holder id (`host:pid:start_ms`).
 fn pid_of(holder: &str) -> Option<u32> {
     holder.split(':').nth(1)?.parse().ok()
@@ -143,23 +170,7 @@ listen = "127.0.0.1:{port}"
     };
 
     // The lease store the instances share, to watch who leads.
-    let leases = RadosIndex::open(
-        RadosOptions {
-            ceph_conf,
-            user: "admin".into(),
-            keyring: None,
-            pool,
-            namespace,
-            zone: zone.zone.clone(),
-            op_timeout: Duration::from_secs(30),
-        },
-        IndexLayout {
-            shards: 8,
-            mode: IndexMode::EveryWrite,
-        },
-    )
-    .await
-    .expect("open the shared index");
+    let leases = shared_index(ceph_conf, pool, namespace, &zone.zone).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let leader = leases
         .holder(CONTROL_LEASE)
@@ -347,23 +358,7 @@ listen = "127.0.0.1:{http}"
         children.push(start(&path, &dir.path().join(format!("{n}.log"))));
         wait_http(&format!("http://127.0.0.1:{http}/healthz")).await;
     }
-    let index = RadosIndex::open(
-        RadosOptions {
-            ceph_conf,
-            user: "admin".into(),
-            keyring: None,
-            pool,
-            namespace,
-            zone: zone.zone.clone(),
-            op_timeout: Duration::from_secs(30),
-        },
-        IndexLayout {
-            shards: 8,
-            mode: IndexMode::EveryWrite,
-        },
-    )
-    .await
-    .expect("open the shared index");
+    let index = shared_index(ceph_conf, pool, namespace, &zone.zone).await;
     let (holder_pid, first_token) = notify_holder(&index, None).await;
     let holder = children
         .iter()
