@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{dev_zone, unique_bucket, S3};
+use common::{dev_zone, put_delete_changes, spawn_put_delete_workload, unique_bucket, S3};
 use zonelog::index::conformance::read_all;
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode};
@@ -101,21 +101,7 @@ listen = "127.0.0.1:{port}"
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, client, bucket) = (stop.clone(), client.clone(), bucket.clone());
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("k/{n:06}");
-                S3(&client).put(&bucket, &key, b"x").await;
-                if n % 10 == 3 {
-                    S3(&client).delete(&bucket, &key).await;
-                }
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
     for run in 0..RUNS {
         std::thread::sleep(Duration::from_millis(100 + rng.next() % 1500));
         if run % 2 == 0 {
@@ -165,18 +151,11 @@ listen = "127.0.0.1:{port}"
             .or_default() += 1;
     }
     let mut missing = Vec::new();
-    for n in 0..written {
-        let key = format!("k/{n:06}");
-        let mut want = vec!["put"];
-        if n % 10 == 3 {
-            want.push("delete");
-        }
-        for op in want {
-            match seen.get(&(key.clone(), op.to_string())) {
-                Some(1) => {}
-                Some(c) => panic!("{key} {op} is in the index {c} times"),
-                None => missing.push(format!("{key} {op}")),
-            }
+    for (key, op) in put_delete_changes(written) {
+        match seen.get(&(key.clone(), op.to_string())) {
+            Some(1) => {}
+            Some(c) => panic!("{key} {op} is in the index {c} times"),
+            None => missing.push(format!("{key} {op}")),
         }
     }
     assert!(

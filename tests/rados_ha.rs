@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::target::{fresh, read_logs};
-use common::{dev_zone, unique_bucket, S3};
+use common::{dev_zone, put_delete_changes, spawn_put_delete_workload, unique_bucket, S3};
 use zonelog::capture::leased::NOTIFY_LEASE;
 use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
@@ -55,6 +55,16 @@ async fn wait_http(url: &str) {
         assert!(Instant::now() < deadline, "{url} never answered 200");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The `[index]` section of the instances' config: the shared RADOS index
+/// that [`shared_index`] opens too.
+fn rados_index_toml(ceph_conf: &Path, pool: &str, namespace: &str) -> String {
+    format!(
+        "[index]\nbackend = \"rados\"\nshards = 8\n[index.rados]\nceph_conf = \"{}\"\n\
+         user = \"admin\"\npool = \"{pool}\"\nnamespace = \"{namespace}\"\n",
+        ceph_conf.display()
+    )
 }
 
 /// The RADOS index the instances of a test share (8 shards, every-write),
@@ -108,15 +118,7 @@ secret_key = "{sk}"
 poll_interval = "200ms"
 [filter]
 buckets = ["{bucket}"]
-[index]
-backend = "rados"
-shards = 8
-[index.rados]
-ceph_conf = "{conf}"
-user = "admin"
-pool = "{pool}"
-namespace = "{namespace}"
-[collector]
+{index}[collector]
 period = "{period}ms"
 cutoff_margin = "300ms"
 lease_duration = "{lease}s"
@@ -134,7 +136,7 @@ listen = "127.0.0.1:{port}"
             endpoint = zone.endpoint,
             ak = zone.admin_access_key,
             sk = zone.admin_secret_key,
-            conf = ceph_conf.display(),
+            index = rados_index_toml(&ceph_conf, &pool, &namespace),
             period = PERIOD.as_millis(),
             lease = LEASE.as_secs(),
             target_bucket = target_cfg.bucket.as_deref().expect("target bucket"),
@@ -153,21 +155,7 @@ listen = "127.0.0.1:{port}"
     wait_http(&format!("http://127.0.0.1:{port_b}/healthz")).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, client, bucket) = (stop.clone(), client.clone(), bucket.clone());
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("k/{n:06}");
-                S3(&client).put(&bucket, &key, b"x").await;
-                if n % 10 == 3 {
-                    S3(&client).delete(&bucket, &key).await;
-                }
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
 
     // The lease store the instances share, to watch who leads.
     let leases = shared_index(ceph_conf, pool, namespace, &zone.zone).await;
@@ -236,7 +224,7 @@ listen = "127.0.0.1:{port}"
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("writer");
-    let expected = written + (0..written).filter(|n| n % 10 == 3).count() as u64;
+    let expected = put_delete_changes(written).len() as u64;
 
     // Wait until the survivor has written everything out.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -264,21 +252,14 @@ listen = "127.0.0.1:{port}"
             .push(object.clone());
     }
     let mut missing = Vec::new();
-    for n in 0..written {
-        let key = format!("k/{n:06}");
-        let mut want = vec!["put"];
-        if n % 10 == 3 {
-            want.push("delete");
-        }
-        for op in want {
-            match seen.get(&(key.clone(), op.to_string())).map(Vec::len) {
-                Some(1) => {}
-                Some(c) => panic!(
-                    "{key} {op} is in {c} log objects: {:?}",
-                    seen[&(key.clone(), op.to_string())]
-                ),
-                None => missing.push(format!("{key} {op}")),
-            }
+    for (key, op) in put_delete_changes(written) {
+        match seen.get(&(key.clone(), op.to_string())).map(Vec::len) {
+            Some(1) => {}
+            Some(c) => panic!(
+                "{key} {op} is in {c} log objects: {:?}",
+                seen[&(key.clone(), op.to_string())]
+            ),
+            None => missing.push(format!("{key} {op}")),
         }
     }
     assert!(missing.is_empty(), "missing from the logs: {missing:?}");
@@ -332,21 +313,13 @@ listen = "127.0.0.1:{notify}"
 token = "{TOKEN}"
 [filter]
 bucket_prefixes = ["photos"]
-[index]
-backend = "rados"
-shards = 8
-[index.rados]
-ceph_conf = "{conf}"
-user = "admin"
-pool = "{pool}"
-namespace = "{namespace}"
-[collector]
+{index}[collector]
 lease_duration = "{lease}s"
 [http]
 listen = "127.0.0.1:{http}"
 "#,
             zone_name = zone.zone,
-            conf = ceph_conf.display(),
+            index = rados_index_toml(&ceph_conf, &pool, &namespace),
             lease = LEASE.as_secs(),
         )
     };

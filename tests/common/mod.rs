@@ -448,3 +448,43 @@ pub fn zonelog_ok(config: &std::path::Path, args: &[&str]) -> std::process::Outp
     );
     output
 }
+
+/// A put/delete workload on `bucket` until `stop`: puts `k/NNNNNN` and
+/// deletes every tenth key again (see [`put_delete_changes`]); returns how
+/// many keys it put.
+#[allow(dead_code)]
+pub fn spawn_put_delete_workload(
+    client: SignedClient,
+    bucket: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let key = format!("k/{n:06}");
+            S3(&client).put(&bucket, &key, b"x").await;
+            if n % 10 == 3 {
+                S3(&client).delete(&bucket, &key).await;
+            }
+            n += 1;
+        }
+        n
+    })
+}
+
+/// Every (key, op) change [`spawn_put_delete_workload`] made after putting
+/// `written` keys, in order.
+#[allow(dead_code)]
+pub fn put_delete_changes(written: u64) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    for n in 0..written {
+        let key = format!("k/{n:06}");
+        if n % 10 == 3 {
+            out.push((key.clone(), "put"));
+            out.push((key, "delete"));
+        } else {
+            out.push((key, "put"));
+        }
+    }
+    out
+}
