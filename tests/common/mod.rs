@@ -17,6 +17,8 @@ pub struct DevZone {
     pub admin_secret_key: String,
     pub user_access_key: String,
     pub user_secret_key: String,
+    /// `pacific`, `reef` or `tentacle`: the release `scripts/ceph-dev` runs.
+    pub release: String,
 }
 
 /// The dev zone, or `None` when the developer asked to skip Ceph tests.
@@ -38,7 +40,14 @@ pub fn dev_zone() -> Option<DevZone> {
         std::env::var(name)
             .unwrap_or_else(|_| panic!("{name} is not set; eval \"$(scripts/ceph-dev env)\""))
     };
+    let release = var("ZONELOG_DEV_CEPH_RELEASE");
+    // Shown with a failing test's output, so a failure names its release.
+    eprintln!(
+        "dev zone: Ceph {release} {}",
+        std::env::var("ZONELOG_DEV_CEPH_VERSION").unwrap_or_default()
+    );
     Some(DevZone {
+        release,
         endpoint: Url::parse(&endpoint).expect("ZONELOG_DEV_RGW_ENDPOINT is a URL"),
         zone: var("ZONELOG_DEV_ZONE"),
         admin_access_key: var("ZONELOG_DEV_ADMIN_ACCESS_KEY"),
@@ -49,6 +58,12 @@ pub fn dev_zone() -> Option<DevZone> {
 }
 
 impl DevZone {
+    /// Reef and later: bilog generations, unlogged operations that still
+    /// take a number, the FIFO data log.
+    pub fn newer_than_pacific(&self) -> bool {
+        self.release != "pacific"
+    }
+
     pub fn admin_client(&self) -> SignedClient {
         SignedClient::new(
             self.endpoint.clone(),

@@ -189,8 +189,36 @@ impl RgwAdmin {
         shard: Option<u32>,
         marker: Option<&str>,
     ) -> Result<Vec<BilogEntry>, AdminError> {
+        self.bilog_list_max(bucket, instance_id, shard, marker, BILOG_PAGE)
+            .await
+    }
+
+    /// The oldest entry still held in a bucket shard's index log: RGW
+    /// trims a log only from its start, so an entry at or before a
+    /// position proves that nothing after the position was trimmed.
+    pub async fn bilog_oldest(
+        &self,
+        bucket: &str,
+        instance_id: &str,
+        shard: Option<u32>,
+    ) -> Result<Option<BilogEntry>, AdminError> {
+        Ok(self
+            .bilog_list_max(bucket, instance_id, shard, None, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn bilog_list_max(
+        &self,
+        bucket: &str,
+        instance_id: &str,
+        shard: Option<u32>,
+        marker: Option<&str>,
+        max_entries: usize,
+    ) -> Result<Vec<BilogEntry>, AdminError> {
         let instance = instance_key(bucket, instance_id, shard);
-        let max = BILOG_PAGE.to_string();
+        let max = max_entries.to_string();
         let mut query = vec![
             ("type", Some("bucket-index")),
             ("bucket-instance", Some(instance.as_str())),

@@ -37,6 +37,10 @@ use crate::record::{ChangeRecord, Op};
 const INITIALIZED: &str = "rgw/initialized";
 const BILOG_PREFIX: &str = "rgw/bilog/";
 const DATALOG_PREFIX: &str = "rgw/datalog/";
+/// `rgw/bilog-trimmed/<bucket>:<instance>[:<shard>]`: the position up to
+/// which zonelog itself trimmed that bilog (`trim_source`), so the log
+/// starting right after it is known not to be a trim by someone else.
+const TRIMMED_PREFIX: &str = "rgw/bilog-trimmed/";
 /// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
 /// position after which it continues) or `done`.
 const LISTING_PREFIX: &str = "rgw/listing/";
@@ -83,6 +87,10 @@ impl BucketShard {
 
     fn marker_name(&self) -> String {
         format!("{BILOG_PREFIX}{}", self.name())
+    }
+
+    fn trimmed_marker_name(&self) -> String {
+        format!("{TRIMMED_PREFIX}{}", self.name())
     }
 }
 
@@ -161,16 +169,28 @@ fn bilog_seq(marker: &str) -> Option<u64> {
     marker.split('.').next()?.parse().ok()
 }
 
-/// `Some((our position, oldest entry left))` when the log no longer holds
-/// the entries right after our position (or, for a shard we never read,
-/// its first entries).
-fn log_gap(position: Option<&str>, first_listed: &str) -> Option<(u64, u64)> {
-    let next = bilog_seq(first_listed)?;
-    let had = match position.filter(|p| !p.is_empty()) {
-        Some(p) => bilog_seq(p)?,
-        None => 0,
-    };
-    (next > had + 1).then_some((had, next))
+/// Whether the first entry listed after our position directly follows it
+/// in RGW's numbering. When it does, nothing can be missing between them;
+/// when it does not, that alone proves nothing: Reef and later number index
+/// operations that they never log (a pending or cancelled operation, a
+/// multipart upload's meta entry), so a shard can list 1, 2, 7, 9, 10 with
+/// nothing trimmed.
+fn follows_directly(position: &str, first_listed: &str) -> bool {
+    match (bilog_seq(position), bilog_seq(first_listed)) {
+        (Some(had), Some(next)) => next <= had + 1,
+        // Markers we cannot read as numbers: only RGW's own answer counts.
+        _ => false,
+    }
+}
+
+/// Whether RGW still holds the entry at `position` (or an older one): RGW
+/// trims a bucket-index log only from its start up to an end marker, so
+/// then nothing after our position is gone.
+fn still_holds(position: &str, oldest: Option<&str>) -> bool {
+    match (bilog_seq(position), oldest.and_then(bilog_seq)) {
+        (Some(had), Some(oldest)) => oldest <= had,
+        _ => false,
+    }
 }
 
 /// `bucket:instance[:shard]` back into its parts (bucket names and instance
@@ -239,6 +259,9 @@ pub struct CaptureCounters {
     /// Buckets listed again because their log was trimmed past our position
     /// or their instance changed.
     pub resyncs: AtomicU64,
+    /// Bucket-index log pages whose first entry did not directly follow our
+    /// position in RGW's numbering, each checked against what RGW holds.
+    pub numbering_skips: AtomicU64,
     /// Changes the index refused (e.g. a name over S3's limits), skipped.
     pub invalid: AtomicU64,
 }
@@ -434,6 +457,14 @@ impl RgwCapture {
         for bs in active {
             match self.stored_marker(&bs.marker_name()).await {
                 Ok(Some(marker)) if !marker.is_empty() => {
+                    // Recorded before the trim: a trim that then fails
+                    // leaves the entry in place, which speaks for itself.
+                    let noted = WriteBatch::new()
+                        .marker(bs.trimmed_marker_name(), marker.clone().into_bytes());
+                    if let Err(e) = self.index.write(noted).await {
+                        tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
+                        continue;
+                    }
                     if let Err(e) = self
                         .admin
                         .bilog_trim(&bs.bucket, &bs.instance, bs.shard, &marker)
@@ -687,14 +718,17 @@ impl RgwCapture {
             let mut batch = WriteBatch::new();
             let mut page_report = PollReport::default();
             if let Some(first) = page.first() {
-                if let Some((had, next)) = log_gap(marker.as_deref(), entry_marker(first)) {
-                    // Entries between our position and the oldest one left
-                    // were trimmed by someone else: what they said is
-                    // unknown, so the bucket is listed again in full.
+                if self
+                    .trimmed_past(bs, marker.as_deref(), entry_marker(first))
+                    .await?
+                {
+                    // Entries after our position were trimmed by someone
+                    // else: what they said is unknown, so the bucket is
+                    // listed again in full.
                     tracing::warn!(
                         bucket_shard = %shard_name,
-                        position = had,
-                        oldest_left = next,
+                        position = marker.as_deref().unwrap_or(""),
+                        first_left = entry_marker(first),
                         "rgw capture: the bucket-index log was trimmed past our position; \
                          resyncing the whole bucket by listing it"
                     );
@@ -747,6 +781,40 @@ impl RgwCapture {
             }
             marker = Some(last_marker);
         }
+    }
+
+    /// Whether entries after `position` may have been trimmed before we
+    /// read them, decided from what RGW holds rather than from numbering:
+    /// only when RGW no longer holds the entry at our position itself, and
+    /// zonelog did not trim exactly to it, is there room for a trimmed
+    /// entry between our position and the first one listed.
+    ///
+    /// An empty position is the start of a log that was empty when its
+    /// position was taken, so everything RGW lists after it is new.
+    async fn trimmed_past(
+        &self,
+        bs: &BucketShard,
+        position: Option<&str>,
+        first_listed: &str,
+    ) -> Result<bool, CaptureError> {
+        let Some(position) = position.filter(|p| !p.is_empty()) else {
+            return Ok(false);
+        };
+        if follows_directly(position, first_listed) {
+            return Ok(false);
+        }
+        self.counters
+            .numbering_skips
+            .fetch_add(1, Ordering::Relaxed);
+        let oldest = self
+            .admin
+            .bilog_oldest(&bs.bucket, &bs.instance, bs.shard)
+            .await?;
+        if still_holds(position, oldest.as_ref().map(entry_marker)) {
+            return Ok(false);
+        }
+        let trimmed_by_us = self.stored_marker(&bs.trimmed_marker_name()).await?;
+        Ok(trimmed_by_us.as_deref() != Some(position))
     }
 
     /// A bucket shard's log answered 404. Only when the bucket itself is
@@ -869,14 +937,13 @@ mod tests {
         assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs));
         assert_eq!(parse_bucket_shard("b:id.1").map(|b| b.shard), Some(None));
         assert_eq!(parse_bucket_shard("b"), None);
-        assert_eq!(log_gap(Some("00000000002.15.6"), "00000000003.17.6"), None);
-        assert_eq!(log_gap(None, "00000000001.5.6"), None);
-        assert_eq!(
-            log_gap(Some("00000000002.15.6"), "00000000009.30.6"),
-            Some((2, 9))
-        );
-        assert_eq!(log_gap(None, "00000000004.5.6"), Some((0, 4)));
-        assert_eq!(log_gap(Some("junk"), "00000000004.5.6"), None);
+        assert!(follows_directly("00000000002.15.6", "00000000003.17.6"));
+        assert!(!follows_directly("00000000002.15.6", "00000000009.30.6"));
+        assert!(!follows_directly("junk", "00000000004.5.6"));
+        assert!(still_holds("00000000009.30.6", Some("00000000002.15.6")));
+        assert!(still_holds("00000000009.30.6", Some("00000000009.30.6")));
+        assert!(!still_holds("00000000009.30.6", Some("00000000011.31.6")));
+        assert!(!still_holds("00000000009.30.6", None));
         let h = LagHistogram::default();
         for s in [0.005, 0.02, 0.02, 0.3, 7.0] {
             h.observe(s);
