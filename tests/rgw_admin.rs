@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{dev_zone, unique_bucket, S3};
 use zonelog::capture::rgw::admin::AdminError;
-use zonelog::capture::rgw::RgwAdmin;
+use zonelog::capture::rgw::{BucketShard, RgwAdmin};
 
 #[tokio::test]
 async fn bilog_and_datalog_show_a_put_and_a_delete() {
@@ -40,9 +40,13 @@ async fn bilog_and_datalog_show_a_put_and_a_delete() {
     let mut object_shard = None;
     for shard in &shards {
         let entries = admin
-            .bilog_list(&bucket, &instance.instance_id, *shard, None)
+            .bilog_list(
+                &BucketShard::first(&bucket, &instance.instance_id, *shard),
+                None,
+            )
             .await
-            .expect("bilog");
+            .expect("bilog")
+            .entries;
         for e in entries.iter().filter(|e| e.state == "complete") {
             assert_eq!(e.object, "dir/first object");
             ops.push(e.op.clone());
@@ -52,7 +56,11 @@ async fn bilog_and_datalog_show_a_put_and_a_delete() {
     assert_eq!(ops, ["write", "del"], "bilog ops of the workload");
     let object_shard = object_shard.expect("the object's shard");
     let info = admin
-        .bilog_info(&bucket, &instance.instance_id, object_shard)
+        .bilog_info(&BucketShard::first(
+            &bucket,
+            &instance.instance_id,
+            object_shard,
+        ))
         .await
         .expect("bilog info");
     assert!(!info.max_marker.is_empty(), "{info:?}");

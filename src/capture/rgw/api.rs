@@ -20,6 +20,9 @@ pub struct DatalogEntry {
     pub key: String,
     #[serde(default)]
     pub timestamp: String,
+    /// The bilog generation that changed (Reef and later; Pacific: 0).
+    #[serde(default)]
+    pub gen: u64,
 }
 
 impl DatalogEntry {
@@ -77,6 +80,76 @@ pub struct BilogEntry {
     pub ver: Option<serde_json::Value>,
 }
 
+/// One generation of one bucket-index shard's log. Pacific has only
+/// generation 0; Reef and later start a new generation, with its own shard
+/// count and numbering, at each reshard, and keep the bucket instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketShard {
+    pub bucket: String,
+    pub instance: String,
+    pub shard: Option<u32>,
+    pub gen: u64,
+}
+
+impl BucketShard {
+    /// Generation 0: what Pacific has, and what a new bucket starts with.
+    pub fn first(bucket: &str, instance: &str, shard: Option<u32>) -> Self {
+        BucketShard {
+            bucket: bucket.to_string(),
+            instance: instance.to_string(),
+            shard,
+            gen: 0,
+        }
+    }
+
+    /// `bucket:instance[:shard]`, as the admin API names the shard.
+    pub fn name(&self) -> String {
+        instance_key(&self.bucket, &self.instance, self.shard)
+    }
+
+    /// The name plus `@gen` after generation 0: numbering restarts in each
+    /// generation, so a marker alone does not say where it belongs.
+    pub fn log_name(&self) -> String {
+        match self.gen {
+            0 => self.name(),
+            gen => format!("{}@{gen}", self.name()),
+        }
+    }
+}
+
+/// `format-ver=2` answers an object; Pacific answers the bare entries.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BilogListing {
+    Page(BilogPage),
+    Entries(Vec<BilogEntry>),
+}
+
+/// One page of a bucket shard's index log.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BilogPage {
+    #[serde(default)]
+    pub entries: Vec<BilogEntry>,
+    #[serde(default)]
+    pub truncated: bool,
+    /// Set on the last page of a generation that a reshard ended: where
+    /// the bucket's log continues.
+    #[serde(default)]
+    pub next_log: Option<NextLog>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct NextLog {
+    pub generation: u64,
+    pub num_shards: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct LogGeneration {
+    pub gen: u64,
+    pub num_shards: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct BilogInfo {
     #[serde(default)]
@@ -90,6 +163,13 @@ pub struct BilogInfo {
     /// RGW 16 sends this as the string `"false"`/`"true"`.
     #[serde(default, deserialize_with = "bool_or_string")]
     pub syncstopped: bool,
+    /// Reef and later: the generations RGW still holds (Pacific: none).
+    #[serde(default)]
+    pub oldest_gen: u64,
+    #[serde(default)]
+    pub latest_gen: u64,
+    #[serde(default)]
+    pub generations: Vec<LogGeneration>,
 }
 
 fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -180,78 +260,74 @@ impl RgwAdmin {
             .await
     }
 
-    /// One page (at most [`BILOG_PAGE`] entries) of a bucket shard's index
-    /// log after `marker`. A page shorter than the limit is the last one.
+    /// One page (at most [`BILOG_PAGE`] entries) of one generation of a
+    /// bucket shard's index log, after `marker`.
     pub async fn bilog_list(
         &self,
-        bucket: &str,
-        instance_id: &str,
-        shard: Option<u32>,
+        bs: &BucketShard,
         marker: Option<&str>,
-    ) -> Result<Vec<BilogEntry>, AdminError> {
-        self.bilog_list_max(bucket, instance_id, shard, marker, BILOG_PAGE)
-            .await
+    ) -> Result<BilogPage, AdminError> {
+        self.bilog_list_max(bs, marker, BILOG_PAGE).await
     }
 
     /// The oldest entry still held in a bucket shard's index log: RGW
     /// trims a log only from its start, so an entry at or before a
     /// position proves that nothing after the position was trimmed.
-    pub async fn bilog_oldest(
-        &self,
-        bucket: &str,
-        instance_id: &str,
-        shard: Option<u32>,
-    ) -> Result<Option<BilogEntry>, AdminError> {
+    pub async fn bilog_oldest(&self, bs: &BucketShard) -> Result<Option<BilogEntry>, AdminError> {
         Ok(self
-            .bilog_list_max(bucket, instance_id, shard, None, 1)
+            .bilog_list_max(bs, None, 1)
             .await?
+            .entries
             .into_iter()
             .next())
     }
 
     async fn bilog_list_max(
         &self,
-        bucket: &str,
-        instance_id: &str,
-        shard: Option<u32>,
+        bs: &BucketShard,
         marker: Option<&str>,
         max_entries: usize,
-    ) -> Result<Vec<BilogEntry>, AdminError> {
-        let instance = instance_key(bucket, instance_id, shard);
+    ) -> Result<BilogPage, AdminError> {
+        let instance = bs.name();
         let max = max_entries.to_string();
+        let gen = bs.gen.to_string();
+        // Without `generation`, Reef and later list the newest generation;
+        // Pacific knows neither parameter and ignores both.
         let mut query = vec![
             ("type", Some("bucket-index")),
             ("bucket-instance", Some(instance.as_str())),
             ("max-entries", Some(max.as_str())),
+            ("format-ver", Some("2")),
+            ("generation", Some(gen.as_str())),
         ];
         if let Some(m) = marker.filter(|m| !m.is_empty()) {
             query.push(("marker", Some(m)));
         }
-        self.client
-            .get_json(
-                "/admin/log",
-                &query,
-                &format!("bucket-index log of {instance}"),
-            )
-            .await
+        let what = format!("bucket-index log of {}", bs.log_name());
+        let listed: BilogListing = self.client.get_json("/admin/log", &query, &what).await?;
+        Ok(match listed {
+            BilogListing::Page(page) => page,
+            BilogListing::Entries(entries) => BilogPage {
+                truncated: entries.len() >= max_entries,
+                entries,
+                next_log: None,
+            },
+        })
     }
 
-    pub async fn bilog_info(
-        &self,
-        bucket: &str,
-        instance_id: &str,
-        shard: Option<u32>,
-    ) -> Result<BilogInfo, AdminError> {
-        let instance = instance_key(bucket, instance_id, shard);
+    pub async fn bilog_info(&self, bs: &BucketShard) -> Result<BilogInfo, AdminError> {
+        let instance = bs.name();
+        let gen = bs.gen.to_string();
         self.client
             .get_json(
                 "/admin/log",
                 &[
                     ("type", Some("bucket-index")),
                     ("bucket-instance", Some(instance.as_str())),
+                    ("generation", Some(gen.as_str())),
                     ("info", None),
                 ],
-                &format!("bucket-index log info of {instance}"),
+                &format!("bucket-index log info of {}", bs.log_name()),
             )
             .await
     }
@@ -279,21 +355,17 @@ impl RgwAdmin {
             .map(|_| ())
     }
 
-    /// Trims a bucket shard's index log up to and including `end_marker`
-    /// (needs the `bilog=write` cap).
-    pub async fn bilog_trim(
-        &self,
-        bucket: &str,
-        instance_id: &str,
-        shard: Option<u32>,
-        end_marker: &str,
-    ) -> Result<(), AdminError> {
-        let instance = instance_key(bucket, instance_id, shard);
+    /// Trims one generation of a bucket shard's index log up to and
+    /// including `end_marker` (needs the `bilog=write` cap).
+    pub async fn bilog_trim(&self, bs: &BucketShard, end_marker: &str) -> Result<(), AdminError> {
+        let instance = bs.name();
+        let gen = bs.gen.to_string();
         let url = self.client.url(
             "/admin/log",
             &[
                 ("type", Some("bucket-index")),
                 ("bucket-instance", Some(instance.as_str())),
+                ("generation", Some(gen.as_str())),
                 ("end-marker", Some(end_marker)),
             ],
         );
@@ -302,7 +374,7 @@ impl RgwAdmin {
                 Method::DELETE,
                 url,
                 Vec::new(),
-                &format!("bucket-index log trim of {instance}"),
+                &format!("bucket-index log trim of {}", bs.log_name()),
             )
             .await
             .map(|_| ())
@@ -352,6 +424,7 @@ mod tests {
             entity_type: "bucket".into(),
             key: key.into(),
             timestamp: String::new(),
+            gen: 0,
         };
         assert_eq!(
             e("photos:abc.123.4:7").bucket_shard(),
@@ -371,5 +444,28 @@ mod tests {
         let entries: Vec<BilogEntry> = serde_json::from_str(json).unwrap();
         assert_eq!(entries[0].op, "write");
         assert_eq!(entries[0].id, "00000000001.2.6");
+    }
+
+    #[test]
+    fn bilog_pages_decode_in_both_formats() {
+        let v2 = r#"{"entries":[],"truncated":false,"next_log":{"generation":1,"num_shards":7}}"#;
+        match serde_json::from_str::<BilogListing>(v2).unwrap() {
+            BilogListing::Page(p) => assert_eq!(
+                p.next_log,
+                Some(NextLog {
+                    generation: 1,
+                    num_shards: 7
+                })
+            ),
+            BilogListing::Entries(_) => panic!("a v2 page"),
+        }
+        assert!(matches!(
+            serde_json::from_str::<BilogListing>("[]").unwrap(),
+            BilogListing::Entries(e) if e.is_empty()
+        ));
+        let info = r#"{"bucket_ver":"1#2","master_ver":"1#0","max_marker":"","syncstopped":false,"oldest_gen":0,"latest_gen":1,"generations":[{"gen":0,"num_shards":11},{"gen":1,"num_shards":7}]}"#;
+        let info: BilogInfo = serde_json::from_str(info).unwrap();
+        assert_eq!(info.latest_gen, 1);
+        assert_eq!(info.generations[1].num_shards, 7);
     }
 }

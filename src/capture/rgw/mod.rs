@@ -2,11 +2,13 @@
 
 pub mod admin;
 mod api;
+mod generations;
 pub mod listing;
 pub mod mapping;
 pub mod tail;
 
 pub use api::{
-    BilogEntry, BilogInfo, BucketInstance, DatalogEntry, DatalogInfo, DatalogPage, RgwAdmin,
+    BilogEntry, BilogInfo, BilogPage, BucketInstance, DatalogEntry, DatalogInfo, DatalogPage,
+    RgwAdmin,
 };
 pub use tail::{BucketShard, CaptureCounters, CaptureError, PollReport, RgwCapture};

@@ -25,7 +25,8 @@ use reqwest::Method;
 use tokio::sync::watch;
 
 use super::admin::{encode_path, AdminError};
-use super::api::{RgwAdmin, BILOG_PAGE};
+use super::api::RgwAdmin;
+use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
 use super::mapping::{entry_marker, map_entry};
 use crate::capture::OpCounters;
@@ -35,15 +36,19 @@ use crate::index::{ChangeIndex, IndexError, WriteBatch};
 use crate::record::{ChangeRecord, Op};
 
 const INITIALIZED: &str = "rgw/initialized";
-const BILOG_PREFIX: &str = "rgw/bilog/";
+pub(super) const BILOG_PREFIX: &str = "rgw/bilog/";
 const DATALOG_PREFIX: &str = "rgw/datalog/";
 /// `rgw/bilog-trimmed/<bucket>:<instance>[:<shard>]`: the position up to
 /// which zonelog itself trimmed that bilog (`trim_source`), so the log
 /// starting right after it is known not to be a trim by someone else.
 const TRIMMED_PREFIX: &str = "rgw/bilog-trimmed/";
+/// The position of a generation of a bucket shard whose log a reshard
+/// ended and that we read to its end: nothing more will come from it.
+/// Never an RGW marker, which is digits and dots.
+pub(super) const FINISHED: &str = "finished";
 /// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
 /// position after which it continues) or `done`.
-const LISTING_PREFIX: &str = "rgw/listing/";
+pub(super) const LISTING_PREFIX: &str = "rgw/listing/";
 const LISTING_DONE: &[u8] = b"done";
 /// RGW logs a bucket shard in the data log at most once per
 /// `rgw_data_log_window` (30 s) and re-logs shards that changed again
@@ -72,26 +77,16 @@ impl CaptureError {
     }
 }
 
-/// One bucket-index shard, as the data log names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BucketShard {
-    pub bucket: String,
-    pub instance: String,
-    pub shard: Option<u32>,
+pub use super::api::BucketShard;
+
+/// The index marker holding our position in one generation of one bucket
+/// shard's log.
+pub(super) fn position_name(bs: &BucketShard) -> String {
+    format!("{BILOG_PREFIX}{}", bs.log_name())
 }
 
-impl BucketShard {
-    pub fn name(&self) -> String {
-        super::api::instance_key(&self.bucket, &self.instance, self.shard)
-    }
-
-    fn marker_name(&self) -> String {
-        format!("{BILOG_PREFIX}{}", self.name())
-    }
-
-    fn trimmed_marker_name(&self) -> String {
-        format!("{TRIMMED_PREFIX}{}", self.name())
-    }
+fn trimmed_marker_name(bs: &BucketShard) -> String {
+    format!("{TRIMMED_PREFIX}{}", bs.log_name())
 }
 
 fn unix_now_ns() -> u64 {
@@ -193,9 +188,13 @@ fn still_holds(position: &str, oldest: Option<&str>) -> bool {
     }
 }
 
-/// `bucket:instance[:shard]` back into its parts (bucket names and instance
-/// ids never contain `:`).
+/// `bucket:instance[:shard][@gen]` back into its parts (bucket names and
+/// instance ids contain neither `:` nor `@`).
 fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
+    let (name, gen) = match name.split_once('@') {
+        Some((name, gen)) => (name, gen.parse().ok().filter(|g| *g > 0)?),
+        None => (name, 0),
+    };
     let mut parts = name.split(':');
     let bucket = parts.next().filter(|b| !b.is_empty())?.to_string();
     let instance = parts.next().filter(|i| !i.is_empty())?.to_string();
@@ -210,6 +209,7 @@ fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
         bucket,
         instance,
         shard,
+        gen,
     })
 }
 
@@ -277,11 +277,11 @@ impl CaptureCounters {
 }
 
 pub struct RgwCapture {
-    admin: RgwAdmin,
-    index: Arc<dyn ChangeIndex>,
+    pub(super) admin: RgwAdmin,
+    pub(super) index: Arc<dyn ChangeIndex>,
     filter: Filter,
     config: RgwSourceConfig,
-    active: Mutex<HashMap<BucketShard, Instant>>,
+    pub(super) active: Mutex<HashMap<BucketShard, Instant>>,
     caught_up: AtomicBool,
     last_trim: Mutex<Option<Instant>>,
     pub counters: Arc<CaptureCounters>,
@@ -455,21 +455,17 @@ impl RgwCapture {
             .cloned()
             .collect();
         for bs in active {
-            match self.stored_marker(&bs.marker_name()).await {
-                Ok(Some(marker)) if !marker.is_empty() => {
+            match self.stored_marker(&position_name(&bs)).await {
+                Ok(Some(marker)) if !marker.is_empty() && marker != FINISHED => {
                     // Recorded before the trim: a trim that then fails
                     // leaves the entry in place, which speaks for itself.
                     let noted = WriteBatch::new()
-                        .marker(bs.trimmed_marker_name(), marker.clone().into_bytes());
+                        .marker(trimmed_marker_name(&bs), marker.clone().into_bytes());
                     if let Err(e) = self.index.write(noted).await {
                         tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
                         continue;
                     }
-                    if let Err(e) = self
-                        .admin
-                        .bilog_trim(&bs.bucket, &bs.instance, bs.shard, &marker)
-                        .await
-                    {
+                    if let Err(e) = self.admin.bilog_trim(&bs, &marker).await {
                         if !matches!(e, AdminError::NotFound { .. }) {
                             failures.push(e);
                         }
@@ -545,6 +541,7 @@ impl RgwCapture {
             .markers(BILOG_PREFIX)
             .await?
             .iter()
+            .filter(|m| m.value != FINISHED.as_bytes())
             .filter_map(|m| parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]))
             .filter(|bs| self.filter.matches_bucket(&bs.bucket))
             .collect();
@@ -588,22 +585,31 @@ impl RgwCapture {
                 Err(AdminError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let shard_ids: Vec<Option<u32>> = if instance.num_shards == 0 {
-                vec![None]
-            } else {
-                (0..instance.num_shards).map(Some).collect()
-            };
-            for shard in shard_ids {
+            // Positions in the newest generation; the older ones predate
+            // the start and are done as far as zonelog is concerned.
+            let first_shard = (instance.num_shards > 0).then_some(0);
+            let latest_gen = self
+                .admin
+                .bilog_info(&BucketShard::first(
+                    bucket,
+                    &instance.instance_id,
+                    first_shard,
+                ))
+                .await?
+                .latest_gen;
+            if latest_gen > 0 {
+                batch = batch.marker(
+                    generation_marker_name(bucket, &instance.instance_id),
+                    latest_gen.to_string().into_bytes(),
+                );
+            }
+            for shard in shard_ids(instance.num_shards) {
                 let bs = BucketShard {
-                    bucket: bucket.clone(),
-                    instance: instance.instance_id.clone(),
-                    shard,
+                    gen: latest_gen,
+                    ..BucketShard::first(bucket, &instance.instance_id, shard)
                 };
-                let info = self
-                    .admin
-                    .bilog_info(&bs.bucket, &bs.instance, shard)
-                    .await?;
-                batch = batch.marker(bs.marker_name(), info.max_marker.into_bytes());
+                let info = self.admin.bilog_info(&bs).await?;
+                batch = batch.marker(position_name(&bs), info.max_marker.into_bytes());
                 positioned += 1;
             }
             if self.config.initial == InitialSync::Full {
@@ -627,7 +633,7 @@ impl RgwCapture {
         Ok(())
     }
 
-    async fn stored_marker(&self, name: &str) -> Result<Option<String>, CaptureError> {
+    pub(super) async fn stored_marker(&self, name: &str) -> Result<Option<String>, CaptureError> {
         match self.index.marker(name).await? {
             None => Ok(None),
             Some(bytes) => {
@@ -651,12 +657,11 @@ impl RgwCapture {
                 .entries
                 .iter()
                 .filter(|e| e.entity_type == "bucket")
-                .filter_map(|e| e.bucket_shard())
-                .filter(|(bucket, _, _)| self.filter.matches_bucket(bucket))
-                .map(|(bucket, instance, shard)| BucketShard {
-                    bucket: bucket.to_string(),
-                    instance: instance.to_string(),
-                    shard,
+                .filter_map(|e| Some((e.bucket_shard()?, e.gen)))
+                .filter(|((bucket, _, _), _)| self.filter.matches_bucket(bucket))
+                .map(|((bucket, instance, shard), gen)| BucketShard {
+                    gen,
+                    ..BucketShard::first(bucket, instance, shard)
                 })
                 .collect();
             for bs in &changed {
@@ -690,20 +695,22 @@ impl RgwCapture {
 
     /// Reads a bucket shard's index log from its marker to the end, writing
     /// each page's records with the page's last marker in one commit.
-    async fn drain(&self, bs: &BucketShard) -> Result<PollReport, CaptureError> {
-        let name = bs.marker_name();
+    pub(super) async fn drain(&self, bs: &BucketShard) -> Result<PollReport, CaptureError> {
+        let name = position_name(bs);
         let mut marker = self.stored_marker(&name).await?;
         let mut report = PollReport {
             bucket_shards: 1,
             ..PollReport::default()
         };
-        let shard_name = bs.name();
+        if marker.as_deref() == Some(FINISHED) {
+            return Ok(report);
+        }
+        if !self.older_generations_done(bs, marker.is_some()).await? {
+            return Ok(report);
+        }
+        let shard_name = bs.log_name();
         loop {
-            let page = match self
-                .admin
-                .bilog_list(&bs.bucket, &bs.instance, bs.shard, marker.as_deref())
-                .await
-            {
+            let page = match self.admin.bilog_list(bs, marker.as_deref()).await {
                 Ok(page) => page,
                 Err(AdminError::NotFound { .. }) => {
                     self.shard_not_found(bs).await?;
@@ -711,13 +718,18 @@ impl RgwCapture {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let Some(last) = page.last() else {
+            // A reshard ended this generation and we have read all of it.
+            let finished = !page.truncated && page.next_log.is_some();
+            let Some(last) = page.entries.last() else {
+                if finished {
+                    self.finish_generation(bs, WriteBatch::new()).await?;
+                }
                 return Ok(report);
             };
             let last_marker = entry_marker(last).to_string();
             let mut batch = WriteBatch::new();
             let mut page_report = PollReport::default();
-            if let Some(first) = page.first() {
+            if let Some(first) = page.entries.first() {
                 if self
                     .trimmed_past(bs, marker.as_deref(), entry_marker(first))
                     .await?
@@ -736,7 +748,7 @@ impl RgwCapture {
                     self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            for entry in &page {
+            for entry in &page.entries {
                 match map_entry(&bs.bucket, &shard_name, entry) {
                     Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
                         // One record the index cannot hold must not stall the
@@ -764,8 +776,12 @@ impl RgwCapture {
                 .iter()
                 .map(|r| (r.op, r.time_ns().unwrap_or(0)))
                 .collect();
-            batch = batch.marker(name.clone(), last_marker.clone().into_bytes());
-            self.index.write(batch).await?;
+            if finished {
+                self.finish_generation(bs, batch).await?;
+            } else {
+                batch = batch.marker(name.clone(), last_marker.clone().into_bytes());
+                self.index.write(batch).await?;
+            }
             let durable_ns = unix_now_ns();
             for (op, time_ns) in &batch_ops {
                 self.counters.count_op(*op);
@@ -776,7 +792,7 @@ impl RgwCapture {
             }
             self.count(&page_report, newest);
             report.add(&page_report);
-            if page.len() < BILOG_PAGE || Some(&last_marker) == marker.as_ref() {
+            if finished || !page.truncated || Some(&last_marker) == marker.as_ref() {
                 return Ok(report);
             }
             marker = Some(last_marker);
@@ -806,14 +822,11 @@ impl RgwCapture {
         self.counters
             .numbering_skips
             .fetch_add(1, Ordering::Relaxed);
-        let oldest = self
-            .admin
-            .bilog_oldest(&bs.bucket, &bs.instance, bs.shard)
-            .await?;
+        let oldest = self.admin.bilog_oldest(bs).await?;
         if still_holds(position, oldest.as_ref().map(entry_marker)) {
             return Ok(false);
         }
-        let trimmed_by_us = self.stored_marker(&bs.trimmed_marker_name()).await?;
+        let trimmed_by_us = self.stored_marker(&trimmed_marker_name(bs)).await?;
         Ok(trimmed_by_us.as_deref() != Some(position))
     }
 
@@ -852,12 +865,22 @@ impl RgwCapture {
                     "rgw capture: the bucket has a new instance (resharded or recreated); \
                      resyncing the whole bucket by listing it"
                 );
-                self.index
-                    .write(
-                        WriteBatch::new()
-                            .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new()),
-                    )
-                    .await?;
+                // Every shard of the old instance is done with, in the same
+                // commit: a restart must not find them and list again.
+                let mut batch =
+                    WriteBatch::new().marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new());
+                for old in self
+                    .index
+                    .markers(&format!("{BILOG_PREFIX}{}:{}", bs.bucket, bs.instance))
+                    .await?
+                {
+                    let same_instance = parse_bucket_shard(&old.name[BILOG_PREFIX.len()..])
+                        .is_some_and(|o| o.bucket == bs.bucket && o.instance == bs.instance);
+                    if same_instance {
+                        batch = batch.marker(old.name, FINISHED.as_bytes().to_vec());
+                    }
+                }
+                self.index.write(batch).await?;
                 self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 forget();
                 Ok(())
@@ -928,13 +951,14 @@ mod tests {
 
     #[test]
     fn marker_names() {
-        let bs = BucketShard {
-            bucket: "b".into(),
-            instance: "id.1".into(),
-            shard: Some(3),
-        };
-        assert_eq!(bs.marker_name(), "rgw/bilog/b:id.1:3");
-        assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs));
+        let bs = BucketShard::first("b", "id.1", Some(3));
+        assert_eq!(position_name(&bs), "rgw/bilog/b:id.1:3");
+        assert_eq!(parse_bucket_shard("b:id.1:3"), Some(bs.clone()));
+        let next = BucketShard { gen: 2, ..bs };
+        assert_eq!(position_name(&next), "rgw/bilog/b:id.1:3@2");
+        assert_eq!(parse_bucket_shard("b:id.1:3@2"), Some(next));
+        assert_eq!(parse_bucket_shard("b:id.1:3@0"), None);
+        assert_eq!(parse_bucket_shard("b:id.1:3@x"), None);
         assert_eq!(parse_bucket_shard("b:id.1").map(|b| b.shard), Some(None));
         assert_eq!(parse_bucket_shard("b"), None);
         assert!(follows_directly("00000000002.15.6", "00000000003.17.6"));
