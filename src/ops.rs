@@ -122,6 +122,12 @@ impl MetricsCollector for Snapshot {
                 "Buckets listed again because their bucket-index log was trimmed past zonelog's position",
                 c.resyncs.load(Ordering::Relaxed),
             )?;
+            gauge(
+                &mut encoder,
+                "zonelog_capture_failing_buckets",
+                "Buckets whose listing or read fails now (retried; see status)",
+                c.failing().len() as f64,
+            )?;
             counter(
                 &mut encoder,
                 "zonelog_capture_invalid",
@@ -437,6 +443,7 @@ async fn status(State(state): State<Arc<AppState>>) -> axum::response::Response 
                     positions: slots,
                     last_poll_ok_ns: nonzero(n.last_accepted_ns.load(Ordering::Relaxed)),
                     newest_change_ns: nonzero(n.newest_change_ns.load(Ordering::Relaxed)),
+                    failing_buckets: Default::default(),
                 });
             }
             axum::Json(status).into_response()

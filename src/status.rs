@@ -44,6 +44,10 @@ pub struct SourceStatus {
     pub positions: usize,
     pub last_poll_ok_ns: Option<u64>,
     pub newest_change_ns: Option<u64>,
+    /// Buckets whose listing or read fails (bucket → last error); each is
+    /// retried while the others are captured.
+    #[serde(default)]
+    pub failing_buckets: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +130,7 @@ pub async fn gather(
                 .count(),
             last_poll_ok_ns: rgw.and_then(|c| nonzero(c.last_poll_ok_ns.load(Ordering::Relaxed))),
             newest_change_ns: rgw.and_then(|c| nonzero(c.newest_change_ns.load(Ordering::Relaxed))),
+            failing_buckets: rgw.map(|c| c.failing()).unwrap_or_default(),
         });
     }
     let (last_window, pending_window) = window_state(index).await.map_err(|e| e.to_string())?;
@@ -183,6 +188,9 @@ pub fn render(status: &Status) -> String {
             age(now, s.last_poll_ok_ns),
             age(now, s.newest_change_ns),
         );
+        for (bucket, error) in &s.failing_buckets {
+            let _ = writeln!(out, "    failing bucket {bucket}: {error} (retried)");
+        }
     }
     let i = &status.index;
     let _ = writeln!(

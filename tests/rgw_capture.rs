@@ -529,6 +529,53 @@ async fn numbering_skips_are_not_trims_one_record_per_change() {
     );
 }
 
+/// A bucket of another user: zonelog's admin keys read its bilog but RGW
+/// refuses to list it (403). Its full sync is retried and reported while
+/// every other bucket is captured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_whose_listing_is_refused_does_not_stop_the_others() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let admin_client = zone.admin_client();
+    let user_client = zone.user_client();
+    let prefix = unique_bucket("zl403");
+    let (theirs, ours) = (format!("{prefix}-theirs"), format!("{prefix}-ours"));
+    S3(&user_client).create_bucket(&theirs).await;
+    S3(&user_client).put(&theirs, "before", b"x").await;
+    S3(&admin_client).create_bucket(&ours).await;
+    let filter = prefix_filter(&prefix);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        RgwSourceConfig {
+            initial: InitialSync::Full,
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once()
+        .await
+        .expect("a refused listing does not fail the poll");
+    let mut want = Vec::new();
+    for n in 0..5 {
+        let key = format!("k{n}");
+        S3(&admin_client).put(&ours, &key, b"o").await;
+        want.push(change(&ours, &key, None, Op::Put));
+    }
+    S3(&user_client).put(&theirs, "after", b"y").await;
+    want.push(change(&theirs, "after", None, Op::Put));
+    poll_until(&cap, &index, want).await;
+    let failing = cap.counters.failing();
+    assert!(
+        failing.get(&theirs).is_some_and(|e| e.contains("403")),
+        "Ceph {}: the refused bucket is reported: {failing:?}",
+        zone.release
+    );
+    assert!(!failing.contains_key(&ours), "{failing:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrich_adds_size_etag_and_mtime() {
     let Some(zone) = dev_zone() else { return };
@@ -699,47 +746,18 @@ fn radosgw_admin(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("radosgw-admin prints UTF-8")
 }
 
-/// Turns a new, still empty bucket into an unsharded one (a bucket index of
-/// one RADOS object, as every bucket had before Ceph 16 made 11 shards the
-/// default) and returns its new instance id, checked to have no shards.
-///
-/// Pacific has no per-bucket shard count at creation, and the zone-wide
-/// ways (`bucket_index_max_shards = 0` in the zone, or
-/// `rgw_override_bucket_index_max_shards` switched at runtime) would make
-/// every bucket the other tests create meanwhile unsharded too. Resharding
-/// to 0 shards touches this bucket only: RGW gives it a fresh instance whose
-/// index is the single object `.dir.<instance>`, logged in the data log as
-/// `bucket:instance` and read with `bucket-instance=bucket:instance`, just
-/// like a bucket born unsharded. Reshard refuses fewer shards without
-/// `--yes-i-really-mean-it`.
-async fn make_unsharded(admin: &RgwAdmin, bucket: &str) -> String {
-    let before = admin.bucket_instance(bucket).await.expect("bucket info");
-    // Guards the point of the test: the zone shards new buckets, so only
-    // the reshard below makes this one unsharded.
-    assert!(before.num_shards > 0, "a new bucket is sharded: {before:?}");
-    radosgw_admin(&[
-        "bucket",
-        "reshard",
-        "--bucket",
-        bucket,
-        "--num-shards",
-        "0",
-        "--yes-i-really-mean-it",
-    ]);
-    let after = admin.bucket_instance(bucket).await.expect("bucket info");
-    assert_ne!(
-        after.instance_id, before.instance_id,
-        "reshard made a new instance"
-    );
-    assert_eq!(
-        after.num_shards, 0,
-        "the admin API says unsharded: {after:?}"
-    );
-    // And RGW's own record of the instance, independent of our parsing.
+/// The instance id of one of the unsharded buckets `scripts/ceph-dev up`
+/// makes (a bucket index of one RADOS object, as every bucket had before
+/// Ceph 16 made 11 shards the default; Reef and later refuse to reshard to
+/// 0, so the dev zone creates them while its default is 0 shards), checked
+/// to have no shards both through the admin API and RGW's own metadata.
+async fn unsharded_instance(admin: &RgwAdmin, bucket: &str) -> String {
+    let info = admin.bucket_instance(bucket).await.expect("bucket info");
+    assert_eq!(info.num_shards, 0, "the admin API says unsharded: {info:?}");
     let meta: serde_json::Value = serde_json::from_str(&radosgw_admin(&[
         "metadata",
         "get",
-        &format!("bucket.instance:{bucket}:{}", after.instance_id),
+        &format!("bucket.instance:{bucket}:{}", info.instance_id),
     ]))
     .expect("bucket instance metadata is JSON");
     assert_eq!(
@@ -747,7 +765,7 @@ async fn make_unsharded(admin: &RgwAdmin, bucket: &str) -> String {
         serde_json::json!(0),
         "bucket.instance metadata of {bucket}: {meta}"
     );
-    after.instance_id
+    info.instance_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -757,17 +775,26 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     let client = zone.admin_client();
     let s3 = S3(&client);
     let admin = RgwAdmin::new(zone.admin_client());
-    let prefix = unique_bucket("zlunsh");
-    let (plain, versioned) = (format!("{prefix}-a"), format!("{prefix}-v"));
-    s3.create_bucket(&plain).await;
-    s3.create_bucket(&versioned).await;
+    // Made by `scripts/ceph-dev up`; a later run on the same zone reuses
+    // them, which changes nothing: capture starts after their history.
+    let (plain, versioned) = (
+        "zonelog-unsharded-a".to_string(),
+        "zonelog-unsharded-v".to_string(),
+    );
     let instances: BTreeMap<String, String> = [
-        (plain.clone(), make_unsharded(&admin, &plain).await),
-        (versioned.clone(), make_unsharded(&admin, &versioned).await),
+        (plain.clone(), unsharded_instance(&admin, &plain).await),
+        (
+            versioned.clone(),
+            unsharded_instance(&admin, &versioned).await,
+        ),
     ]
     .into();
     s3.enable_versioning(&versioned).await;
-    let filter = prefix_filter(&prefix);
+    let filter = FilterConfig {
+        buckets: vec![plain.clone(), versioned.clone()],
+        bucket_prefixes: vec![],
+        key_prefixes: BTreeMap::new(),
+    };
     // The buckets exist before the first start, so their starting positions
     // are taken from their unsharded logs too.
     let (dir, index, cap) = started(&zone, &filter).await;

@@ -121,8 +121,9 @@ impl BucketShard {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum BilogListing {
-    Page(BilogPage),
+    // First: serde would also read a JSON array as a struct's fields.
     Entries(Vec<BilogEntry>),
+    Page(BilogPage),
 }
 
 /// One page of a bucket shard's index log.
@@ -170,6 +171,25 @@ pub struct BilogInfo {
     pub latest_gen: u64,
     #[serde(default)]
     pub generations: Vec<LogGeneration>,
+}
+
+impl BilogInfo {
+    /// `max_marker` as a position in the one log that was asked for. Reef
+    /// and later write it as `0#<marker>` for an unsharded bucket, in the
+    /// form of a whole bucket's per-shard list, which `marker=` does not
+    /// take.
+    pub fn position(&self) -> &str {
+        match self.max_marker.split_once('#') {
+            Some((shard, marker))
+                if !shard.is_empty()
+                    && shard.bytes().all(|b| b.is_ascii_digit())
+                    && !marker.contains(',') =>
+            {
+                marker
+            }
+            _ => &self.max_marker,
+        }
+    }
 }
 
 fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -466,6 +486,13 @@ mod tests {
         let info = r#"{"bucket_ver":"1#2","master_ver":"1#0","max_marker":"","syncstopped":false,"oldest_gen":0,"latest_gen":1,"generations":[{"gen":0,"num_shards":11},{"gen":1,"num_shards":7}]}"#;
         let info: BilogInfo = serde_json::from_str(info).unwrap();
         assert_eq!(info.latest_gen, 1);
+        assert_eq!(info.position(), "");
+        let unsharded: BilogInfo =
+            serde_json::from_str(r#"{"max_marker":"0#00000000014.388.6"}"#).unwrap();
+        assert_eq!(unsharded.position(), "00000000014.388.6");
+        let plain: BilogInfo =
+            serde_json::from_str(r#"{"max_marker":"00000000001.4133.6"}"#).unwrap();
+        assert_eq!(plain.position(), "00000000001.4133.6");
         assert_eq!(info.generations[1].num_shards, 7);
     }
 }

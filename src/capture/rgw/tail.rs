@@ -262,6 +262,9 @@ pub struct CaptureCounters {
     /// Bucket-index log pages whose first entry did not directly follow our
     /// position in RGW's numbering, each checked against what RGW holds.
     pub numbering_skips: AtomicU64,
+    /// Buckets whose last listing or read failed (bucket → error), each
+    /// retried on every poll while every other bucket goes on.
+    pub failing_buckets: Mutex<std::collections::BTreeMap<String, String>>,
     /// Changes the index refused (e.g. a name over S3's limits), skipped.
     pub invalid: AtomicU64,
 }
@@ -273,6 +276,28 @@ impl CaptureCounters {
 
     fn count_op(&self, op: Op) {
         self.ops.count(op);
+    }
+
+    fn bucket_failed(&self, bucket: &str, error: &dyn std::fmt::Display) {
+        self.failing_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bucket.to_string(), error.to_string());
+    }
+
+    fn bucket_ok(&self, bucket: &str) {
+        self.failing_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(bucket);
+    }
+
+    /// The failing buckets, for status and metrics.
+    pub fn failing(&self) -> std::collections::BTreeMap<String, String> {
+        self.failing_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -481,7 +506,9 @@ impl RgwCapture {
 
     /// Lists every bucket whose full sync is not done, page by page; each
     /// page's records and the listing position commit together, so a
-    /// restart continues the listing where it stopped.
+    /// restart continues the listing where it stopped. A bucket whose
+    /// listing RGW refuses (403 for a bucket another user owns, say) is
+    /// reported and retried on the next poll; the other buckets go on.
     async fn continue_listings(&self) -> Result<PollReport, CaptureError> {
         let mut report = PollReport::default();
         for pending in self.index.markers(LISTING_PREFIX).await? {
@@ -489,45 +516,57 @@ impl RgwCapture {
                 continue;
             }
             let bucket = pending.name[LISTING_PREFIX.len()..].to_string();
-            let mut position = ListPosition::decode(&pending.value);
-            let reason = "initial = \"full\": every object version at the first start";
-            tracing::info!(bucket = %bucket, resumed = position.is_some(), "rgw capture: full sync of a bucket (initial = \"full\"): listing all object versions");
-            loop {
-                let (records, next) = match list_page(
-                    self.admin.client(),
-                    &bucket,
-                    position.as_ref(),
-                    reason,
-                )
-                .await
-                {
+            match self.list_bucket(&bucket, &pending, &mut report).await {
+                Ok(()) => self.counters.bucket_ok(&bucket),
+                Err(CaptureError::Rgw(e)) => {
+                    tracing::error!(bucket = %bucket, error = %e, "rgw capture: listing a bucket failed; \
+                        the other buckets go on, this one is retried on the next poll");
+                    self.counters.bucket_failed(&bucket, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn list_bucket(
+        &self,
+        bucket: &str,
+        pending: &crate::index::SourceMarker,
+        report: &mut PollReport,
+    ) -> Result<(), CaptureError> {
+        let mut position = ListPosition::decode(&pending.value);
+        let reason = "initial = \"full\": every object version at the first start";
+        tracing::info!(bucket = %bucket, resumed = position.is_some(), "rgw capture: full sync of a bucket: listing all object versions");
+        loop {
+            let (records, next) =
+                match list_page(self.admin.client(), bucket, position.as_ref(), reason).await {
                     Ok(page) => page,
                     Err(AdminError::NotFound { .. }) => (Vec::new(), None),
                     Err(e) => return Err(e.into()),
                 };
-                let mut batch = WriteBatch::new();
-                for record in records {
-                    if self.filter.matches(&record.bucket, &record.key) {
-                        self.counters.count_op(record.op);
-                        batch.records.push(record);
-                    } else {
-                        report.filtered += 1;
-                    }
-                }
-                report.records += batch.records.len() as u64;
-                let value = next
-                    .as_ref()
-                    .map_or(LISTING_DONE.to_vec(), ListPosition::encode);
-                batch = batch.marker(pending.name.clone(), value);
-                self.index.write(batch).await?;
-                match next {
-                    Some(n) => position = Some(n),
-                    None => break,
+            let mut batch = WriteBatch::new();
+            for record in records {
+                if self.filter.matches(&record.bucket, &record.key) {
+                    self.counters.count_op(record.op);
+                    batch.records.push(record);
+                } else {
+                    report.filtered += 1;
                 }
             }
-            tracing::info!(bucket = %bucket, "rgw capture: full sync of the bucket done");
+            report.records += batch.records.len() as u64;
+            let value = next
+                .as_ref()
+                .map_or(LISTING_DONE.to_vec(), ListPosition::encode);
+            batch = batch.marker(pending.name.clone(), value);
+            self.index.write(batch).await?;
+            match next {
+                Some(n) => position = Some(n),
+                None => break,
+            }
         }
-        Ok(report)
+        tracing::info!(bucket = %bucket, "rgw capture: full sync of the bucket done");
+        Ok(())
     }
 
     /// After a start, drains every bucket shard with a stored position once.
@@ -609,7 +648,7 @@ impl RgwCapture {
                     ..BucketShard::first(bucket, &instance.instance_id, shard)
                 };
                 let info = self.admin.bilog_info(&bs).await?;
-                batch = batch.marker(position_name(&bs), info.max_marker.into_bytes());
+                batch = batch.marker(position_name(&bs), info.position().as_bytes().to_vec());
                 positioned += 1;
             }
             if self.config.initial == InitialSync::Full {
@@ -920,6 +959,11 @@ impl RgwCapture {
             Ok(r) => r,
             Err(AdminError::NotFound { .. }) => return Ok(()),
             Err(AdminError::Http { status: 404, .. }) => return Ok(()),
+            // Another user's object: the record stands without the fields.
+            Err(e @ AdminError::Http { status: 403, .. }) => {
+                tracing::warn!(bucket = %record.bucket, error = %e, "rgw capture: enrich refused; record kept without size and etag");
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok());
