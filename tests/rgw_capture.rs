@@ -205,6 +205,7 @@ async fn every_op_type_becomes_the_expected_record() {
     s3.copy(&plain, "plain", "copied").await;
     s3.multipart(&plain, "multi", 2).await;
     s3.tag(&plain, "plain").await;
+    let before_delete = chrono::Utc::now();
     s3.delete(&plain, "plain").await;
     let odd_keys = [
         "unicode ü/ß",
@@ -249,6 +250,20 @@ async fn every_op_type_becomes_the_expected_record() {
         want.push(change(&plain, key, None, Op::Put));
     }
     poll_until(&cap, &index, want.clone()).await;
+
+    // A delete's time is the delete's, not the removed object's mtime that
+    // RGW puts in the bilog entry.
+    let deleted = read_all(&index)
+        .await
+        .into_iter()
+        .find(|e| e.record.key == "plain" && e.record.op == Op::Delete)
+        .expect("the delete");
+    assert!(
+        deleted.record.time >= before_delete,
+        "Ceph {}: delete at {} before it was asked for at {before_delete}",
+        zone.release,
+        deleted.record.time
+    );
 
     // Every record says where in which bilog it came from.
     for e in read_all(&index).await {
@@ -574,6 +589,39 @@ async fn a_bucket_whose_listing_is_refused_does_not_stop_the_others() {
         zone.release
     );
     assert!(!failing.contains_key(&ours), "{failing:?}");
+}
+
+/// RGW logs a null version's removal and a delete in a suspended bucket
+/// as two entries each; each is one change, one record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_versions_and_suspended_versioning_give_one_record_per_change() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlnull");
+    let filter = bucket_filter(&bucket);
+    let (_dir, index, cap) = started(&zone, &filter).await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "n", b"1").await;
+    s3.enable_versioning(&bucket).await;
+    s3.delete_version(&bucket, "n", Some("null")).await;
+    s3.suspend_versioning(&bucket).await;
+    s3.put(&bucket, "s", b"1").await;
+    s3.put(&bucket, "s", b"2").await;
+    s3.delete(&bucket, "s").await;
+    poll_until(
+        &cap,
+        &index,
+        vec![
+            change(&bucket, "n", None, Op::Put),
+            change(&bucket, "n", None, Op::Delete),
+            change(&bucket, "s", None, Op::Put),
+            change(&bucket, "s", None, Op::Put),
+            change(&bucket, "s", None, Op::DeleteMarker),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,20 +173,30 @@ impl S3<'_> {
     }
 
     pub async fn enable_versioning(&self, bucket: &str) {
+        self.set_versioning(bucket, "Enabled").await;
+    }
+
+    pub async fn suspend_versioning(&self, bucket: &str) {
+        self.set_versioning(bucket, "Suspended").await;
+    }
+
+    async fn set_versioning(&self, bucket: &str, status: &str) {
         let url = self.0.url(
             &format!("/{}", encode_path(bucket)),
             &[("versioning", None)],
         );
-        let body = br#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        let body = format!(
+            r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>{status}</Status></VersioningConfiguration>"#
+        );
         self.0
             .send(
                 Method::PUT,
                 url,
-                body.to_vec(),
+                body.into_bytes(),
                 &format!("versioning of {bucket}"),
             )
             .await
-            .expect("enable versioning");
+            .expect("set versioning");
     }
 
     pub async fn tag(&self, bucket: &str, key: &str) {

@@ -8,6 +8,10 @@
 //! - versioned delete (no version id): `link_olh_del` whose instance is the
 //!   new delete marker;
 //! - delete of one version: `unlink_instance` + `del` for that instance;
+//! - `DELETE ?versionId=null`: `unlink_instance` + `del`, both with an
+//!   empty instance and `versioned` set (Reef, checked on the dev zone);
+//! - delete in a versioning-suspended bucket: `link_olh_del` (the null
+//!   delete marker) + `del` of the null version;
 //! - multipart parts and upload metadata: `write`/`del` on
 //!   `_multipart_<key>.<upload>.<n|meta>` in the multipart namespace.
 //!
@@ -34,11 +38,13 @@ pub enum Skip {
 }
 
 /// Maps one bilog entry of `bucket`; `bucket_shard` and the entry's marker
-/// go into the record's provenance.
+/// go into the record's provenance, `change_time` (from [`change_times`])
+/// is the record's time.
 pub fn map_entry(
     bucket: &str,
     bucket_shard: &str,
     entry: &BilogEntry,
+    change_time: Option<DateTime<Utc>>,
 ) -> Result<ChangeRecord, Skip> {
     if entry.state != "complete" {
         return Err(Skip::Incomplete);
@@ -49,15 +55,16 @@ pub fn map_entry(
         // A versioned put is reported once, by its link_olh.
         "write" if versioned_instance => return Err(Skip::VersionedDuplicate),
         "write" | "link_olh" => Op::Put,
-        // Removing one version is reported once, by its unlink_instance.
-        "del" if versioned_instance => return Err(Skip::VersionedDuplicate),
+        // In a versioned (or suspended) bucket a `del` is always the second
+        // half of a change reported by its first: `unlink_instance` (one
+        // version removed, also `?versionId=null`) or `link_olh_del` (a
+        // delete marker that replaces the null version).
+        "del" if entry.versioned => return Err(Skip::VersionedDuplicate),
         "del" | "unlink_instance" => Op::Delete,
         "link_olh_del" | "link_olh_dm" => Op::DeleteMarker,
         _ => return Err(Skip::NotAChange),
     };
-    // A change must never be dropped for its timestamp: without one, the
-    // time we read it is the best upper bound we have.
-    let time = parse_time(&entry.timestamp).unwrap_or_else(Utc::now);
+    let time = change_time.unwrap_or_else(|| entry_time(entry));
     let version_id = (!entry.instance.is_empty()).then(|| entry.instance.clone());
     Ok(ChangeRecord {
         bucket: bucket.to_string(),
@@ -73,6 +80,63 @@ pub fn map_entry(
             marker: entry_marker(entry).to_string(),
         },
     })
+}
+
+/// A change must never be dropped for its timestamp: without one, the
+/// time we read it is the best upper bound we have.
+fn entry_time(entry: &BilogEntry) -> DateTime<Utc> {
+    parse_time(&entry.timestamp).unwrap_or_else(Utc::now)
+}
+
+/// Whether RGW stamps this entry with the removed object's mtime rather
+/// than with the time of the operation (every release: a `del` or
+/// `unlink_instance` carries the mtime of what it removed).
+fn stamps_removed_mtime(entry: &BilogEntry) -> bool {
+    matches!(entry.op.as_str(), "del" | "unlink_instance")
+}
+
+/// The change time of each entry of one page of a shard's log, in order.
+/// A write, a version link or a delete marker carries its own time. A
+/// removal happened after what it removed and before the next entry of
+/// the shard, so it gets the time of the next entry that carries its own,
+/// or `now` (when we read it) when none follows: never before an earlier
+/// change of its key, never after a later one, whatever the clocks say.
+/// Within one key, time order is then the log's order.
+pub fn change_times(entries: &[BilogEntry], now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut times = vec![now; entries.len()];
+    let mut next = now;
+    for (i, entry) in entries.iter().enumerate().rev() {
+        if entry.state != "complete" {
+            times[i] = entry_time(entry).min(next);
+        } else if stamps_removed_mtime(entry) {
+            times[i] = next;
+        } else {
+            let own = entry_time(entry).min(now);
+            // Clocks of several radosgw daemons may disagree; the log's
+            // order wins.
+            times[i] = own.min(next);
+            next = times[i];
+        }
+    }
+    times
+}
+
+/// How many entries of a page that RGW says continues to commit now: a
+/// trailing removal's time comes from the entry after it, which is on the
+/// next page, so the page is cut after its last entry that carries its own
+/// time, and the rest is read again with the next page. A page of nothing
+/// but removals is committed whole.
+pub fn committable(entries: &[BilogEntry], truncated: bool) -> usize {
+    if !truncated {
+        return entries.len();
+    }
+    match entries
+        .iter()
+        .rposition(|e| e.state == "complete" && !stamps_removed_mtime(e))
+    {
+        Some(last) => last + 1,
+        None => entries.len(),
+    }
 }
 
 /// The entry's position in its shard's log, as `marker=` expects it.
@@ -122,7 +186,7 @@ mod tests {
     }
 
     fn mapped(e: &BilogEntry) -> Result<(String, Option<String>, Op), Skip> {
-        map_entry("bkt", "bkt:id:4", e).map(|r| (r.key, r.version_id, r.op))
+        map_entry("bkt", "bkt:id:4", e, None).map(|r| (r.key, r.version_id, r.op))
     }
 
     #[test]
@@ -166,6 +230,22 @@ mod tests {
     }
 
     #[test]
+    fn a_null_version_removal_is_one_record() {
+        assert_eq!(
+            mapped(&entry("unlink_instance", "n", "", true)),
+            Ok(("n".into(), None, Op::Delete))
+        );
+        assert_eq!(
+            mapped(&entry("del", "n", "", true)),
+            Err(Skip::VersionedDuplicate)
+        );
+        assert_eq!(
+            mapped(&entry("link_olh_del", "s", "", true)),
+            Ok(("s".into(), None, Op::DeleteMarker))
+        );
+    }
+
+    #[test]
     fn namespaces_and_escaping() {
         assert_eq!(
             mapped(&entry("write", "_multipart_m.2~x.1", "", false)),
@@ -186,11 +266,68 @@ mod tests {
 
     #[test]
     fn time_and_marker() {
-        let r = map_entry("bkt", "bkt:id:4", &entry("write", "a", "", false)).unwrap();
+        let r = map_entry("bkt", "bkt:id:4", &entry("write", "a", "", false), None).unwrap();
         assert_eq!(r.time_ns().unwrap() % 1_000_000_000, 121_465_728);
         let mut e = entry("write", "a", "", false);
         e.id.clear();
         e.op_id = "4#00000000001.13.6".into();
         assert_eq!(entry_marker(&e), "00000000001.13.6");
+    }
+
+    fn at(op: &str, time: &str) -> BilogEntry {
+        BilogEntry {
+            timestamp: time.into(),
+            ..entry(op, "k", "", false)
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn a_removal_takes_the_time_of_what_follows_it() {
+        let now = t("2026-12-01T10:00:10Z");
+        let page = [
+            at("write", "2026-12-01T10:00:01Z"),
+            // RGW: the removed object's mtime.
+            at("del", "2026-12-01T10:00:01Z"),
+            at("write", "2026-12-01T10:00:05Z"),
+            at("del", "2026-12-01T10:00:05Z"),
+        ];
+        let times = change_times(&page, now);
+        assert_eq!(
+            times,
+            [
+                t("2026-12-01T10:00:01Z"),
+                t("2026-12-01T10:00:05Z"),
+                t("2026-12-01T10:00:05Z"),
+                now
+            ]
+        );
+    }
+
+    #[test]
+    fn skewed_clocks_never_reorder_the_log() {
+        let now = t("2026-12-01T10:00:10Z");
+        let page = [
+            at("write", "2026-12-01T10:00:07Z"),
+            at("write", "2026-12-01T10:00:03Z"),
+            at("write", "2026-12-01T10:00:30Z"),
+        ];
+        let times = change_times(&page, now);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert!(times.iter().all(|x| *x <= now));
+    }
+
+    #[test]
+    fn a_continued_page_is_cut_after_its_last_timed_entry() {
+        let page = [
+            at("write", "2026-12-01T10:00:01Z"),
+            at("del", "2026-12-01T10:00:01Z"),
+        ];
+        assert_eq!(committable(&page, true), 1);
+        assert_eq!(committable(&page, false), 2);
+        assert_eq!(committable(&page[1..], true), 1);
     }
 }

@@ -28,7 +28,7 @@ use super::admin::{encode_path, AdminError};
 use super::api::RgwAdmin;
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
-use super::mapping::{entry_marker, map_entry};
+use super::mapping::{change_times, committable, entry_marker, map_entry};
 use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
@@ -749,7 +749,7 @@ impl RgwCapture {
         }
         let shard_name = bs.log_name();
         loop {
-            let page = match self.admin.bilog_list(bs, marker.as_deref()).await {
+            let mut page = match self.admin.bilog_list(bs, marker.as_deref()).await {
                 Ok(page) => page,
                 Err(AdminError::NotFound { .. }) => {
                     self.shard_not_found(bs).await?;
@@ -759,6 +759,9 @@ impl RgwCapture {
             };
             // A reshard ended this generation and we have read all of it.
             let finished = !page.truncated && page.next_log.is_some();
+            let keep = committable(&page.entries, page.truncated);
+            page.entries.truncate(keep);
+            let times = change_times(&page.entries, chrono::Utc::now());
             let Some(last) = page.entries.last() else {
                 if finished {
                     self.finish_generation(bs, WriteBatch::new()).await?;
@@ -787,8 +790,8 @@ impl RgwCapture {
                     self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            for entry in &page.entries {
-                match map_entry(&bs.bucket, &shard_name, entry) {
+            for (entry, time) in page.entries.iter().zip(times) {
+                match map_entry(&bs.bucket, &shard_name, entry, Some(time)) {
                     Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
                         // One record the index cannot hold must not stall the
                         // shard (and every bucket sharing its data-log shard).
