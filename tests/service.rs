@@ -135,7 +135,10 @@ async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
     let status = run.wait().expect("reap");
     assert!(status.success(), "SIGTERM exits 0: {status}");
 
-    // The lease was released: flush in another process writes at once.
+    // The lease was released: flush in another process writes at once,
+    // everything older than now − cutoff_margin (1 s): the delete's time is
+    // when it happened, a moment ago.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let flushed = text(&zonelog(&config, &["flush"]));
     assert!(flushed.contains("6 changes"), "{flushed}");
     let logs = text(&zonelog(&config, &["logs", "cat"]));
