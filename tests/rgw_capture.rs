@@ -624,6 +624,64 @@ async fn null_versions_and_suspended_versioning_give_one_record_per_change() {
     .await;
 }
 
+/// `bucket sync disable` stops RGW logging the bucket's changes (a
+/// `syncstop` entry, then nothing); `sync enable` logs `resync`. What
+/// changed in between is found by listing the bucket, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_while_bucket_sync_was_disabled_are_found_by_a_listing() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlsyncoff");
+    let filter = bucket_filter(&bucket);
+    let (_dir, index, cap) = started(&zone, &filter).await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "before", b"1").await;
+    poll_until(&cap, &index, vec![change(&bucket, "before", None, Op::Put)]).await;
+    radosgw_admin(&["bucket", "sync", "disable", "--bucket", &bucket]);
+    s3.put(&bucket, "while-disabled", b"2").await;
+    radosgw_admin(&["bucket", "sync", "enable", "--bucket", &bucket]);
+    s3.put(&bucket, "after", b"3").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        cap.poll_once().await.expect("poll");
+        let keys: std::collections::BTreeSet<String> =
+            changes(&index).await.into_iter().map(|c| c.1).collect();
+        if ["before", "while-disabled", "after"]
+            .iter()
+            .all(|k| keys.contains(*k))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: changes missing after sync disable/enable: {keys:?}",
+            zone.release
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let listed: Vec<String> = read_all(&index)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.record.source, Provenance::Listing { .. }))
+        .map(|e| e.record.key)
+        .collect();
+    assert!(
+        listed.contains(&"while-disabled".to_string()),
+        "Ceph {}: {listed:?}",
+        zone.release
+    );
+    assert_eq!(
+        cap.counters
+            .resyncs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "Ceph {}: one listing for all the bucket's shards",
+        zone.release
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrich_adds_size_etag_and_mtime() {
     let Some(zone) = dev_zone() else { return };

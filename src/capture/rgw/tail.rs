@@ -790,6 +790,31 @@ impl RgwCapture {
                     self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            let resync = page.entries.iter().find(|e| e.op == "resync");
+            let listing = format!("{LISTING_PREFIX}{}", bs.bucket);
+            // Every shard logs the `resync`; one listing is enough, and a
+            // pending one covers it.
+            let waiting = match resync {
+                Some(_) => self
+                    .index
+                    .marker(&listing)
+                    .await?
+                    .is_some_and(|v| v.as_slice() != LISTING_DONE),
+                None => false,
+            };
+            if let Some(resync) = resync.filter(|_| !waiting) {
+                // `bucket sync enable` after a `sync disable`: RGW logged
+                // nothing in between (`syncstop` .. `resync`), so what
+                // changed then is found by listing the bucket.
+                tracing::warn!(
+                    bucket = %bs.bucket,
+                    marker = entry_marker(resync),
+                    "rgw capture: the bucket's sync was disabled and enabled again; \
+                     changes made in between are not in its log, listing the bucket"
+                );
+                batch = batch.marker(listing, Vec::new());
+                self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            }
             for (entry, time) in page.entries.iter().zip(times) {
                 match map_entry(&bs.bucket, &shard_name, entry, Some(time)) {
                     Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
