@@ -81,6 +81,13 @@ pub use super::api::BucketShard;
 
 /// The index marker holding our position in one generation of one bucket
 /// shard's log.
+/// `rgw/resynced/<bucket>:<instance>`: that old instance of the bucket
+/// (Pacific's reshard, or a bucket recreated under its name) was replaced
+/// and the bucket listed again; set once, so it is listed once.
+fn resynced_name(bs: &BucketShard) -> String {
+    format!("rgw/resynced/{}:{}", bs.bucket, bs.instance)
+}
+
 pub(super) fn position_name(bs: &BucketShard) -> String {
     format!("{BILOG_PREFIX}{}", bs.log_name())
 }
@@ -925,6 +932,18 @@ impl RgwCapture {
                     body: "404 for a bucket instance that still exists; retrying".into(),
                 }))
             }
+            Ok(_) if self.stored_marker(&resynced_name(bs)).await?.is_some() => {
+                // This old instance's bucket was listed again already; a
+                // drain of another of its shards that was under way then
+                // has written a position since.
+                self.index
+                    .write(
+                        WriteBatch::new().marker(position_name(bs), FINISHED.as_bytes().to_vec()),
+                    )
+                    .await?;
+                forget();
+                Ok(())
+            }
             Ok(current) => {
                 tracing::warn!(
                     bucket_shard = %bs.name(),
@@ -934,8 +953,9 @@ impl RgwCapture {
                 );
                 // Every shard of the old instance is done with, in the same
                 // commit: a restart must not find them and list again.
-                let mut batch =
-                    WriteBatch::new().marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new());
+                let mut batch = WriteBatch::new()
+                    .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new())
+                    .marker(resynced_name(bs), current.instance_id.clone().into_bytes());
                 for old in self
                     .index
                     .markers(&format!("{BILOG_PREFIX}{}:{}", bs.bucket, bs.instance))
