@@ -713,6 +713,34 @@ async fn enrich_adds_size_etag_and_mtime() {
         Some(hex::encode(md5::Md5::digest(b"hello")).as_str())
     );
     assert!(entry.record.mtime.is_some());
+
+    // A put overwritten (a second later) before capture reads it: its own
+    // size and ETag are gone, the overwrite's must not be attached to it.
+    s3.put(&bucket, "over", b"first").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s3.put(&bucket, "over", b"second, longer").await;
+    poll_until(
+        &cap,
+        &index,
+        vec![
+            change(&bucket, "five", None, Op::Put),
+            change(&bucket, "over", None, Op::Put),
+            change(&bucket, "over", None, Op::Put),
+        ],
+    )
+    .await;
+    let mut overs: Vec<_> = read_all(&index)
+        .await
+        .into_iter()
+        .filter(|e| e.record.key == "over")
+        .collect();
+    overs.sort_by_key(|e| e.record.time);
+    assert_eq!(
+        overs[0].record.size, None,
+        "Ceph {}: the first put got the overwrite's size",
+        zone.release
+    );
+    assert_eq!(overs[1].record.size, Some(14), "the overwrite's own size");
 }
 
 /// A reshard while a writer keeps writing. Reef and later keep the bucket

@@ -266,6 +266,9 @@ pub struct CaptureCounters {
     /// Buckets listed again because their log was trimmed past our position
     /// or their instance changed.
     pub resyncs: AtomicU64,
+    /// Enriched records left without size and ETag because the object had
+    /// changed again before the HEAD.
+    pub enrich_stale: AtomicU64,
     /// Bucket-index log pages whose first entry did not directly follow our
     /// position in RGW's numbering, each checked against what RGW holds.
     pub numbering_skips: AtomicU64,
@@ -985,8 +988,8 @@ impl RgwCapture {
     }
 
     /// Adds size, etag and mtime from a HEAD of the object version. A
-    /// version gone by now keeps the record as it is: a later record says
-    /// what happened to it.
+    /// version gone by now, or replaced since, keeps the record as it is: a
+    /// later record says what happened to it.
     async fn enrich(&self, record: &mut ChangeRecord) -> Result<(), CaptureError> {
         if !matches!(record.op, Op::Put | Op::Metadata) {
             return Ok(());
@@ -1015,11 +1018,22 @@ impl RgwCapture {
             Err(e) => return Err(e.into()),
         };
         let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok());
-        record.size = header("content-length").and_then(|v| v.parse().ok());
-        record.etag = header("etag").map(|v| v.trim_matches('"').to_string());
-        record.mtime = header("last-modified")
+        let mtime = header("last-modified")
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(|t| t.with_timezone(&chrono::Utc));
+        // Without a version id the HEAD answers whatever is current now.
+        // The change's time is its object's mtime; a Last-Modified (whole
+        // seconds) of another second is another object, whose size and
+        // ETag must not be attached to this change.
+        if record.version_id.is_none()
+            && mtime.map(|m| m.timestamp()) != Some(record.time.timestamp())
+        {
+            self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        record.size = header("content-length").and_then(|v| v.parse().ok());
+        record.etag = header("etag").map(|v| v.trim_matches('"').to_string());
+        record.mtime = mtime;
         Ok(())
     }
 }
