@@ -1,6 +1,12 @@
 //! Which changes are captured: bucket names, bucket-name prefixes, and
 //! optional key prefixes per bucket. Applied before the index, so nothing
 //! outside the filter is ever stored.
+//!
+//! A bucket of an RGW tenant is named `tenant/bucket`, as RGW's data log
+//! and metadata name it: only an entry that names the tenant matches it
+//! (`"t1/photos"`, or the prefix `"t1/"` for all of tenant t1's buckets),
+//! so a prefix meant for the global namespace never picks up a tenant's
+//! bucket of a similar name.
 
 use std::collections::BTreeMap;
 
@@ -63,5 +69,19 @@ mod tests {
         assert!(!f.matches("photosx", "2026/a.jpg"));
         assert!(!f.matches("other", "x"));
         assert!(f.matches_bucket("photos"));
+    }
+
+    #[test]
+    fn tenant_buckets_match_only_a_tenant_entry() {
+        let f = Filter::new(&FilterConfig {
+            buckets: vec!["t1/photos".into()],
+            bucket_prefixes: vec!["backup-".into(), "t2/".into()],
+            key_prefixes: BTreeMap::new(),
+        });
+        assert!(f.matches_bucket("t1/photos"));
+        assert!(!f.matches_bucket("photos"));
+        assert!(!f.matches_bucket("t1/backup-01"));
+        assert!(f.matches_bucket("t2/anything"));
+        assert!(!f.matches_bucket("t3/photos"));
     }
 }
