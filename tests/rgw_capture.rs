@@ -103,6 +103,32 @@ async fn poll_until(capture: &RgwCapture, index: &Arc<dyn ChangeIndex>, mut want
     assert_eq!(changes(index).await, want, "nothing more arrives");
 }
 
+/// Polls until the index holds a record of each of `keys` (from the logs
+/// or a listing, however many), failing after 60 s.
+async fn poll_until_keys(
+    zone: &DevZone,
+    capture: &RgwCapture,
+    index: &Arc<dyn ChangeIndex>,
+    keys: &[&str],
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        capture.poll_once().await.expect("poll");
+        let have: std::collections::BTreeSet<String> =
+            changes(index).await.into_iter().map(|c| c.1).collect();
+        if keys.iter().all(|k| have.contains(*k)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: changes missing {what}: have {have:?}",
+            zone.release
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Reopens the index with a fresh capture, as after a restart: capture
 /// resumes from the committed markers, doubles nothing, and a later change
 /// to `bucket` still arrives.
@@ -643,24 +669,14 @@ async fn changes_while_bucket_sync_was_disabled_are_found_by_a_listing() {
     s3.put(&bucket, "while-disabled", b"2").await;
     radosgw_admin(&["bucket", "sync", "enable", "--bucket", &bucket]);
     s3.put(&bucket, "after", b"3").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        cap.poll_once().await.expect("poll");
-        let keys: std::collections::BTreeSet<String> =
-            changes(&index).await.into_iter().map(|c| c.1).collect();
-        if ["before", "while-disabled", "after"]
-            .iter()
-            .all(|k| keys.contains(*k))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Ceph {}: changes missing after sync disable/enable: {keys:?}",
-            zone.release
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    poll_until_keys(
+        &zone,
+        &cap,
+        &index,
+        &["before", "while-disabled", "after"],
+        "after sync disable/enable",
+    )
+    .await;
     let listed: Vec<String> = read_all(&index)
         .await
         .into_iter()
@@ -796,7 +812,6 @@ async fn a_resharded_bucket_loses_no_change() {
         .collect();
     want.extend((0..40).map(|n| change(&bucket, &format!("during-{n}"), None, Op::Put)));
     want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let from_logs = |entries: Vec<zonelog::index::IndexedEntry>| -> Vec<Change> {
         let mut out: Vec<Change> = entries
             .into_iter()
@@ -813,20 +828,8 @@ async fn a_resharded_bucket_loses_no_change() {
         out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         out
     };
-    loop {
-        cap.poll_once().await.expect("poll");
-        let keys: std::collections::BTreeSet<String> =
-            changes(&index).await.into_iter().map(|c| c.1).collect();
-        if want.iter().all(|c| keys.contains(&c.1)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Ceph {}: changes missing after a reshard: have {keys:?}",
-            zone.release
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let keys: Vec<&str> = want.iter().map(|c| c.1.as_str()).collect();
+    poll_until_keys(&zone, &cap, &index, &keys, "after a reshard").await;
     for _ in 0..2 {
         cap.poll_once().await.expect("poll");
     }
