@@ -800,30 +800,8 @@ impl RgwCapture {
                     self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let resync = page.entries.iter().find(|e| e.op == "resync");
-            let listing = format!("{LISTING_PREFIX}{}", bs.bucket);
-            // Every shard logs the `resync`; one listing is enough, and a
-            // pending one covers it.
-            let waiting = match resync {
-                Some(_) => self
-                    .index
-                    .marker(&listing)
-                    .await?
-                    .is_some_and(|v| v.as_slice() != LISTING_DONE),
-                None => false,
-            };
-            if let Some(resync) = resync.filter(|_| !waiting) {
-                // `bucket sync enable` after a `sync disable`: RGW logged
-                // nothing in between (`syncstop` .. `resync`), so what
-                // changed then is found by listing the bucket.
-                tracing::warn!(
-                    bucket = %bs.bucket,
-                    marker = entry_marker(resync),
-                    "rgw capture: the bucket's sync was disabled and enabled again; \
-                     changes made in between are not in its log, listing the bucket"
-                );
-                batch = batch.marker(listing, Vec::new());
-                self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            if let Some(resync) = page.entries.iter().find(|e| e.op == "resync") {
+                batch = self.list_after_resync(bs, resync, batch).await?;
             }
             for (entry, time) in page.entries.iter().zip(times) {
                 match map_entry(&bs.bucket, &shard_name, entry, Some(time)) {
@@ -874,6 +852,44 @@ impl RgwCapture {
             }
             marker = Some(last_marker);
         }
+    }
+
+    /// `bucket sync enable` after a `sync disable`: RGW logged nothing in
+    /// between (`syncstop` .. `resync`), so what changed then is found by
+    /// listing the bucket. Every shard logs its own `resync`, drained at
+    /// different times; a listing asked for after a `resync` was written
+    /// covers it (`rgw/listed-after/<bucket>`: when the last one was asked
+    /// for), so one `sync enable` lists the bucket once.
+    async fn list_after_resync(
+        &self,
+        bs: &BucketShard,
+        resync: &super::api::BilogEntry,
+        batch: WriteBatch,
+    ) -> Result<WriteBatch, CaptureError> {
+        let asked_name = format!("rgw/listed-after/{}", bs.bucket);
+        let asked: Option<u64> = self
+            .stored_marker(&asked_name)
+            .await?
+            .and_then(|v| v.parse().ok());
+        let written = chrono::DateTime::parse_from_rfc3339(&resync.timestamp)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .map(|ns| ns.max(0) as u64);
+        if let (Some(asked), Some(written)) = (asked, written) {
+            if written <= asked {
+                return Ok(batch);
+            }
+        }
+        tracing::warn!(
+            bucket = %bs.bucket,
+            marker = entry_marker(resync),
+            "rgw capture: the bucket's sync was disabled and enabled again; \
+             changes made in between are not in its log, listing the bucket"
+        );
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(batch
+            .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new())
+            .marker(asked_name, unix_now_ns().to_string().into_bytes()))
     }
 
     /// Whether entries after `position` may have been trimmed before we
