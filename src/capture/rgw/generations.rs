@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use super::api::BucketShard;
-use super::tail::{position_name, CaptureError, RgwCapture, FINISHED, LISTING_PREFIX};
+use super::tail::{position_name, CaptureError, RgwCapture, FINISHED};
 use crate::index::WriteBatch;
 
 const GENERATION_PREFIX: &str = "rgw/bilog-gen/";
@@ -70,10 +70,7 @@ impl RgwCapture {
                 "rgw capture: bucket-index log generations were trimmed before we read them; \
                  resyncing the whole bucket by listing it"
             );
-            batch = batch.marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new());
-            self.counters
-                .resyncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            batch = self.relist(batch, &bs.bucket);
         }
         let mut unfinished = Vec::new();
         for generation in info

@@ -48,7 +48,7 @@ const TRIMMED_PREFIX: &str = "rgw/bilog-trimmed/";
 pub(super) const FINISHED: &str = "finished";
 /// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
 /// position after which it continues) or `done`.
-pub(super) const LISTING_PREFIX: &str = "rgw/listing/";
+const LISTING_PREFIX: &str = "rgw/listing/";
 const LISTING_DONE: &[u8] = b"done";
 /// RGW logs a bucket shard in the data log at most once per
 /// `rgw_data_log_window` (30 s) and re-logs shards that changed again
@@ -796,8 +796,7 @@ impl RgwCapture {
                         "rgw capture: the bucket-index log was trimmed past our position; \
                          resyncing the whole bucket by listing it"
                     );
-                    batch = batch.marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new());
-                    self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                    batch = self.relist(batch, &bs.bucket);
                 }
             }
             if let Some(resync) = page.entries.iter().find(|e| e.op == "resync") {
@@ -854,6 +853,13 @@ impl RgwCapture {
         }
     }
 
+    /// Adds to `batch` that `bucket` is to be listed again in full (every
+    /// resync, whatever its cause, goes through here and is counted).
+    pub(super) fn relist(&self, batch: WriteBatch, bucket: &str) -> WriteBatch {
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new())
+    }
+
     /// `bucket sync enable` after a `sync disable`: RGW logged nothing in
     /// between (`syncstop` .. `resync`), so what changed then is found by
     /// listing the bucket. Every shard logs its own `resync`, drained at
@@ -886,9 +892,8 @@ impl RgwCapture {
             "rgw capture: the bucket's sync was disabled and enabled again; \
              changes made in between are not in its log, listing the bucket"
         );
-        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-        Ok(batch
-            .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new())
+        Ok(self
+            .relist(batch, &bs.bucket)
             .marker(asked_name, unix_now_ns().to_string().into_bytes()))
     }
 
@@ -972,8 +977,8 @@ impl RgwCapture {
                 );
                 // Every shard of the old instance is done with, in the same
                 // commit: a restart must not find them and list again.
-                let mut batch = WriteBatch::new()
-                    .marker(format!("{LISTING_PREFIX}{}", bs.bucket), Vec::new())
+                let mut batch = self
+                    .relist(WriteBatch::new(), &bs.bucket)
                     .marker(resynced_name(bs), current.instance_id.clone().into_bytes());
                 for old in self
                     .index
@@ -987,7 +992,6 @@ impl RgwCapture {
                     }
                 }
                 self.index.write(batch).await?;
-                self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 forget();
                 Ok(())
             }
