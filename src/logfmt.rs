@@ -17,7 +17,7 @@ use crate::index::{EntryId, IndexedEntry};
 use crate::record::{Op, Provenance};
 
 /// The record schema version; a change to the line format bumps it.
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 /// One line of a log object, as consumers read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

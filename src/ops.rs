@@ -96,7 +96,7 @@ impl MetricsCollector for Snapshot {
                 MetricType::Counter,
             )?;
             for (source, ops) in rows {
-                for op in [Op::Put, Op::Delete, Op::DeleteMarker, Op::Metadata] {
+                for op in Op::ALL {
                     let labels = [("source", source), ("op", op.as_str())];
                     ConstCounter::new(ops.of(op).load(Ordering::Relaxed))
                         .encode(family.encode_family(&labels)?)?;

@@ -25,16 +25,35 @@ pub enum Op {
     DeleteMarker,
     /// Tags, ACL or metadata changed; the data did not.
     Metadata,
+    /// The bucket was removed, and with it every object and version it
+    /// held. The record's key is empty. Changes made just before the
+    /// removal that RGW no longer held when zonelog read the bucket's log
+    /// are covered by this record, not listed one by one.
+    BucketRemoved,
 }
 
 impl Op {
+    pub const ALL: [Op; 5] = [
+        Op::Put,
+        Op::Delete,
+        Op::DeleteMarker,
+        Op::Metadata,
+        Op::BucketRemoved,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Put => "put",
             Op::Delete => "delete",
             Op::DeleteMarker => "delete_marker",
             Op::Metadata => "metadata",
+            Op::BucketRemoved => "bucket_removed",
         }
+    }
+
+    /// Whether the change is about a whole bucket rather than one object.
+    pub fn is_bucket_level(self) -> bool {
+        matches!(self, Op::BucketRemoved)
     }
 }
 
@@ -94,6 +113,8 @@ pub enum InvalidRecord {
     BucketTooLong(usize),
     #[error("object key is empty")]
     EmptyKey,
+    #[error("a bucket-level change ({0}) names an object key or version")]
+    BucketChangeWithKey(&'static str),
     #[error("object key is {0} bytes, more than the {MAX_KEY_BYTES} S3 allows")]
     KeyTooLong(usize),
     #[error("version_id is empty (use null for an unversioned object)")]
@@ -116,7 +137,11 @@ impl ChangeRecord {
         if self.bucket.len() > MAX_BUCKET_BYTES {
             return Err(InvalidRecord::BucketTooLong(self.bucket.len()));
         }
-        if self.key.is_empty() {
+        if self.op.is_bucket_level() {
+            if !self.key.is_empty() || self.version_id.is_some() {
+                return Err(InvalidRecord::BucketChangeWithKey(self.op.as_str()));
+            }
+        } else if self.key.is_empty() {
             return Err(InvalidRecord::EmptyKey);
         }
         if self.key.len() > MAX_KEY_BYTES {
@@ -231,5 +256,12 @@ mod tests {
         let mut r = sample();
         r.version_id = Some(String::new());
         assert_eq!(r.validate(), Err(InvalidRecord::EmptyVersionId));
+        let mut r = sample();
+        r.op = Op::BucketRemoved;
+        assert!(r.validate().is_err(), "a bucket removal names no key");
+        r.key.clear();
+        assert!(r.validate().is_ok());
+        r.version_id = Some("v".into());
+        assert!(r.validate().is_err());
     }
 }

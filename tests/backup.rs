@@ -714,3 +714,131 @@ async fn follow_mode_applies_new_log_objects_until_sigterm() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// A bucket removed while zonelog was stopped, then created again under
+/// its name: RGW removed the old bucket's index log with it, so the
+/// deletes that emptied it have no record; the `bucket_removed` record
+/// covers them, and each policy applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_bucket_is_applied_by_policy_and_its_successor_backed_up() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkrm");
+    let dest_root = tempfile::tempdir().expect("dest dir");
+    let mirror = dest_root.path().join("mirror");
+    let pipeline = Pipeline::new(
+        &zone,
+        &[&bucket],
+        &dir_backup_section(&zone, &mirror, "mirror"),
+    );
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
+    let policy_config = |policy: &str| -> PathBuf {
+        let config = pipeline.dir.path().join(format!("{policy}.toml"));
+        std::fs::write(
+            &config,
+            config_text
+                .replace(
+                    &mirror.display().to_string(),
+                    &dest_root.path().join(policy).display().to_string(),
+                )
+                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
+        )
+        .unwrap();
+        config
+    };
+    let backup_once = |config: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(config)
+            .output()
+            .expect("backup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let policies = ["mirror", "versions", "retain"];
+
+    let run = pipeline.start().await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "x", b"old x").await;
+    s3.put(&bucket, "y", b"old y").await;
+    pipeline.capture_and_flush(run, &[(&bucket, 2)]).await;
+    for policy in policies {
+        backup_once(&policy_config(policy));
+    }
+
+    // While zonelog is stopped: emptied, removed, created again.
+    s3.delete(&bucket, "x").await;
+    s3.delete(&bucket, "y").await;
+    let url = admin.url(&format!("/{}", encode_path(&bucket)), &[]);
+    admin
+        .send(Method::DELETE, url, Vec::new(), "delete bucket")
+        .await
+        .expect("delete bucket");
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "z", b"new z").await;
+    let run = pipeline.start().await;
+    // The removal and put z (the first run's records are flushed).
+    pipeline.capture_and_flush(run, &[(&bucket, 2)]).await;
+    let logged = pipeline.zonelog_ok(&["logs", "cat"]);
+    let ops: Vec<String> = logged
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("log line"))
+        .filter(|v| v["bucket"] == bucket.as_str())
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["op"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        ["put:x", "put:y", "bucket_removed:", "put:z"],
+        "Ceph {}: the log between the two buckets",
+        zone.release
+    );
+    for policy in policies {
+        backup_once(&policy_config(policy));
+    }
+    let files = |policy: &str| -> Vec<String> {
+        tree(&dest_root.path().join(policy))
+            .into_iter()
+            .map(|(name, body)| format!("{name}={}", String::from_utf8_lossy(&body)))
+            .collect()
+    };
+    let dest = &bucket;
+    assert_eq!(
+        files("mirror"),
+        [format!("{dest}/z=new z")],
+        "mirror: the old bucket's objects went with it"
+    );
+    let retained = files("retain");
+    assert!(
+        retained.contains(&format!("{dest}/x=old x"))
+            && retained.contains(&format!("{dest}/z=new z")),
+        "retain keeps everything: {retained:?}"
+    );
+    let versions = files("versions");
+    assert!(
+        versions.iter().any(|f| f.starts_with(&format!("{dest}/@"))),
+        "versions: one tombstone for the bucket: {versions:?}"
+    );
+    assert!(
+        versions
+            .iter()
+            .any(|f| f.starts_with(&format!("{dest}/x@"))),
+        "versions: the old objects' history stays: {versions:?}"
+    );
+    let verify = pipeline.zonelog(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "verify after a removal: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -841,6 +841,14 @@ async fn a_resharded_bucket_loses_no_change() {
         );
     } else {
         // Pacific: what the logs gave is a subset of the changes, once each.
+        assert!(
+            !changes(&index)
+                .await
+                .iter()
+                .any(|c| c.3 == Op::BucketRemoved),
+            "Ceph {}: a reshard into a new instance is no removal",
+            zone.release
+        );
         let logged = from_logs(read_all(&index).await);
         assert!(
             logged.iter().all(|c| want.contains(c)),
@@ -865,6 +873,76 @@ async fn a_resharded_bucket_loses_no_change() {
             zone.release
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_bucket_is_recorded_once_and_its_successor_read_from_its_start() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlremove");
+    let filter = bucket_filter(&bucket);
+    let (dir, index, cap) = started(&zone, &filter).await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "a", b"1").await;
+    poll_until(&cap, &index, vec![change(&bucket, "a", None, Op::Put)]).await;
+    // Changes zonelog has not read when the bucket goes: RGW removes the
+    // bucket's index with it, so only the removal record can tell.
+    s3.put(&bucket, "b", b"2").await;
+    s3.delete(&bucket, "a").await;
+    s3.delete(&bucket, "b").await;
+    s3.delete_bucket(&bucket).await;
+    let removed = change(&bucket, "", None, Op::BucketRemoved);
+    let mut want = vec![change(&bucket, "a", None, Op::Put), removed.clone()];
+    poll_until(&cap, &index, want.clone()).await;
+    // The same name again: a new bucket, read from its log's start.
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "c", b"3").await;
+    want.push(change(&bucket, "c", None, Op::Put));
+    poll_until(&cap, &index, want.clone()).await;
+    let entries = read_all(&index).await;
+    assert!(
+        entries
+            .iter()
+            .all(|e| matches!(e.record.source, Provenance::Rgw { .. })),
+        "Ceph {}: nothing was listed",
+        zone.release
+    );
+    let time_of = |key: &str, op: Op| {
+        entries
+            .iter()
+            .find(|e| e.record.key == key && e.record.op == op)
+            .map(|e| e.id)
+            .expect("record")
+    };
+    assert!(
+        time_of("a", Op::Put) < time_of("", Op::BucketRemoved)
+            && time_of("", Op::BucketRemoved) < time_of("c", Op::Put),
+        "Ceph {}: the removal is ordered between the old bucket's changes and the new one's",
+        zone.release
+    );
+    // Removed again after everything in it was read.
+    s3.delete(&bucket, "c").await;
+    want.push(change(&bucket, "c", None, Op::Delete));
+    poll_until(&cap, &index, want.clone()).await;
+    s3.delete_bucket(&bucket).await;
+    want.push(removed);
+    poll_until(&cap, &index, want.clone()).await;
+    drop(cap);
+    drop(index);
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    for _ in 0..3 {
+        cap.poll_once().await.expect("poll after restart");
+    }
+    want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(
+        changes(&index).await,
+        want,
+        "Ceph {}: a restart records no removal twice",
+        zone.release
+    );
 }
 
 /// `radosgw-admin ARGS` (ceph-common, found through `CEPH_CONF` from

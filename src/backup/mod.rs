@@ -399,9 +399,28 @@ impl Backup {
         Ok(tokio_stream_from(rx))
     }
 
-    /// Applies a batch: changes to different objects run in parallel, the
-    /// changes of one object in log order.
+    /// Applies a batch in log order. A bucket-level change (a removed
+    /// bucket) is a barrier: what came before it is applied first, what
+    /// came after it (a bucket created again under the name) afterwards.
     async fn apply_batch(&self, batch: Vec<LogRecord>) -> Result<(), BackupError> {
+        let mut objects = Vec::new();
+        for record in batch {
+            if record.op.is_bucket_level() {
+                self.apply_objects(std::mem::take(&mut objects)).await?;
+                self.apply_with_retry(&record).await?;
+            } else {
+                objects.push(record);
+            }
+        }
+        self.apply_objects(objects).await
+    }
+
+    /// Applies object changes: changes to different objects run in
+    /// parallel, the changes of one object in log order.
+    async fn apply_objects(&self, batch: Vec<LogRecord>) -> Result<(), BackupError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let mut order: Vec<(String, String)> = Vec::new();
         let mut groups: HashMap<(String, String), Vec<LogRecord>> = HashMap::new();
         for record in batch {
@@ -504,6 +523,50 @@ impl Backup {
                     Ok(())
                 }
             },
+            Op::BucketRemoved => match policy {
+                DeletePolicy::Retain => {
+                    self.stats.retained.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                // History is kept: one tombstone for the whole bucket,
+                // listed under `@` beside the objects' own histories.
+                DeletePolicy::Versions => {
+                    let mut info = ObjectInfo::default();
+                    info.metadata
+                        .insert(OP_META.into(), change.op.as_str().into());
+                    self.dest
+                        .put(
+                            &bucket,
+                            &versioned_key("", &change.id),
+                            &info,
+                            ByteStream::from_static(b""),
+                        )
+                        .await?;
+                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                DeletePolicy::Mirror => self.empty_bucket(&bucket).await,
+            },
+        }
+    }
+
+    /// `mirror` of a removed bucket: everything the destination holds for
+    /// it goes, as it went at the source.
+    async fn empty_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        loop {
+            // Listed again from the start after each page of deletes: a
+            // continuation would point into what was just removed.
+            let (page, more) = self.dest.list_page(bucket, None).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for listed in &page {
+                self.dest.delete(bucket, &listed.key).await?;
+                self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+            }
+            if more.is_none() {
+                return Ok(());
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub struct OpCounters {
     pub deletes: AtomicU64,
     pub delete_markers: AtomicU64,
     pub metadata: AtomicU64,
+    pub bucket_removals: AtomicU64,
 }
 
 impl OpCounters {
@@ -29,12 +30,13 @@ impl OpCounters {
             Op::Delete => &self.deletes,
             Op::DeleteMarker => &self.delete_markers,
             Op::Metadata => &self.metadata,
+            Op::BucketRemoved => &self.bucket_removals,
         }
     }
 
     /// All ops together.
     pub fn total(&self) -> u64 {
-        [Op::Put, Op::Delete, Op::DeleteMarker, Op::Metadata]
+        Op::ALL
             .iter()
             .map(|op| self.of(*op).load(Ordering::Relaxed))
             .sum()

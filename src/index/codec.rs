@@ -28,6 +28,7 @@ pub fn encode_record(record: &ChangeRecord, out: &mut Vec<u8>) {
         Op::Delete => 1,
         Op::DeleteMarker => 2,
         Op::Metadata => 3,
+        Op::BucketRemoved => 4,
     });
     // Validated records have a representable time; 0 would only appear for
     // an unvalidated one, and decodes to the epoch.
@@ -195,6 +196,7 @@ pub fn view_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         1 => Op::Delete,
         2 => Op::DeleteMarker,
         3 => Op::Metadata,
+        4 => Op::BucketRemoved,
         other => return Err(DecodeError(format!("unknown op {other}"))),
     };
     let time_ns = r.i64()?;
@@ -373,7 +375,7 @@ pub(crate) mod tests {
                 ".{1,40}|[\\x00-\\x1f\\x7f\"\\\\a/é😀]{1,20}",
                 proptest::option::of(".{1,10}"),
             ),
-            0u8..4,
+            0u8..5,
             0i64..i64::MAX,
             proptest::option::of(any::<u64>()),
             proptest::option::of(".{0,40}"),
@@ -385,7 +387,7 @@ pub(crate) mod tests {
                     bucket,
                     key,
                     version_id,
-                    op: [Op::Put, Op::Delete, Op::DeleteMarker, Op::Metadata][op as usize],
+                    op: Op::ALL[op as usize % Op::ALL.len()],
                     time: DateTime::from_timestamp_nanos(t),
                     size,
                     etag,

@@ -111,6 +111,20 @@ impl S3<'_> {
             .expect("create bucket");
     }
 
+    /// Removes an (empty) bucket.
+    pub async fn delete_bucket(&self, bucket: &str) {
+        let url = self.0.url(&format!("/{}", encode_path(bucket)), &[]);
+        self.0
+            .send(
+                Method::DELETE,
+                url,
+                Vec::new(),
+                &format!("delete bucket {bucket}"),
+            )
+            .await
+            .expect("delete bucket");
+    }
+
     /// Puts an object; returns its version id in a versioned bucket.
     pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Option<String> {
         let url = self.object_url(bucket, key, &[]);

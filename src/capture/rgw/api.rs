@@ -213,6 +213,20 @@ pub struct BucketInstance {
     pub bucket: String,
     pub instance_id: String,
     pub num_shards: u32,
+    /// When the bucket was created, as RGW reports it. A reshard that
+    /// gives the bucket a new instance (Pacific) keeps it; a bucket
+    /// removed and created again under its name gets a new one.
+    pub creation_time: Option<String>,
+}
+
+impl BucketInstance {
+    /// `creation_time` as a time, when RGW gave one zonelog can read.
+    pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let raw = self.creation_time.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
 }
 
 #[derive(Deserialize)]
@@ -225,6 +239,8 @@ struct BucketStats {
     id: String,
     #[serde(default)]
     num_shards: Option<u32>,
+    #[serde(default)]
+    creation_time: Option<String>,
 }
 
 /// Entries per bilog page; RGW caps a page at 1000 as well.
@@ -421,6 +437,7 @@ impl RgwAdmin {
             bucket: bucket.to_string(),
             instance_id: stats.id,
             num_shards: stats.num_shards.unwrap_or(0),
+            creation_time: stats.creation_time,
         })
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 mod api;
 mod generations;
+mod lifecycle;
 pub mod listing;
 pub mod mapping;
 pub mod tail;

@@ -81,13 +81,6 @@ pub use super::api::BucketShard;
 
 /// The index marker holding our position in one generation of one bucket
 /// shard's log.
-/// `rgw/resynced/<bucket>:<instance>`: that old instance of the bucket
-/// (Pacific's reshard, or a bucket recreated under its name) was replaced
-/// and the bucket listed again; set once, so it is listed once.
-fn resynced_name(bs: &BucketShard) -> String {
-    format!("rgw/resynced/{}:{}", bs.bucket, bs.instance)
-}
-
 pub(super) fn position_name(bs: &BucketShard) -> String {
     format!("{BILOG_PREFIX}{}", bs.log_name())
 }
@@ -197,7 +190,7 @@ fn still_holds(position: &str, oldest: Option<&str>) -> bool {
 
 /// `bucket:instance[:shard][@gen]` back into its parts (bucket names and
 /// instance ids contain neither `:` nor `@`).
-fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
+pub(super) fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
     let (name, gen) = match name.split_once('@') {
         Some((name, gen)) => (name, gen.parse().ok().filter(|g| *g > 0)?),
         None => (name, 0),
@@ -314,11 +307,14 @@ impl CaptureCounters {
 pub struct RgwCapture {
     pub(super) admin: RgwAdmin,
     pub(super) index: Arc<dyn ChangeIndex>,
-    filter: Filter,
+    pub(super) filter: Filter,
     config: RgwSourceConfig,
     pub(super) active: Mutex<HashMap<BucketShard, Instant>>,
     caught_up: AtomicBool,
     last_trim: Mutex<Option<Instant>>,
+    pub(super) last_bucket_check: Mutex<Option<Instant>>,
+    /// Held while a replaced or removed instance is settled.
+    pub(super) settling: tokio::sync::Mutex<()>,
     pub counters: Arc<CaptureCounters>,
 }
 
@@ -337,6 +333,8 @@ impl RgwCapture {
             active: Mutex::new(HashMap::new()),
             caught_up: AtomicBool::new(false),
             last_trim: Mutex::new(None),
+            last_bucket_check: Mutex::new(None),
+            settling: tokio::sync::Mutex::new(()),
             counters: Arc::new(CaptureCounters::default()),
         }
     }
@@ -430,6 +428,11 @@ impl RgwCapture {
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
+            }
+        }
+        if first_error.is_none() {
+            if let Err(e) = self.check_followed_buckets().await {
+                first_error = Some(e);
             }
         }
         if first_error.is_none() && self.config.trim_source {
@@ -646,6 +649,7 @@ impl RgwCapture {
                 ))
                 .await?
                 .latest_gen;
+            batch = Self::with_instance_created(batch, &instance);
             if latest_gen > 0 {
                 batch = batch.marker(
                     generation_marker_name(bucket, &instance.instance_id),
@@ -753,6 +757,9 @@ impl RgwCapture {
         };
         if marker.as_deref() == Some(FINISHED) {
             return Ok(report);
+        }
+        if marker.is_none() {
+            self.meet_instance(bs).await?;
         }
         if !self.older_generations_done(bs, marker.is_some()).await? {
             return Ok(report);
@@ -926,76 +933,6 @@ impl RgwCapture {
         }
         let trimmed_by_us = self.stored_marker(&trimmed_marker_name(bs)).await?;
         Ok(trimmed_by_us.as_deref() != Some(position))
-    }
-
-    /// A bucket shard's log answered 404. Only when the bucket itself is
-    /// gone is that the end of it. If the bucket now has another instance
-    /// (resharded, or deleted and created again), the old instance's
-    /// unread entries are unreachable, so the bucket is listed again in
-    /// full. If the instance is unchanged, the 404 was transient: the error
-    /// keeps the data-log position from moving past this shard.
-    async fn shard_not_found(&self, bs: &BucketShard) -> Result<(), CaptureError> {
-        let forget = || {
-            self.active
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(bs);
-        };
-        match self.admin.bucket_instance(&bs.bucket).await {
-            Err(AdminError::NotFound { .. }) => {
-                tracing::info!(bucket_shard = %bs.name(), "rgw capture: the bucket no longer exists; forgetting its shard");
-                forget();
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-            Ok(current) if current.instance_id == bs.instance => {
-                Err(CaptureError::Rgw(AdminError::Http {
-                    endpoint: self.admin.client().endpoint().to_string(),
-                    what: format!("bucket-index log of {}", bs.name()),
-                    status: 503,
-                    body: "404 for a bucket instance that still exists; retrying".into(),
-                }))
-            }
-            Ok(_) if self.stored_marker(&resynced_name(bs)).await?.is_some() => {
-                // This old instance's bucket was listed again already; a
-                // drain of another of its shards that was under way then
-                // has written a position since.
-                self.index
-                    .write(
-                        WriteBatch::new().marker(position_name(bs), FINISHED.as_bytes().to_vec()),
-                    )
-                    .await?;
-                forget();
-                Ok(())
-            }
-            Ok(current) => {
-                tracing::warn!(
-                    bucket_shard = %bs.name(),
-                    new_instance = %current.instance_id,
-                    "rgw capture: the bucket has a new instance (resharded or recreated); \
-                     resyncing the whole bucket by listing it"
-                );
-                // Every shard of the old instance is done with, in the same
-                // commit: a restart must not find them and list again.
-                let mut batch = self
-                    .relist(WriteBatch::new(), &bs.bucket)
-                    .marker(resynced_name(bs), current.instance_id.clone().into_bytes());
-                for old in self
-                    .index
-                    .markers(&format!("{BILOG_PREFIX}{}:{}", bs.bucket, bs.instance))
-                    .await?
-                {
-                    let same_instance = parse_bucket_shard(&old.name[BILOG_PREFIX.len()..])
-                        .is_some_and(|o| o.bucket == bs.bucket && o.instance == bs.instance);
-                    if same_instance {
-                        batch = batch.marker(old.name, FINISHED.as_bytes().to_vec());
-                    }
-                }
-                self.index.write(batch).await?;
-                forget();
-                Ok(())
-            }
-        }
     }
 
     fn count(&self, report: &PollReport, newest: Option<u64>) {

@@ -1,0 +1,370 @@
+//! Bucket lifecycle: a bucket removed, or removed and created again under
+//! its name, or (Pacific) resharded into a new instance.
+//!
+//! RGW removes a bucket's index, and with it the bucket-index log, when it
+//! removes the bucket (S3 `DeleteBucket`, `radosgw-admin bucket rm
+//! --purge-objects`). Entries zonelog had not read by then are gone, and a
+//! single zone keeps no metadata log to say what happened. So when a
+//! followed instance is no longer the bucket's, zonelog writes one
+//! `bucket_removed` record: the bucket and everything it held is gone as of
+//! that record. It is written once per instance, in the same commit that
+//! finishes every position of the instance (`rgw/removed/<bucket>:<instance>`
+//! marks it), so a restart or a second drain never writes it again.
+//!
+//! A new instance under the same name is either the same bucket resharded
+//! (Pacific gives a reshard a new instance; Reef and later keep it and add
+//! a log generation) or a new bucket. RGW keeps a bucket's creation time
+//! through a reshard, so zonelog records each instance's creation time when
+//! it first meets it (`rgw/instance-created/<bucket>:<instance>`) and tells
+//! the two apart by it. A new bucket's log is read from its start; a
+//! resharded one is listed once, because its old instance's unread entries
+//! are gone. An old instance met before zonelog kept creation times gets
+//! both: the removal record and a listing.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::admin::AdminError;
+use super::api::BucketInstance;
+use super::tail::{
+    parse_bucket_shard, position_name, BucketShard, CaptureError, RgwCapture, BILOG_PREFIX,
+    FINISHED,
+};
+use crate::index::WriteBatch;
+use crate::record::{ChangeRecord, Op, Provenance};
+
+/// How often the followed buckets are checked against the zone's bucket
+/// list, for a bucket removed while idle (its removal writes nothing to
+/// the data log). One request per check.
+pub(super) const BUCKET_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn created_name(bucket: &str, instance: &str) -> String {
+    format!("rgw/instance-created/{bucket}:{instance}")
+}
+
+fn removed_name(bucket: &str, instance: &str) -> String {
+    format!("rgw/removed/{bucket}:{instance}")
+}
+
+/// `rgw/resynced/<bucket>:<instance>`: that old instance was resharded
+/// into a new one (Pacific) and the bucket listed again; set once, so it
+/// is listed once.
+fn resynced_name(bs: &BucketShard) -> String {
+    format!("rgw/resynced/{}:{}", bs.bucket, bs.instance)
+}
+
+/// What became of a followed instance that is no longer the bucket's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    /// The same bucket under a new instance: creation times agree.
+    Resharded,
+    /// Another bucket under the same name: the old one was removed.
+    Recreated,
+    /// Not known which (no creation time recorded for the old instance).
+    Unknown,
+}
+
+fn replaced_by(old_created: Option<&str>, current: &BucketInstance) -> Replaced {
+    match (old_created, current.creation_time.as_deref()) {
+        (Some(old), Some(new)) if old == new => Replaced::Resharded,
+        (Some(_), Some(_)) => Replaced::Recreated,
+        _ => Replaced::Unknown,
+    }
+}
+
+impl RgwCapture {
+    /// Called before a bucket shard's first read. When its instance is
+    /// the bucket's current one, records its creation time, and first
+    /// settles any other instance of the bucket still followed: that one's
+    /// removal record (or listing) must come before the new bucket's
+    /// changes. An instance that is not current is left to its read, whose
+    /// 404 settles it.
+    pub(super) async fn meet_instance(&self, bs: &BucketShard) -> Result<(), CaptureError> {
+        let created = created_name(&bs.bucket, &bs.instance);
+        if self.index.marker(&created).await?.is_some() {
+            return Ok(());
+        }
+        let current = match self.admin.bucket_instance(&bs.bucket).await {
+            Ok(current) if current.instance_id == bs.instance => current,
+            Ok(_) | Err(AdminError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for old in self.other_followed_instances(bs).await? {
+            // Not read again: another task may be draining that shard, and
+            // a removed bucket's index is gone anyway.
+            self.shard_not_found(&old).await?;
+        }
+        self.remember_instance(WriteBatch::new(), &current).await
+    }
+
+    /// Adds the instance's creation time to `batch` and writes it.
+    pub(super) async fn remember_instance(
+        &self,
+        batch: WriteBatch,
+        instance: &BucketInstance,
+    ) -> Result<(), CaptureError> {
+        let batch = match &instance.creation_time {
+            Some(t) => batch.marker(
+                created_name(&instance.bucket, &instance.instance_id),
+                t.clone().into_bytes(),
+            ),
+            None => batch,
+        };
+        self.index.write(batch).await?;
+        Ok(())
+    }
+
+    /// Adds the instance's creation time to a batch being built.
+    pub(super) fn with_instance_created(
+        batch: WriteBatch,
+        instance: &BucketInstance,
+    ) -> WriteBatch {
+        match &instance.creation_time {
+            Some(t) => batch.marker(
+                created_name(&instance.bucket, &instance.instance_id),
+                t.clone().into_bytes(),
+            ),
+            None => batch,
+        }
+    }
+
+    /// One shard of every other instance of `bs.bucket` whose positions
+    /// are not finished.
+    async fn other_followed_instances(
+        &self,
+        bs: &BucketShard,
+    ) -> Result<Vec<BucketShard>, CaptureError> {
+        let mut others: BTreeMap<String, BucketShard> = BTreeMap::new();
+        let prefix = format!("{BILOG_PREFIX}{}:", bs.bucket);
+        for m in self.index.markers(&prefix).await? {
+            if m.value == FINISHED.as_bytes() {
+                continue;
+            }
+            let Some(shard) = parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]) else {
+                continue;
+            };
+            if shard.bucket == bs.bucket && shard.instance != bs.instance {
+                others.entry(shard.instance.clone()).or_insert(shard);
+            }
+        }
+        Ok(others.into_values().collect())
+    }
+
+    /// A bucket shard's log answered 404. Only when the bucket no longer
+    /// has this instance is that the end of it: removed, recreated or
+    /// resharded into a new instance. If the instance is unchanged, the 404
+    /// was transient: the error keeps the data-log position from moving
+    /// past this shard.
+    pub(super) async fn shard_not_found(&self, bs: &BucketShard) -> Result<(), CaptureError> {
+        // Shards of one instance are drained concurrently, and a new
+        // instance settles the old one from another task: one at a time,
+        // so that the check below and the write cannot interleave.
+        let _settling = self.settling.lock().await;
+        let settled = self
+            .index
+            .marker(&removed_name(&bs.bucket, &bs.instance))
+            .await?
+            .is_some()
+            || self.index.marker(&resynced_name(bs)).await?.is_some();
+        if settled {
+            // Another shard of this instance settled it; a drain of this
+            // one that was under way then has written a position since.
+            self.index
+                .write(WriteBatch::new().marker(position_name(bs), FINISHED.as_bytes().to_vec()))
+                .await?;
+            self.forget(bs);
+            return Ok(());
+        }
+        let current = match self.admin.bucket_instance(&bs.bucket).await {
+            Err(AdminError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+            Ok(current) if current.instance_id == bs.instance => {
+                return Err(CaptureError::Rgw(AdminError::Http {
+                    endpoint: self.admin.client().endpoint().to_string(),
+                    what: format!("bucket-index log of {}", bs.name()),
+                    status: 503,
+                    body: "404 for a bucket instance that still exists; retrying".into(),
+                }));
+            }
+            Ok(current) => Some(current),
+        };
+        let old_created = self
+            .stored_marker(&created_name(&bs.bucket, &bs.instance))
+            .await?;
+        let replaced = current
+            .as_ref()
+            .map(|c| replaced_by(old_created.as_deref(), c));
+        let mut batch = self.finish_instance(WriteBatch::new(), bs).await?;
+        let removed = replaced != Some(Replaced::Resharded);
+        if removed {
+            // Removed, or replaced by another bucket: as of the new
+            // bucket's creation (or of now), the old one is gone.
+            let time = current
+                .as_ref()
+                .and_then(BucketInstance::created)
+                .unwrap_or_else(Utc::now);
+            tracing::warn!(
+                bucket = %bs.bucket,
+                instance = %bs.instance,
+                new_instance = current.as_ref().map(|c| c.instance_id.as_str()).unwrap_or(""),
+                "rgw capture: the bucket was removed; recording that it and everything in it are gone"
+            );
+            batch.records.push(removal_record(bs, time));
+            batch = batch.marker(
+                removed_name(&bs.bucket, &bs.instance),
+                time.to_rfc3339().into_bytes(),
+            );
+        }
+        if matches!(replaced, Some(Replaced::Resharded | Replaced::Unknown)) {
+            tracing::warn!(
+                bucket_shard = %bs.name(),
+                new_instance = current.as_ref().map(|c| c.instance_id.as_str()).unwrap_or(""),
+                "rgw capture: the bucket has a new instance (resharded, or recreated before \
+                 zonelog knew creation times); resyncing the whole bucket by listing it"
+            );
+            batch = self
+                .relist(batch, &bs.bucket)
+                .marker(resynced_name(bs), bs.instance.clone().into_bytes());
+        }
+        if let Some(current) = &current {
+            batch = Self::with_instance_created(batch, current);
+        }
+        self.index.write(batch).await?;
+        if removed {
+            self.counters.ops.count(Op::BucketRemoved);
+        }
+        self.forget(bs);
+        Ok(())
+    }
+
+    /// Every position of the old instance is done with, in the same commit
+    /// as what settles it: a restart must not find them and settle again.
+    async fn finish_instance(
+        &self,
+        mut batch: WriteBatch,
+        bs: &BucketShard,
+    ) -> Result<WriteBatch, CaptureError> {
+        batch = batch.marker(position_name(bs), FINISHED.as_bytes().to_vec());
+        for old in self
+            .index
+            .markers(&format!("{BILOG_PREFIX}{}:{}", bs.bucket, bs.instance))
+            .await?
+        {
+            let same_instance = parse_bucket_shard(&old.name[BILOG_PREFIX.len()..])
+                .is_some_and(|o| o.bucket == bs.bucket && o.instance == bs.instance);
+            if same_instance && old.value != FINISHED.as_bytes() {
+                batch = batch.marker(old.name, FINISHED.as_bytes().to_vec());
+            }
+        }
+        Ok(batch)
+    }
+
+    fn forget(&self, bs: &BucketShard) {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|followed, _| {
+                !(followed.bucket == bs.bucket && followed.instance == bs.instance)
+            });
+    }
+
+    /// Every `BUCKET_CHECK_INTERVAL`: a followed bucket missing from the
+    /// zone's bucket list was removed while idle; reading one of its
+    /// shards settles it. (A bucket removed and created again while idle
+    /// is settled when its new instance is first read, or at a restart.)
+    pub(super) async fn check_followed_buckets(&self) -> Result<(), CaptureError> {
+        {
+            let mut last = self
+                .last_bucket_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < BUCKET_CHECK_INTERVAL) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let listed: std::collections::BTreeSet<String> =
+            self.admin.list_buckets().await?.into_iter().collect();
+        let mut missing: BTreeMap<(String, String), BucketShard> = BTreeMap::new();
+        for m in self.index.markers(BILOG_PREFIX).await? {
+            if m.value == FINISHED.as_bytes() {
+                continue;
+            }
+            let Some(shard) = parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]) else {
+                continue;
+            };
+            if !listed.contains(&shard.bucket) && self.filter.matches_bucket(&shard.bucket) {
+                missing
+                    .entry((shard.bucket.clone(), shard.instance.clone()))
+                    .or_insert(shard);
+            }
+        }
+        for shard in missing.into_values() {
+            self.drain(&shard).await?;
+        }
+        Ok(())
+    }
+}
+
+fn removal_record(bs: &BucketShard, time: DateTime<Utc>) -> ChangeRecord {
+    ChangeRecord {
+        bucket: bs.bucket.clone(),
+        key: String::new(),
+        version_id: None,
+        op: Op::BucketRemoved,
+        time,
+        size: None,
+        etag: None,
+        mtime: None,
+        source: Provenance::Rgw {
+            bucket_shard: format!("{}:{}", bs.bucket, bs.instance),
+            marker: String::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(created: Option<&str>) -> BucketInstance {
+        BucketInstance {
+            bucket: "b".into(),
+            instance_id: "new.2".into(),
+            num_shards: 11,
+            creation_time: created.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn creation_time_tells_a_reshard_from_a_new_bucket() {
+        let t1 = "2026-12-02T00:41:26.197098Z";
+        let t2 = "2026-12-02T00:41:30.175489Z";
+        assert_eq!(
+            replaced_by(Some(t1), &instance(Some(t1))),
+            Replaced::Resharded
+        );
+        assert_eq!(
+            replaced_by(Some(t1), &instance(Some(t2))),
+            Replaced::Recreated
+        );
+        assert_eq!(replaced_by(None, &instance(Some(t2))), Replaced::Unknown);
+        assert_eq!(replaced_by(Some(t1), &instance(None)), Replaced::Unknown);
+        assert_eq!(
+            instance(Some(t2))
+                .created()
+                .map(|t| t.timestamp_subsec_micros()),
+            Some(175489)
+        );
+    }
+
+    #[test]
+    fn the_removal_record_is_valid_and_names_no_object() {
+        let bs = BucketShard::first("b", "id.1", Some(3));
+        let r = removal_record(&bs, Utc::now());
+        assert!(r.validate().is_ok());
+        assert!(r.key.is_empty());
+    }
+}
