@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{dev_zone, unique_bucket, DevZone, S3};
+use common::{dev_zone, radosgw_admin, unique_bucket, DevZone, S3};
 use futures::stream::{self, StreamExt};
 use tempfile::TempDir;
 use zonelog::capture::rgw::{BucketShard, RgwAdmin, RgwCapture};
@@ -980,21 +980,6 @@ async fn logs_turned_on_after_a_bucket_was_written_list_nothing() {
         "Ceph {}: nothing listed",
         zone.release
     );
-}
-
-/// `radosgw-admin ARGS` (ceph-common, found through `CEPH_CONF` from
-/// `scripts/ceph-dev env`); its stdout, or a panic with its stderr.
-fn radosgw_admin(args: &[&str]) -> String {
-    let out = std::process::Command::new("radosgw-admin")
-        .args(args)
-        .output()
-        .expect("radosgw-admin (ceph-common) runs with CEPH_CONF from scripts/ceph-dev env");
-    assert!(
-        out.status.success(),
-        "radosgw-admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("radosgw-admin prints UTF-8")
 }
 
 /// The instance id of one of the unsharded buckets `scripts/ceph-dev up`

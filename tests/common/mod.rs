@@ -527,3 +527,18 @@ pub fn put_delete_changes(written: u64) -> Vec<(String, &'static str)> {
     }
     out
 }
+
+/// `radosgw-admin ARGS` (ceph-common, found through `CEPH_CONF` from
+/// `scripts/ceph-dev env`); its stdout, or a panic with its stderr.
+pub fn radosgw_admin(args: &[&str]) -> String {
+    let out = std::process::Command::new("radosgw-admin")
+        .args(args)
+        .output()
+        .expect("radosgw-admin (ceph-common) runs with CEPH_CONF from scripts/ceph-dev env");
+    assert!(
+        out.status.success(),
+        "radosgw-admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("radosgw-admin prints UTF-8")
+}

@@ -18,8 +18,11 @@
 //! it first meets it (`rgw/instance-created/<bucket>:<instance>`) and tells
 //! the two apart by it. A new bucket's log is read from its start; a
 //! resharded one is listed once, because its old instance's unread entries
-//! are gone. An old instance met before zonelog kept creation times gets
-//! both: the removal record and a listing.
+//! are gone. An old instance whose creation time zonelog never saw (made
+//! and replaced while zonelog was down, or met before zonelog kept creation
+//! times) is a removal where the release reshards in place (it reports log
+//! generations: Reef and later); on Pacific it gets both, the removal
+//! record and a listing, which is right either way.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -62,7 +65,7 @@ enum Replaced {
     Resharded,
     /// Another bucket under the same name: the old one was removed.
     Recreated,
-    /// Not known which (no creation time recorded for the old instance).
+    /// Not known from creation times (none recorded for the old instance).
     Unknown,
 }
 
@@ -193,9 +196,14 @@ impl RgwCapture {
         let old_created = self
             .stored_marker(&created_name(&bs.bucket, &bs.instance))
             .await?;
-        let replaced = current
+        let mut replaced = current
             .as_ref()
             .map(|c| replaced_by(old_created.as_deref(), c));
+        if let (Some(Replaced::Unknown), Some(current)) = (replaced, &current) {
+            if self.reshards_keep_instances(current).await? {
+                replaced = Some(Replaced::Recreated);
+            }
+        }
         let mut batch = self.finish_instance(WriteBatch::new(), bs).await?;
         let removed = replaced != Some(Replaced::Resharded);
         if removed {
@@ -237,6 +245,24 @@ impl RgwCapture {
         }
         self.forget(bs);
         Ok(())
+    }
+
+    /// Whether this release reshards a bucket in place (a new log
+    /// generation, the same instance), so that a new instance can only be
+    /// a new bucket: Reef and later report generations in a bucket-index
+    /// log's info, Pacific does not.
+    async fn reshards_keep_instances(
+        &self,
+        current: &BucketInstance,
+    ) -> Result<bool, CaptureError> {
+        let first_shard = (current.num_shards > 0).then_some(0);
+        let bs = BucketShard::first(&current.bucket, &current.instance_id, first_shard);
+        match self.admin.bilog_info(&bs).await {
+            Ok(info) => Ok(!info.generations.is_empty()),
+            // Gone again already: the next instance settles it.
+            Err(AdminError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every position of the old instance is done with, in the same commit
