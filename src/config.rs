@@ -138,6 +138,11 @@ pub struct RgwSourceConfig {
     /// How often `trim_source` trims RGW's logs.
     #[serde(default = "default_trim_interval", with = "humantime_serde")]
     pub trim_interval: Duration,
+    /// How often the followed buckets are checked against the zone's
+    /// bucket list (an idle bucket's removal) and the data log for a trim
+    /// past zonelog's position (RGW's autotrim in a realm).
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -552,6 +557,9 @@ fn default_poll_interval() -> Duration {
 fn default_trim_interval() -> Duration {
     Duration::from_secs(60)
 }
+pub fn default_check_interval() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_concurrency() -> usize {
     4
 }
@@ -673,6 +681,7 @@ impl Config {
             require_credentials("sources.rgw", Some(&rgw.access_key), Some(&rgw.secret_key))?;
             positive("sources.rgw.poll_interval", rgw.poll_interval)?;
             positive("sources.rgw.trim_interval", rgw.trim_interval)?;
+            positive("sources.rgw.check_interval", rgw.check_interval)?;
             if rgw.concurrency == 0 || rgw.concurrency > 256 {
                 return Err(invalid(
                     "sources.rgw.concurrency",

@@ -122,6 +122,12 @@ impl MetricsCollector for Snapshot {
                 "Buckets listed again because their bucket-index log was trimmed past zonelog's position",
                 c.resyncs.load(Ordering::Relaxed),
             )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_datalog_trims",
+                "Data-log shards found trimmed past zonelog's position by someone else (each caught up)",
+                c.datalog_trims.load(Ordering::Relaxed),
+            )?;
             gauge(
                 &mut encoder,
                 "zonelog_capture_failing_buckets",

@@ -39,6 +39,7 @@ fn source_config(zone: &DevZone) -> RgwSourceConfig {
         initial: InitialSync::Now,
         trim_source: false,
         trim_interval: Duration::from_secs(60),
+        check_interval: Duration::from_secs(300),
     }
 }
 
@@ -462,6 +463,64 @@ async fn trim_source_trims_the_bilog_up_to_the_committed_position() {
             .len();
     }
     assert_eq!(left, 0, "bilog entries left after trim_source");
+}
+
+/// RGW in a realm trims its data log to its peers' lowest position, all of
+/// it when there is no peer, and zonelog is no peer: the entries naming an
+/// idle bucket's change and a new bucket are trimmed before zonelog reads
+/// them. The trim is found and both changes arrive, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_log_trimmed_past_our_position_is_caught_up() {
+    let Some(zone) = dev_zone() else { return };
+    // Trims the data log every other capture of this file reads.
+    let _data_log = DATA_LOG.write().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let prefix = unique_bucket("zldltrim");
+    let (idle, new) = (format!("{prefix}-idle"), format!("{prefix}-new"));
+    s3.create_bucket(&idle).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&prefix_filter(&prefix)),
+        RgwSourceConfig {
+            check_interval: Duration::from_millis(1),
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    s3.put(&idle, "x", b"1").await;
+    s3.create_bucket(&new).await;
+    s3.put(&new, "y", b"2").await;
+    let admin = RgwAdmin::new(zone.admin_client());
+    for shard in 0..admin.datalog_shard_count().await.expect("shards") {
+        let last = admin.datalog_info(shard).await.expect("info").marker;
+        if !last.is_empty() {
+            admin
+                .datalog_trim(shard, &last)
+                .await
+                .expect("datalog trim");
+        }
+    }
+    poll_until(
+        &cap,
+        &index,
+        vec![
+            change(&idle, "x", None, Op::Put),
+            change(&new, "y", None, Op::Put),
+        ],
+    )
+    .await;
+    assert!(
+        cap.counters
+            .datalog_trims
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "Ceph {}: the trim was seen",
+        zone.release
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

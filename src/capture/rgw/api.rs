@@ -281,6 +281,24 @@ impl RgwAdmin {
             .await
     }
 
+    /// The marker of the oldest entry a data-log shard still holds.
+    pub async fn datalog_oldest(&self, shard: u32) -> Result<Option<String>, AdminError> {
+        let id = shard.to_string();
+        let page: DatalogPage = self
+            .client
+            .get_json(
+                "/admin/log",
+                &[
+                    ("type", Some("data")),
+                    ("id", Some(id.as_str())),
+                    ("max-entries", Some("1")),
+                ],
+                &format!("data log shard {shard} oldest entry"),
+            )
+            .await?;
+        Ok((!page.entries.is_empty() && !page.marker.is_empty()).then_some(page.marker))
+    }
+
     pub async fn datalog_info(&self, shard: u32) -> Result<DatalogInfo, AdminError> {
         let id = shard.to_string();
         self.client

@@ -32,16 +32,11 @@ use chrono::{DateTime, Utc};
 use super::admin::AdminError;
 use super::api::BucketInstance;
 use super::tail::{
-    parse_bucket_shard, position_name, BucketShard, CaptureError, RgwCapture, BILOG_PREFIX,
-    FINISHED,
+    parse_bucket_shard, position_name, BucketShard, CaptureError, PollReport, RgwCapture,
+    BILOG_PREFIX, FINISHED,
 };
 use crate::index::WriteBatch;
 use crate::record::{ChangeRecord, Op, Provenance};
-
-/// How often the followed buckets are checked against the zone's bucket
-/// list, for a bucket removed while idle (its removal writes nothing to
-/// the data log). One request per check.
-pub(super) const BUCKET_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn created_name(bucket: &str, instance: &str) -> String {
     format!("rgw/instance-created/{bucket}:{instance}")
@@ -296,7 +291,7 @@ impl RgwCapture {
             });
     }
 
-    /// Every `BUCKET_CHECK_INTERVAL`: a followed bucket missing from the
+    /// Every `check_interval`: a followed bucket missing from the
     /// zone's bucket list was removed while idle; reading one of its
     /// shards settles it. (A bucket removed and created again while idle
     /// is settled when its new instance is first read, or at a restart.)
@@ -306,7 +301,7 @@ impl RgwCapture {
                 .last_bucket_check
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < BUCKET_CHECK_INTERVAL) {
+            if last.is_some_and(|t| t.elapsed() < self.config.check_interval) {
                 return Ok(());
             }
             *last = Some(Instant::now());
@@ -331,6 +326,58 @@ impl RgwCapture {
             self.drain(&shard).await?;
         }
         Ok(())
+    }
+}
+
+impl RgwCapture {
+    /// Reads every matching bucket whose current instance zonelog does not
+    /// follow from the start of its log, as the data log would have had it
+    /// do (after a data-log trim past our position). A bucket whose oldest
+    /// generation RGW no longer holds is listed (see generations.rs).
+    pub(super) async fn read_unfollowed_buckets(&self) -> Result<PollReport, CaptureError> {
+        let followed: std::collections::BTreeSet<(String, String)> = self
+            .index
+            .markers(BILOG_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|m| parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]))
+            .map(|bs| (bs.bucket, bs.instance))
+            .collect();
+        let mut report = PollReport::default();
+        for bucket in self.admin.list_buckets().await? {
+            if !self.filter.matches_bucket(&bucket) {
+                continue;
+            }
+            let instance = match self.admin.bucket_instance(&bucket).await {
+                Ok(i) => i,
+                Err(AdminError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if followed.contains(&(bucket.clone(), instance.instance_id.clone())) {
+                continue;
+            }
+            let first_shard = (instance.num_shards > 0).then_some(0);
+            let first = BucketShard::first(&bucket, &instance.instance_id, first_shard);
+            let info = match self.admin.bilog_info(&first).await {
+                Ok(info) => info,
+                Err(AdminError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let num_shards = info
+                .generations
+                .iter()
+                .find(|g| g.gen == info.oldest_gen)
+                .map_or(instance.num_shards, |g| g.num_shards);
+            tracing::info!(bucket = %bucket, "rgw capture: reading a bucket the data log no longer names from the start of its log");
+            for shard in super::generations::shard_ids(num_shards) {
+                let bs = BucketShard {
+                    gen: info.oldest_gen,
+                    ..BucketShard::first(&bucket, &instance.instance_id, shard)
+                };
+                report.add(&self.drain(&bs).await?);
+            }
+        }
+        Ok(report)
     }
 }
 

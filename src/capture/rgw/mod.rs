@@ -7,6 +7,7 @@ mod lifecycle;
 pub mod listing;
 pub mod mapping;
 pub mod tail;
+mod trims;
 
 pub use api::{
     BilogEntry, BilogInfo, BilogPage, BucketInstance, DatalogEntry, DatalogInfo, DatalogPage,

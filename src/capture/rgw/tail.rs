@@ -213,7 +213,7 @@ pub(super) fn parse_bucket_shard(name: &str) -> Option<BucketShard> {
     })
 }
 
-fn datalog_marker_name(shard: u32) -> String {
+pub(super) fn datalog_marker_name(shard: u32) -> String {
     format!("{DATALOG_PREFIX}{shard:03}")
 }
 
@@ -228,7 +228,7 @@ pub struct PollReport {
 }
 
 impl PollReport {
-    fn add(&mut self, other: &PollReport) {
+    pub(super) fn add(&mut self, other: &PollReport) {
         self.records += other.records;
         self.skipped += other.skipped;
         self.filtered += other.filtered;
@@ -268,6 +268,8 @@ pub struct CaptureCounters {
     /// Buckets whose last listing or read failed (bucket → error), each
     /// retried on every poll while every other bucket goes on.
     pub failing_buckets: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Data-log shards found trimmed past our position by someone else.
+    pub datalog_trims: AtomicU64,
     /// Changes the index refused (e.g. a name over S3's limits), skipped.
     pub invalid: AtomicU64,
 }
@@ -308,11 +310,12 @@ pub struct RgwCapture {
     pub(super) admin: RgwAdmin,
     pub(super) index: Arc<dyn ChangeIndex>,
     pub(super) filter: Filter,
-    config: RgwSourceConfig,
+    pub(super) config: RgwSourceConfig,
     pub(super) active: Mutex<HashMap<BucketShard, Instant>>,
     caught_up: AtomicBool,
     last_trim: Mutex<Option<Instant>>,
     pub(super) last_bucket_check: Mutex<Option<Instant>>,
+    pub(super) last_datalog_check: Mutex<Option<Instant>>,
     /// Held while a replaced or removed instance is settled.
     pub(super) settling: tokio::sync::Mutex<()>,
     pub counters: Arc<CaptureCounters>,
@@ -334,6 +337,7 @@ impl RgwCapture {
             caught_up: AtomicBool::new(false),
             last_trim: Mutex::new(None),
             last_bucket_check: Mutex::new(None),
+            last_datalog_check: Mutex::new(None),
             settling: tokio::sync::Mutex::new(()),
             counters: Arc::new(CaptureCounters::default()),
         }
@@ -393,6 +397,9 @@ impl RgwCapture {
             report.add(&self.catch_up().await?);
             self.caught_up.store(true, Ordering::Relaxed);
         }
+        // Before the data log is read: reading it moves our positions
+        // past a trimmed stretch, which then could no longer be seen.
+        report.add(&self.check_datalog_trims().await?);
         let shards = self.admin.datalog_shard_count().await?;
         let mut first_error = None;
         let results: Vec<Result<PollReport, CaptureError>> = stream::iter(0..shards)
@@ -473,6 +480,15 @@ impl RgwCapture {
                         continue;
                     };
                     if marker.is_empty() {
+                        continue;
+                    }
+                    // Recorded first, as for the bilogs below.
+                    let noted = WriteBatch::new().marker(
+                        super::trims::datalog_trimmed_name(shard),
+                        marker.clone().into_bytes(),
+                    );
+                    if let Err(e) = self.index.write(noted).await {
+                        tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
                         continue;
                     }
                     if let Err(e) = self.admin.datalog_trim(shard, &marker).await {
@@ -587,7 +603,7 @@ impl RgwCapture {
     /// without a new data-log entry (RGW re-logs a shard only when its
     /// window renews), and that process's list of active shards died with
     /// it.
-    async fn catch_up(&self) -> Result<PollReport, CaptureError> {
+    pub(super) async fn catch_up(&self) -> Result<PollReport, CaptureError> {
         let known: Vec<BucketShard> = self
             .index
             .markers(BILOG_PREFIX)

@@ -1,0 +1,133 @@
+//! Data-log trims by someone else.
+//!
+//! A zone in a realm trims its data log itself every
+//! `rgw_sync_log_trim_interval` (20 min) to its peers' lowest position,
+//! which with no peer zone is the whole log; zonelog is no peer (see
+//! docs/decisions.md). Entries trimmed before zonelog read them named
+//! bucket shards that changed; their changes are still in the bucket-index
+//! logs from zonelog's positions on, but nothing tells zonelog to read
+//! them. So when a data-log shard was trimmed past zonelog's position,
+//! capture catches up before it reads the data log on: it drains every
+//! followed bucket shard, and reads every matching bucket it does not
+//! follow yet from the start of its log. A crash during the catch-up
+//! leaves the data-log positions where they were, so the first poll after
+//! the restart finds the trim again.
+//!
+//! RGW trims a data-log shard from its start, and `info` keeps the marker
+//! of the last entry written, trimmed or not. So the shard was trimmed past
+//! our position exactly when it wrote something after it (`info` marker
+//! past ours) and no longer holds the entry at our position (its oldest is
+//! past ours, or it holds none) — unless zonelog trimmed it to exactly
+//! there itself (`trim_source`, recorded in `rgw/datalog-trimmed/<NNN>`).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+
+use super::tail::{datalog_marker_name, CaptureError, PollReport, RgwCapture};
+
+pub(super) fn datalog_trimmed_name(shard: u32) -> String {
+    format!("rgw/datalog-trimmed/{shard:03}")
+}
+
+/// Whether a shard whose last written entry is `last`, and whose oldest
+/// held entry is `oldest`, lost entries after `ours`. Markers of one
+/// shard are fixed-width and sort as text.
+///
+/// An empty position is a shard that was empty when zonelog took it: it
+/// was trimmed past us when it wrote something and holds none of it. (A
+/// partial trim of such a shard before zonelog's next read cannot be told
+/// from its markers; RGW trims partially only to the positions of peer
+/// zones, which read no faster than zonelog's poll.)
+fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
+    if last.is_empty() || last <= ours {
+        return false;
+    }
+    match oldest {
+        Some(_) if ours.is_empty() => false,
+        Some(oldest) => oldest > ours,
+        None => true,
+    }
+}
+
+impl RgwCapture {
+    /// Every `check_interval`: catches up when a data-log shard was
+    /// trimmed past our position.
+    pub(super) async fn check_datalog_trims(&self) -> Result<PollReport, CaptureError> {
+        {
+            let mut last = self
+                .last_datalog_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.config.check_interval) {
+                return Ok(PollReport::default());
+            }
+            *last = Some(Instant::now());
+        }
+        let shards = self.admin.datalog_shard_count().await?;
+        let checked: Vec<Result<bool, CaptureError>> = stream::iter(0..shards)
+            .map(|shard| self.datalog_trimmed_past_us(shard))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let mut trimmed = 0u64;
+        for c in checked {
+            trimmed += u64::from(c?);
+        }
+        if trimmed > 0 {
+            tracing::warn!(
+                shards = trimmed,
+                "rgw capture: the data log was trimmed past our position (RGW's autotrim in a realm?); \
+                 reading every followed bucket shard and every new bucket"
+            );
+            self.counters
+                .datalog_trims
+                .fetch_add(trimmed, Ordering::Relaxed);
+            let mut report = self.catch_up().await?;
+            report.add(&self.read_unfollowed_buckets().await?);
+            return Ok(report);
+        }
+        Ok(PollReport::default())
+    }
+
+    async fn datalog_trimmed_past_us(&self, shard: u32) -> Result<bool, CaptureError> {
+        let Some(ours) = self.stored_marker(&datalog_marker_name(shard)).await? else {
+            return Ok(false);
+        };
+        let last = self.admin.datalog_info(shard).await?.marker;
+        if last.is_empty() || last.as_str() <= ours.as_str() {
+            // Nothing written after our position: nothing to lose.
+            return Ok(false);
+        }
+        let oldest = self.admin.datalog_oldest(shard).await?;
+        if !trimmed_past(&ours, &last, oldest.as_deref()) {
+            return Ok(false);
+        }
+        let ours_trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
+        Ok(ours_trimmed.as_deref() != Some(ours.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trim_past_our_position_is_told_from_a_log_that_still_holds_it() {
+        let m = |n: u32| format!("00000000000000000000:{n:020}");
+        // Nothing written since our position.
+        assert!(!trimmed_past(&m(5), &m(5), None));
+        // Written since, and the log still holds our entry.
+        assert!(!trimmed_past(&m(5), &m(9), Some(&m(5))));
+        assert!(!trimmed_past(&m(5), &m(9), Some(&m(1))));
+        // Trimmed past us: partly, or wholly.
+        assert!(trimmed_past(&m(5), &m(9), Some(&m(7))));
+        assert!(trimmed_past(&m(5), &m(9), None));
+        // A shard that was empty at the start: wholly trimmed since, or
+        // holding what it wrote.
+        assert!(trimmed_past("", &m(9), None));
+        assert!(!trimmed_past("", &m(9), Some(&m(3))));
+        assert!(!trimmed_past("", "", None));
+    }
+}
