@@ -369,7 +369,13 @@ fn collector(cfg: &Config, index: &OpenIndex) -> Result<Collector> {
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { config } => run(&load_config(&config)?).await,
+        Command::Run { config } => {
+            // Watched before anything else: a SIGTERM while zonelog is
+            // still starting stops it cleanly once it has started, rather
+            // than killing it by the signal's default action.
+            let stop = StopSignals::watch()?;
+            run(&load_config(&config)?, stop).await
+        }
         Command::Flush { config } => {
             let cfg = load_config(&config)?;
             let index = open_index(&cfg).await?;
@@ -662,7 +668,7 @@ fn spawn_leased<C, F>(
     });
 }
 
-async fn run(cfg: &Config) -> Result<ExitCode> {
+async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<ExitCode> {
     let index = open_index(cfg).await?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -774,7 +780,7 @@ async fn run(cfg: &Config) -> Result<ExitCode> {
         }
     });
     tracing::info!(zone = %cfg.zone, index = %index.location, "zonelog running");
-    wait_for_signal().await?;
+    stop_signals.wait().await?;
     tracing::info!("shutting down: finishing the batch in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -951,13 +957,32 @@ async fn verify(cfg: &Config, buckets: Vec<String>) -> Result<ExitCode> {
 }
 
 async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-        _ = term.recv() => {}
+    StopSignals::watch()?.wait().await
+}
+
+/// SIGTERM and SIGINT, watched from the moment this is made: one that
+/// arrives before `wait` is kept for it.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) -> Result<()> {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        Ok(())
+    }
 }
 
 async fn logs(command: LogsCommand) -> Result<ExitCode> {
