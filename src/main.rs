@@ -241,6 +241,11 @@ enum DevCommand {
 fn main() -> ExitCode {
     zonelog::ops::limit_malloc_arenas();
     let cli = Cli::parse();
+    // `run` is stopped by SIGTERM at any moment, so the signals wait
+    // (blocked) until its watcher is in place rather than killing it while
+    // it starts. Threads started meanwhile keep them blocked; the main
+    // thread takes them once the watcher is there.
+    let held = matches!(cli.command, Command::Run { .. }).then(HeldStopSignals::hold);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -248,7 +253,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, held)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -367,13 +372,14 @@ fn collector(cfg: &Config, index: &OpenIndex) -> Result<Collector> {
     ))
 }
 
-async fn dispatch(command: Command) -> Result<ExitCode> {
+async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<ExitCode> {
     match command {
         Command::Run { config } => {
             // Watched before anything else: a SIGTERM while zonelog is
             // still starting stops it cleanly once it has started, rather
             // than killing it by the signal's default action.
             let stop = StopSignals::watch()?;
+            drop(held);
             run(&load_config(&config)?, stop).await
         }
         Command::Flush { config } => {
@@ -958,6 +964,33 @@ async fn verify(cfg: &Config, buckets: Vec<String>) -> Result<ExitCode> {
 
 async fn wait_for_signal() -> Result<()> {
     StopSignals::watch()?.wait().await
+}
+
+/// SIGTERM and SIGINT blocked on the calling thread while this lives.
+struct HeldStopSignals(libc::sigset_t);
+
+impl HeldStopSignals {
+    fn hold() -> HeldStopSignals {
+        // SAFETY: plain libc calls on a local, initialised signal set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            HeldStopSignals(set)
+        }
+    }
+}
+
+impl Drop for HeldStopSignals {
+    fn drop(&mut self) {
+        // SAFETY: unblocks the set blocked in `hold`; a signal that came
+        // meanwhile is delivered now, to the handler installed since.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut());
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, watched from the moment this is made: one that

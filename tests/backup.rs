@@ -34,6 +34,23 @@ impl Pipeline {
         Pipeline { dir, config, port }
     }
 
+    /// A copy of the config whose backup goes to `dest_root/<policy>`
+    /// with that policy (the config's own is `mirror` into `mirror_dir`).
+    fn policy_config(&self, mirror_dir: &Path, dest_root: &Path, policy: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let config = self.dir.path().join(format!("{policy}.toml"));
+        std::fs::write(
+            &config,
+            text.replace(
+                &mirror_dir.display().to_string(),
+                &dest_root.join(policy).display().to_string(),
+            )
+            .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
+        )
+        .expect("policy config");
+        config
+    }
+
     fn zonelog(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_zonelog"))
             .args(args)
@@ -359,6 +376,20 @@ async fn backup_copies_what_changed_and_verify_agrees() {
     assert!(err.contains("no source bucket matches [filter]"), "{err}");
 }
 
+/// `zonelog backup --once` with `config`, which must succeed.
+fn backup_once(config: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["backup", "--once", "-c"])
+        .arg(config)
+        .output()
+        .expect("backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -418,33 +449,8 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     );
     let admin = zone.admin_client();
     let s3 = S3(&admin);
-    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
-    let policy_config = |policy: &str| -> PathBuf {
-        let config = pipeline.dir.path().join(format!("{policy}.toml"));
-        std::fs::write(
-            &config,
-            config_text
-                .replace(
-                    &killed_dir.display().to_string(),
-                    &dest_root.path().join(policy).display().to_string(),
-                )
-                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
-        )
-        .unwrap();
-        config
-    };
-    let backup_once = |config: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["backup", "--once", "-c"])
-            .arg(config)
-            .output()
-            .expect("backup");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let policy_config =
+        |policy: &str| pipeline.policy_config(&killed_dir, dest_root.path(), policy);
 
     let run = pipeline.start().await;
     s3.create_bucket(&bucket).await;
@@ -510,6 +516,7 @@ async fn backup_killed_at_random_ends_like_an_uninterrupted_run() {
     // The same log objects, applied once without interruption.
     let clean_dir = dest_root.path().join("clean");
     let clean_config = pipeline.dir.path().join("clean.toml");
+    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
     std::fs::write(
         &clean_config,
         config_text.replace(
@@ -732,33 +739,7 @@ async fn a_removed_bucket_is_applied_by_policy_and_its_successor_backed_up() {
     );
     let admin = zone.admin_client();
     let s3 = S3(&admin);
-    let config_text = std::fs::read_to_string(&pipeline.config).unwrap();
-    let policy_config = |policy: &str| -> PathBuf {
-        let config = pipeline.dir.path().join(format!("{policy}.toml"));
-        std::fs::write(
-            &config,
-            config_text
-                .replace(
-                    &mirror.display().to_string(),
-                    &dest_root.path().join(policy).display().to_string(),
-                )
-                .replace("policy = \"mirror\"", &format!("policy = \"{policy}\"")),
-        )
-        .unwrap();
-        config
-    };
-    let backup_once = |config: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["backup", "--once", "-c"])
-            .arg(config)
-            .output()
-            .expect("backup");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let policy_config = |policy: &str| pipeline.policy_config(&mirror, dest_root.path(), policy);
     let policies = ["mirror", "versions", "retain"];
 
     let run = pipeline.start().await;

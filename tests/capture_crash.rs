@@ -29,6 +29,54 @@ impl Rng {
     }
 }
 
+async fn wait_ready(port: u16) {
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(r) = reqwest::get(&ready_url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "zonelog run never became ready");
+    }
+}
+
+/// kill -9, or SIGTERM through the kill command as an operator would;
+/// waits for the exit.
+/// A SIGTERM is sent once the process has reached zonelog's own code
+/// (SIGTERM held or caught: SigBlk/SigCgt in /proc), not while the binary
+/// is still being loaded, when no program can act on it.
+fn stop_child(child: &mut std::process::Child, sigkill: bool) -> std::process::ExitStatus {
+    if sigkill {
+        child.kill().expect("SIGKILL");
+    } else {
+        let sigterm_bit = 1u64 << (15 - 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+            let mask = |field: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                    .unwrap_or(0)
+            };
+            if (mask("SigBlk:") | mask("SigCgt:")) & sigterm_bit != 0 || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+    }
+    child.wait().expect("reap")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_capture_loses_and_doubles_nothing() {
     let Some(zone) = dev_zone() else { return };
@@ -89,50 +137,26 @@ listen = "127.0.0.1:{port}"
     // The first start records the positions; the workload begins once the
     // service says it is ready.
     let mut child = start(&mut rng);
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok(r) = reqwest::get(&ready_url).await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "zonelog run never became ready");
-    }
+    wait_ready(port).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
     for run in 0..RUNS {
         std::thread::sleep(Duration::from_millis(100 + rng.next() % 1500));
-        if run % 2 == 0 {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        } else {
-            // SIGTERM in the middle of capturing: it finishes the batch in
-            // flight and exits 0.
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .expect("kill -TERM");
-            let status = child.wait().expect("reap");
-            assert!(
-                status.success(),
-                "SIGTERM while capturing exits 0: {status}"
-            );
-        }
+        // SIGTERM in the middle of capturing: it finishes the batch in
+        // flight and exits 0.
+        let status = stop_child(&mut child, run % 2 == 0);
+        assert!(
+            run % 2 == 0 || status.success(),
+            "SIGTERM while capturing exits 0: {status}"
+        );
         child = start(&mut rng);
     }
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("writer");
     // Let the last child catch up, then stop it cleanly.
     std::thread::sleep(Duration::from_secs(8));
-    // SIGTERM through the kill command, as an operator would.
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    let status = child.wait().expect("reap");
+    let status = stop_child(&mut child, false);
     assert!(status.success(), "zonelog run exits 0 on SIGTERM: {status}");
 
     let index: Arc<dyn ChangeIndex> = Arc::new(
@@ -242,17 +266,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
     let mut child = start();
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok(r) = reqwest::get(&ready_url).await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "zonelog run never became ready");
-    }
+    wait_ready(port).await;
     let client = zone.admin_client();
     let (main, ver, gone) = (
         format!("{prefix}-main"),
@@ -329,22 +343,13 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
     let mut run = 0;
     while !events.is_finished() || run < 10 {
         std::thread::sleep(Duration::from_millis(100 + rng.next() % 1500));
-        if run % 2 == 0 {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        } else {
-            // At any moment, starting up included: it exits 0.
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .expect("kill -TERM");
-            let status = child.wait().expect("reap");
-            assert!(
-                status.success(),
-                "SIGTERM exits 0: {status}; log:\n{}",
-                log_tail()
-            );
-        }
+        // SIGTERM at any moment, starting up included: it exits 0.
+        let status = stop_child(&mut child, run % 2 == 0);
+        assert!(
+            run % 2 == 0 || status.success(),
+            "SIGTERM exits 0: {status}; log:\n{}",
+            log_tail()
+        );
         child = start();
         run += 1;
     }
@@ -358,11 +363,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
     let release = &zone.release;
     let wrong = loop {
         std::thread::sleep(Duration::from_secs(8));
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(child.wait().expect("reap").success(), "SIGTERM exits 0");
+        assert!(stop_child(&mut child, false).success(), "SIGTERM exits 0");
 
         let index: Arc<dyn ChangeIndex> = Arc::new(
             EmbeddedIndex::open(

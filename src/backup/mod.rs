@@ -483,11 +483,13 @@ impl Backup {
                 self.copy(change, change.version_id.as_deref(), &bucket, &key)
                     .await
             }
-            Op::Delete | Op::DeleteMarker => match policy {
+            Op::Delete | Op::DeleteMarker | Op::BucketRemoved => match policy {
                 DeletePolicy::Retain => {
                     self.stats.retained.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
+                // History is kept: a tombstone; a removed bucket's (its key
+                // is empty) is listed under `@` beside the objects' own.
                 DeletePolicy::Versions => {
                     let mut info = ObjectInfo::default();
                     info.metadata
@@ -502,6 +504,9 @@ impl Backup {
                         .await?;
                     self.stats.deleted.fetch_add(1, Ordering::Relaxed);
                     Ok(())
+                }
+                DeletePolicy::Mirror if change.op == Op::BucketRemoved => {
+                    self.empty_bucket(&bucket).await
                 }
                 DeletePolicy::Mirror => {
                     // Removing one version of a versioned object can make
@@ -522,30 +527,6 @@ impl Backup {
                     self.stats.deleted.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
-            },
-            Op::BucketRemoved => match policy {
-                DeletePolicy::Retain => {
-                    self.stats.retained.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                // History is kept: one tombstone for the whole bucket,
-                // listed under `@` beside the objects' own histories.
-                DeletePolicy::Versions => {
-                    let mut info = ObjectInfo::default();
-                    info.metadata
-                        .insert(OP_META.into(), change.op.as_str().into());
-                    self.dest
-                        .put(
-                            &bucket,
-                            &versioned_key("", &change.id),
-                            &info,
-                            ByteStream::from_static(b""),
-                        )
-                        .await?;
-                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                DeletePolicy::Mirror => self.empty_bucket(&bucket).await,
             },
         }
     }
