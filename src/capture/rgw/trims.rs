@@ -35,17 +35,17 @@ pub(super) fn datalog_trimmed_name(shard: u32) -> String {
 /// held entry is `oldest`, lost entries after `ours`. Markers of one
 /// shard are fixed-width and sort as text.
 ///
-/// An empty position is a shard that was empty when zonelog took it: it
-/// was trimmed past us when it wrote something and holds none of it. (A
-/// partial trim of such a shard before zonelog's next read cannot be told
-/// from its markers; RGW trims partially only to the positions of peer
-/// zones, which read no faster than zonelog's poll.)
+/// An empty position (the shard was empty when zonelog took it) proves
+/// nothing: an empty FIFO shard's `info` already names a marker (its part
+/// header's end, seen on Tentacle), so "wrote something, holds nothing"
+/// cannot be told from "never wrote". Such a shard is checked once
+/// zonelog has read an entry of it; one trim found on any shard catches
+/// up every bucket.
 fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
-    if last.is_empty() || last <= ours {
+    if ours.is_empty() || last <= ours {
         return false;
     }
     match oldest {
-        Some(_) if ours.is_empty() => false,
         Some(oldest) => oldest > ours,
         None => true,
     }
@@ -96,7 +96,7 @@ impl RgwCapture {
             return Ok(false);
         };
         let last = self.admin.datalog_info(shard).await?.marker;
-        if last.is_empty() || last.as_str() <= ours.as_str() {
+        if ours.is_empty() || last.as_str() <= ours.as_str() {
             // Nothing written after our position: nothing to lose.
             return Ok(false);
         }
@@ -105,7 +105,12 @@ impl RgwCapture {
             return Ok(false);
         }
         let ours_trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
-        Ok(ours_trimmed.as_deref() != Some(ours.as_str()))
+        let trimmed = ours_trimmed.as_deref() != Some(ours.as_str());
+        if trimmed {
+            tracing::warn!(shard, position = %ours, last = %last, oldest = oldest.as_deref().unwrap_or(""),
+                "rgw capture: a data-log shard no longer holds the entries after our position");
+        }
+        Ok(trimmed)
     }
 }
 
@@ -124,10 +129,8 @@ mod tests {
         // Trimmed past us: partly, or wholly.
         assert!(trimmed_past(&m(5), &m(9), Some(&m(7))));
         assert!(trimmed_past(&m(5), &m(9), None));
-        // A shard that was empty at the start: wholly trimmed since, or
-        // holding what it wrote.
-        assert!(trimmed_past("", &m(9), None));
+        // A shard that was empty at the start tells nothing.
+        assert!(!trimmed_past("", &m(9), None));
         assert!(!trimmed_past("", &m(9), Some(&m(3))));
-        assert!(!trimmed_past("", "", None));
     }
 }
