@@ -469,7 +469,14 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
             exact.iter().map(|(c, _)| c.clone()).collect();
         for (change, got) in &logged {
             let old_gone = change.0 == gone && change.1.starts_with('g');
-            if !expected.contains(change) && !old_gone {
+            // Pacific: a reshard into a new instance zonelog never read
+            // (it was down throughout) cannot be told from a new bucket,
+            // so it gets both, a removal and a listing (lifecycle.rs).
+            let pacific_reshard = !zone.newer_than_pacific()
+                && change.0 == main
+                && change.2 == "bucket_removed"
+                && *got == 1;
+            if !expected.contains(change) && !old_gone && !pacific_reshard {
                 wrong.push(format!("unexpected {change:?} ×{got}"));
             }
         }
