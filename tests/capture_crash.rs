@@ -88,32 +88,12 @@ async fn sigkill_during_capture_loses_and_doubles_nothing() {
         .local_addr()
         .expect("port")
         .port();
-    let config = dir.path().join("zonelog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"zone = "{zone_name}"
-[sources.rgw]
-endpoint = "{endpoint}"
-access_key = "{ak}"
-secret_key = "{sk}"
-poll_interval = "100ms"
-[filter]
-buckets = ["{bucket}"]
-[index]
-path = "{index}"
-shards = 8
-[http]
-listen = "127.0.0.1:{port}"
-"#,
-            zone_name = zone.zone,
-            endpoint = zone.endpoint,
-            ak = zone.admin_access_key,
-            sk = zone.admin_secret_key,
-            index = index_dir.display(),
-        ),
-    )
-    .expect("write config");
+    let config = capture_config(
+        &zone,
+        dir.path(),
+        &format!("buckets = [\"{bucket}\"]"),
+        port,
+    );
     let client = zone.admin_client();
     S3(&client).create_bucket(&bucket).await;
 
@@ -190,11 +170,12 @@ listen = "127.0.0.1:{port}"
     eprintln!("{RUNS} stops (SIGKILL and SIGTERM); {written} puts and their deletes, each in the index exactly once");
 }
 
-/// Writes `config` for a capture of every bucket named `prefix…`.
-fn prefix_config(
+/// Writes the config of a capture whose `[filter]` is `filter` (one TOML
+/// line), with its index in `dir/index`.
+fn capture_config(
     zone: &common::DevZone,
     dir: &std::path::Path,
-    prefix: &str,
+    filter: &str,
     port: u16,
 ) -> std::path::PathBuf {
     let config = dir.join("zonelog.toml");
@@ -208,7 +189,7 @@ access_key = "{ak}"
 secret_key = "{sk}"
 poll_interval = "100ms"
 [filter]
-bucket_prefixes = ["{prefix}"]
+{filter}
 [index]
 path = "{index}"
 shards = 8
@@ -244,7 +225,12 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
         .local_addr()
         .expect("port")
         .port();
-    let config = prefix_config(&zone, dir.path(), &prefix, port);
+    let config = capture_config(
+        &zone,
+        dir.path(),
+        &format!("bucket_prefixes = [\"{prefix}\"]"),
+        port,
+    );
     let log_path = dir.path().join("zonelog.log");
     let start = || {
         let log = std::fs::OpenOptions::new()
