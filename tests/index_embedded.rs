@@ -79,6 +79,30 @@ fn a_second_open_of_the_same_index_is_a_clear_error() {
     assert!(err.to_string().contains("another zonelog process"), "{err}");
 }
 
+/// A kill -9 while the index file was first being made (seen in the crash
+/// test: "Not a redb database: magic number mismatch" on reopen) leaves at
+/// most the half-made temporary file, which the next open replaces.
+#[test]
+fn a_half_made_index_file_from_a_killed_first_open_is_made_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path()
+            .join(format!("{}.new", zonelog::index::embedded::INDEX_FILE)),
+        b"redb\x1a\x0a\xa9 half a header",
+    )
+    .expect("half-made file");
+    let layout = IndexLayout {
+        shards: 4,
+        mode: IndexMode::EveryWrite,
+    };
+    drop(EmbeddedIndex::open(dir.path(), layout).expect("open over a half-made file"));
+    EmbeddedIndex::open(dir.path(), layout).expect("and again");
+    assert!(!dir
+        .path()
+        .join(format!("{}.new", zonelog::index::embedded::INDEX_FILE))
+        .exists());
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

@@ -199,6 +199,33 @@ fn backend(location: &Path, e: impl std::fmt::Display) -> IndexError {
     IndexError::Backend(format!("{}: {e}", location.display()))
 }
 
+/// Makes a new index file under a temporary name and renames it into
+/// place once redb has written it whole, so a kill -9 while it is being
+/// made leaves either no index or a complete empty one, never a file redb
+/// cannot open (seen: "magic number mismatch" after a kill during the
+/// first open). The temporary file never held an acknowledged change.
+fn create_whole(dir: &Path, location: &Path, layout: IndexLayout) -> Result<(), IndexError> {
+    let fresh = dir.join(format!("{INDEX_FILE}.new"));
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(backend(&fresh, format!("cannot remove: {e}"))),
+    }
+    {
+        let db = Database::create(&fresh).map_err(|e| backend(&fresh, e))?;
+        init_meta(&db, &fresh, layout)?;
+    }
+    std::fs::File::open(&fresh)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| backend(&fresh, format!("cannot sync: {e}")))?;
+    std::fs::rename(&fresh, location)
+        .map_err(|e| backend(location, format!("cannot rename into place: {e}")))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| backend(dir, format!("cannot sync: {e}")))?;
+    Ok(())
+}
+
 impl EmbeddedIndex {
     /// Opens the index in `dir`, creating it with `layout` on first use. An
     /// existing index keeps the layout it was created with; asking for
@@ -215,6 +242,9 @@ impl EmbeddedIndex {
         layout.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
         let location = dir.join(INDEX_FILE);
+        if !location.exists() {
+            create_whole(dir, &location, layout)?;
+        }
         let db = Database::builder()
             .set_cache_size(options.cache_bytes.max(1 << 20))
             .create(&location)
