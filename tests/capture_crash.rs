@@ -83,11 +83,7 @@ async fn sigkill_during_capture_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bucket = unique_bucket("zlkill");
     let index_dir = dir.path().join("index");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("port")
-        .port();
+    let port = common::free_port();
     let config = capture_config(
         &zone,
         dir.path(),
@@ -220,11 +216,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
     let Some(zone) = dev_zone() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let prefix = unique_bucket("zlmix");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("port")
-        .port();
+    let port = common::free_port();
     let config = capture_config(
         &zone,
         dir.path(),
