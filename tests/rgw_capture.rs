@@ -934,6 +934,60 @@ async fn a_resharded_bucket_loses_no_change() {
     }
 }
 
+/// A bucket made, written and resharded while zonelog did not read it:
+/// on Pacific the instance zonelog first hears of is already gone, and
+/// only the bucket's marker (kept through a reshard) says it was no
+/// removal. Nothing is missing and no `bucket_removed` is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_zonelog_never_saw_is_no_removal() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlunseen");
+    let filter = bucket_filter(&bucket);
+    let (_dir, index, cap) = started(&zone, &filter).await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "a", b"1").await;
+    s3.put(&bucket, "b", b"2").await;
+    let reshard_bucket = bucket.clone();
+    tokio::task::spawn_blocking(move || {
+        radosgw_admin(&[
+            "bucket",
+            "reshard",
+            "--bucket",
+            &reshard_bucket,
+            "--num-shards",
+            "13",
+        ])
+    })
+    .await
+    .expect("reshard thread");
+    s3.put(&bucket, "c", b"3").await;
+    poll_until_keys(
+        &zone,
+        &cap,
+        &index,
+        &["a", "b", "c"],
+        "after an unseen reshard",
+    )
+    .await;
+    cap.poll_once().await.expect("poll");
+    let got = changes(&index).await;
+    assert!(
+        !got.iter().any(|c| c.3 == Op::BucketRemoved),
+        "Ceph {}: a reshard is no removal: {got:?}",
+        zone.release
+    );
+    if zone.newer_than_pacific() {
+        let want: Vec<Change> = ["a", "b", "c"]
+            .iter()
+            .map(|k| change(&bucket, k, None, Op::Put))
+            .collect();
+        assert_eq!(got, want, "Ceph {}: one record per change", zone.release);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_bucket_is_recorded_once_and_its_successor_read_from_its_start() {
     let Some(zone) = dev_zone() else { return };

@@ -217,6 +217,10 @@ pub struct BucketInstance {
     /// gives the bucket a new instance (Pacific) keeps it; a bucket
     /// removed and created again under its name gets a new one.
     pub creation_time: Option<String>,
+    /// RGW's bucket marker: the prefix of the bucket's objects in RADOS,
+    /// so a reshard keeps it, while a new bucket's is the id of its first
+    /// instance. It names a bucket's lineage through reshards.
+    pub marker: Option<String>,
 }
 
 impl BucketInstance {
@@ -241,6 +245,8 @@ struct BucketStats {
     num_shards: Option<u32>,
     #[serde(default)]
     creation_time: Option<String>,
+    #[serde(default)]
+    marker: Option<String>,
 }
 
 /// Entries per bilog page; RGW caps a page at 1000 as well.
@@ -456,6 +462,7 @@ impl RgwAdmin {
             instance_id: stats.id,
             num_shards: stats.num_shards.unwrap_or(0),
             creation_time: stats.creation_time,
+            marker: stats.marker.filter(|m| !m.is_empty()),
         })
     }
 }

@@ -13,16 +13,23 @@
 //!
 //! A new instance under the same name is either the same bucket resharded
 //! (Pacific gives a reshard a new instance; Reef and later keep it and add
-//! a log generation) or a new bucket. RGW keeps a bucket's creation time
-//! through a reshard, so zonelog records each instance's creation time when
-//! it first meets it (`rgw/instance-created/<bucket>:<instance>`) and tells
-//! the two apart by it. A new bucket's log is read from its start; a
-//! resharded one is listed once, because its old instance's unread entries
-//! are gone. An old instance whose creation time zonelog never saw (made
-//! and replaced while zonelog was down, or met before zonelog kept creation
-//! times) is a removal where the release reshards in place (it reports log
-//! generations: Reef and later); on Pacific it gets both, the removal
-//! record and a listing, which is right either way.
+//! a log generation) or a new bucket. RGW's bucket marker tells them apart:
+//! it prefixes the bucket's objects in RADOS, so a reshard, which moves no
+//! data, keeps it, and a new bucket's marker is the id of its own first
+//! instance. So the current instance is a reshard of the old one when its
+//! marker is the old instance's id (or the old instance's marker, which
+//! zonelog records when it meets an instance, in
+//! `rgw/instance-lineage/<bucket>:<instance>`), and a new bucket when its
+//! marker is its own id or differs from the old one's. This holds for an
+//! old instance zonelog never met (made and replaced while it was down).
+//! Where markers cannot say (a bucket resharded twice while zonelog was
+//! down), the creation times that zonelog also records
+//! (`rgw/instance-created/…`) decide, as RGW keeps them through a reshard;
+//! without either, it is a removal where the release reshards in place
+//! (Reef and later report log generations), and on Pacific both a removal
+//! and a listing, which is right either way. A new bucket's log is read
+//! from its start; a resharded one is listed once, because its old
+//! instance's unread entries are gone.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -40,6 +47,10 @@ use crate::record::{ChangeRecord, Op, Provenance};
 
 fn created_name(bucket: &str, instance: &str) -> String {
     format!("rgw/instance-created/{bucket}:{instance}")
+}
+
+fn lineage_name(bucket: &str, instance: &str) -> String {
+    format!("rgw/instance-lineage/{bucket}:{instance}")
 }
 
 fn removed_name(bucket: &str, instance: &str) -> String {
@@ -64,8 +75,25 @@ enum Replaced {
     Unknown,
 }
 
-fn replaced_by(old_created: Option<&str>, current: &BucketInstance) -> Replaced {
-    match (old_created, current.creation_time.as_deref()) {
+/// What zonelog knows of an instance it followed.
+struct OldInstance<'a> {
+    id: &'a str,
+    created: Option<&'a str>,
+    marker: Option<&'a str>,
+}
+
+fn replaced_by(old: &OldInstance, current: &BucketInstance) -> Replaced {
+    if let Some(lineage) = current.marker.as_deref() {
+        if lineage == old.id || old.marker == Some(lineage) {
+            return Replaced::Resharded;
+        }
+        // Never resharded itself, so the old instance is not its
+        // ancestor; or the two lineages are known and differ.
+        if lineage == current.instance_id || old.marker.is_some() {
+            return Replaced::Recreated;
+        }
+    }
+    match (old.created, current.creation_time.as_deref()) {
         (Some(old), Some(new)) if old == new => Replaced::Resharded,
         (Some(_), Some(_)) => Replaced::Recreated,
         _ => Replaced::Unknown,
@@ -103,29 +131,31 @@ impl RgwCapture {
         batch: WriteBatch,
         instance: &BucketInstance,
     ) -> Result<(), CaptureError> {
-        let batch = match &instance.creation_time {
-            Some(t) => batch.marker(
-                created_name(&instance.bucket, &instance.instance_id),
-                t.clone().into_bytes(),
-            ),
-            None => batch,
-        };
-        self.index.write(batch).await?;
+        self.index
+            .write(Self::with_instance_created(batch, instance))
+            .await?;
         Ok(())
     }
 
-    /// Adds the instance's creation time to a batch being built.
+    /// Adds the instance's creation time and lineage (bucket marker) to a
+    /// batch being built.
     pub(super) fn with_instance_created(
-        batch: WriteBatch,
+        mut batch: WriteBatch,
         instance: &BucketInstance,
     ) -> WriteBatch {
-        match &instance.creation_time {
-            Some(t) => batch.marker(
+        if let Some(t) = &instance.creation_time {
+            batch = batch.marker(
                 created_name(&instance.bucket, &instance.instance_id),
                 t.clone().into_bytes(),
-            ),
-            None => batch,
+            );
         }
+        if let Some(m) = &instance.marker {
+            batch = batch.marker(
+                lineage_name(&instance.bucket, &instance.instance_id),
+                m.clone().into_bytes(),
+            );
+        }
+        batch
     }
 
     /// One shard of every other instance of `bs.bucket` whose positions
@@ -191,9 +221,15 @@ impl RgwCapture {
         let old_created = self
             .stored_marker(&created_name(&bs.bucket, &bs.instance))
             .await?;
-        let mut replaced = current
-            .as_ref()
-            .map(|c| replaced_by(old_created.as_deref(), c));
+        let old_lineage = self
+            .stored_marker(&lineage_name(&bs.bucket, &bs.instance))
+            .await?;
+        let old = OldInstance {
+            id: &bs.instance,
+            created: old_created.as_deref(),
+            marker: old_lineage.as_deref(),
+        };
+        let mut replaced = current.as_ref().map(|c| replaced_by(&old, c));
         if let (Some(Replaced::Unknown), Some(current)) = (replaced, &current) {
             if self.reshards_keep_instances(current).await? {
                 replaced = Some(Replaced::Recreated);
@@ -224,8 +260,8 @@ impl RgwCapture {
             tracing::warn!(
                 bucket_shard = %bs.name(),
                 new_instance = current.as_ref().map(|c| c.instance_id.as_str()).unwrap_or(""),
-                "rgw capture: the bucket has a new instance (resharded, or recreated before \
-                 zonelog knew creation times); resyncing the whole bucket by listing it"
+                "rgw capture: the bucket has a new instance (resharded, or not known to be \
+                 another bucket); resyncing the whole bucket by listing it"
             );
             batch = self
                 .relist(batch, &bs.bucket)
@@ -402,31 +438,75 @@ fn removal_record(bs: &BucketShard, time: DateTime<Utc>) -> ChangeRecord {
 mod tests {
     use super::*;
 
-    fn instance(created: Option<&str>) -> BucketInstance {
+    fn instance(created: Option<&str>, marker: Option<&str>) -> BucketInstance {
         BucketInstance {
             bucket: "b".into(),
             instance_id: "new.2".into(),
             num_shards: 11,
             creation_time: created.map(str::to_string),
+            marker: marker.map(str::to_string),
+        }
+    }
+
+    fn old<'a>(created: Option<&'a str>, marker: Option<&'a str>) -> OldInstance<'a> {
+        OldInstance {
+            id: "old.1",
+            created,
+            marker,
         }
     }
 
     #[test]
-    fn creation_time_tells_a_reshard_from_a_new_bucket() {
+    fn the_bucket_marker_tells_a_reshard_from_a_new_bucket() {
+        // Resharded from the old instance, met or not.
+        let reshard = instance(None, Some("old.1"));
+        assert_eq!(replaced_by(&old(None, None), &reshard), Replaced::Resharded);
+        // Resharded twice: the lineage zonelog recorded for the old one.
+        let twice = instance(None, Some("first.0"));
+        assert_eq!(
+            replaced_by(&old(None, Some("first.0")), &twice),
+            Replaced::Resharded
+        );
+        // A new bucket's marker is its own first instance id.
+        let new_bucket = instance(None, Some("new.2"));
+        assert_eq!(
+            replaced_by(&old(None, None), &new_bucket),
+            Replaced::Recreated
+        );
+        // A new bucket resharded since, against a known other lineage.
+        assert_eq!(
+            replaced_by(&old(None, Some("first.0")), &instance(None, Some("new.0"))),
+            Replaced::Recreated
+        );
+        // Neither lineage known: creation times, or nothing.
+        assert_eq!(
+            replaced_by(&old(None, None), &instance(None, Some("new.0"))),
+            Replaced::Unknown
+        );
+    }
+
+    #[test]
+    fn creation_time_decides_where_markers_cannot() {
         let t1 = "2026-12-02T00:41:26.197098Z";
         let t2 = "2026-12-02T00:41:30.175489Z";
         assert_eq!(
-            replaced_by(Some(t1), &instance(Some(t1))),
+            replaced_by(&old(Some(t1), None), &instance(Some(t1), None)),
             Replaced::Resharded
         );
         assert_eq!(
-            replaced_by(Some(t1), &instance(Some(t2))),
+            replaced_by(&old(Some(t1), None), &instance(Some(t2), None)),
             Replaced::Recreated
         );
-        assert_eq!(replaced_by(None, &instance(Some(t2))), Replaced::Unknown);
-        assert_eq!(replaced_by(Some(t1), &instance(None)), Replaced::Unknown);
         assert_eq!(
-            instance(Some(t2))
+            replaced_by(&old(None, None), &instance(Some(t2), None)),
+            Replaced::Unknown
+        );
+        assert_eq!(
+            replaced_by(&old(Some(t1), None), &instance(None, None)),
+            Replaced::Unknown
+        );
+        assert_eq!(
+            instance(Some(t2), None)
                 .created()
                 .map(|t| t.timestamp_subsec_micros()),
             Some(175489)
