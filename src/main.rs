@@ -896,13 +896,14 @@ async fn backup(cfg: &Config, once: bool) -> Result<ExitCode> {
     let s = &backup.stats;
     let (source_requests, dest_requests) = backup.requests();
     println!(
-        "backup: {} log objects, {} changes ({} copied, {} deleted, {} retained, {} skipped), {} in {:.1} s; S3 requests: {} source, {} destination",
+        "backup: {} log objects, {} changes ({} copied, {} deleted, {} retained, {} skipped), {} set aside, {} in {:.1} s; S3 requests: {} source, {} destination",
         BackupStats::get(&s.log_objects),
         BackupStats::get(&s.changes),
         BackupStats::get(&s.copied),
         BackupStats::get(&s.deleted),
         BackupStats::get(&s.retained),
         BackupStats::get(&s.skipped),
+        BackupStats::get(&s.set_aside),
         bytesize::ByteSize::b(BackupStats::get(&s.bytes)),
         started.elapsed().as_secs_f64(),
         source_requests,

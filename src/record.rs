@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_KEY_BYTES: usize = 1024;
 /// RGW accepts bucket names longer than AWS's 63 when relaxed names are on.
 pub const MAX_BUCKET_BYTES: usize = 255;
+/// RGW's shortest bucket name, relaxed names or not.
+const MIN_BUCKET_NAME_BYTES: usize = 3;
 const MAX_VERSION_ID_BYTES: usize = 1024;
 const MAX_ETAG_BYTES: usize = 256;
 
@@ -111,6 +113,8 @@ pub enum InvalidRecord {
     EmptyBucket,
     #[error("bucket name is {0} bytes, more than the {MAX_BUCKET_BYTES} allowed")]
     BucketTooLong(usize),
+    #[error("bucket name {name:?} is no bucket's name: {why}")]
+    BadBucketName { name: String, why: &'static str },
     #[error("object key is empty")]
     EmptyKey,
     #[error("a bucket-level change ({0}) names an object key or version")]
@@ -137,6 +141,7 @@ impl ChangeRecord {
         if self.bucket.len() > MAX_BUCKET_BYTES {
             return Err(InvalidRecord::BucketTooLong(self.bucket.len()));
         }
+        check_bucket_name(&self.bucket)?;
         if self.op.is_bucket_level() {
             if !self.key.is_empty() || self.version_id.is_some() {
                 return Err(InvalidRecord::BucketChangeWithKey(self.op.as_str()));
@@ -171,6 +176,48 @@ impl ChangeRecord {
             .and_then(|ns| u64::try_from(ns).ok())
             .ok_or_else(|| InvalidRecord::TimeOutOfRange(self.time.to_rfc3339()))
     }
+}
+
+/// Checks a bucket name against the rules RGW applies to every bucket it
+/// makes (its relaxed S3 names, a superset of AWS's): 3 to 255 ASCII
+/// letters, digits, `.`, `-` and `_`, optionally after a tenant (letters,
+/// digits and `_`) and one `/`, as RGW names a tenant's bucket in its logs.
+/// Whatever passes is one safe path segment per part: no `/` inside a
+/// part, no `..` or `.` part, no control or other characters, so no stage
+/// can be led outside a directory by a name.
+pub fn check_bucket_name(name: &str) -> Result<(), InvalidRecord> {
+    let bad = |why| InvalidRecord::BadBucketName {
+        name: name.to_string(),
+        why,
+    };
+    let (tenant, bucket) = match name.split_once('/') {
+        Some((tenant, bucket)) => (Some(tenant), bucket),
+        None => (None, name),
+    };
+    if let Some(tenant) = tenant {
+        if tenant.is_empty()
+            || !tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(bad("a tenant is letters, digits and '_' before one '/'"));
+        }
+    }
+    if bucket.len() < MIN_BUCKET_NAME_BYTES {
+        return Err(bad("shorter than 3 characters"));
+    }
+    if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(bad(
+            "only letters, digits, '.', '-' and '_' (and one '/' after a tenant)",
+        ));
+    }
+    if bucket.bytes().all(|b| b == b'.') {
+        return Err(bad("only dots"));
+    }
+    Ok(())
 }
 
 /// Formats a time the way every record carries it: RFC 3339, UTC, nanoseconds.

@@ -823,3 +823,137 @@ async fn a_removed_bucket_is_applied_by_policy_and_its_successor_backed_up() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// One line of a log object, as an older zonelog (or anyone with write
+/// access to the log target) could have written it.
+fn log_line(bucket: &str, key: &str, op: &str, n: u64) -> String {
+    let record = serde_json::json!({
+        "v": 2,
+        "id": format!("{:020}-{n:016x}", 1_796_000_000_000_000_000u64 + n),
+        "time": "2026-12-02T00:00:00.000000000Z",
+        "zone": "bk-zone",
+        "bucket": bucket,
+        "key": key,
+        "version_id": null,
+        "op": op,
+        "source": {"type": "test"},
+    });
+    format!("{record}\n")
+}
+
+/// Bucket names that climb out of a directory destination, in a log the
+/// backup reads: nothing outside the backup root is deleted or written,
+/// each such record is reported and set aside, and the backup goes on to
+/// the records after it, under every policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bucket_names_in_a_log_never_reach_outside_the_backup_root() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkhostile");
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "ok", b"fine").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(&victim).expect("victim dir");
+    std::fs::write(victim.join("precious"), b"keep me").expect("victim file");
+    let logs = dir.path().join("logs");
+    let object =
+        logs.join("bk-zone/2026/12/02/00/000000000001_20261202T000000Z_20261202T000100Z.jsonl");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("log dir");
+    let hostile = ["v1-x/../../victim", "../victim", "t1/../../victim"];
+    // A name RGW allows (relaxed names) that is the backup's own state
+    // directory: its removal must not empty the backup's checkpoints.
+    let state_dir = ".zonelog-backup";
+    let mut lines = String::new();
+    let mut n = 0;
+    for name in hostile.into_iter().chain([state_dir]) {
+        for op in ["delete", "put", "delete_marker"] {
+            n += 1;
+            lines.push_str(&log_line(name, "precious", op, n));
+        }
+        n += 1;
+        lines.push_str(&log_line(name, "", "bucket_removed", n));
+    }
+    lines.push_str(&log_line(&bucket, "ok", "put", n + 1));
+    std::fs::write(&object, lines).expect("log object");
+
+    for policy in ["mirror", "versions", "retain"] {
+        let dest = dir.path().join(format!("backup-{policy}"));
+        // Buckets backed up before, whose directories the names climb from.
+        for earlier in ["v1-x", "t1"] {
+            std::fs::create_dir_all(dest.join(earlier)).expect("earlier bucket");
+        }
+        let config = dir.path().join(format!("{policy}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "zone = \"bk-zone\"\n[target]\ndirectory = \"{}\"\n{}",
+                logs.display(),
+                dir_backup_section(&zone, &dest, policy)
+            ),
+        )
+        .expect("config");
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(&config)
+            .output()
+            .expect("backup");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            std::fs::read(victim.join("precious")).ok().as_deref(),
+            Some(&b"keep me"[..]),
+            "{policy}: the file outside the backup root is untouched: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&victim).expect("victim").count(),
+            1,
+            "{policy}: nothing written beside it: {stderr}"
+        );
+        assert!(out.status.success(), "{policy}: {stderr}");
+        // `versions` keeps it as `ok@<record id>`.
+        let copies: Vec<Vec<u8>> = std::fs::read_dir(dest.join(&bucket))
+            .map(|d| {
+                d.map(|e| e.expect("entry").path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("ok"))
+                    })
+                    .map(|p| std::fs::read(p).expect("copy"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            copies,
+            [b"fine".to_vec()],
+            "{policy}: the record after the hostile ones is applied: {stderr}"
+        );
+        assert!(
+            stderr.contains("set aside"),
+            "{policy}: hostile records are reported: {stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("{} set aside", hostile.len() * 4)),
+            "{policy}: {stdout}"
+        );
+        // Nothing but the backup root, the logs, the configs and the victim.
+        let mut top: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".toml") && !n.starts_with("backup-"))
+            .collect();
+        top.sort();
+        assert_eq!(top, ["logs", "victim"], "{policy}");
+        let again = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(&config)
+            .output()
+            .expect("backup");
+        let stdout = String::from_utf8_lossy(&again.stdout);
+        assert!(
+            stdout.contains("0 log objects, 0 changes"),
+            "{policy}: the checkpoint survived a bucket named {state_dir}: {stdout}"
+        );
+    }
+}

@@ -284,6 +284,54 @@ async fn refuses_without_token_or_with_bad_bodies_and_stores_nothing() {
     running.stop().await;
 }
 
+/// Bucket names S3 and RGW never give a bucket (a path that climbs, a
+/// tenant that is not one, control characters) get a 400 naming the
+/// field, and nothing is stored, even among good records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_names_no_bucket_can_have_get_400_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_index(&dir);
+    let running = start(&index).await;
+    let client = reqwest::Client::new();
+    for name in [
+        "photos-x/../../../../../var/victim",
+        "photos/..",
+        "photos/x/y",
+        "photos\\..\\x",
+        "photos\nx",
+        "photos x",
+        "photos%2F..",
+        "t-1/photos",
+    ] {
+        let events = body(&[
+            rgw_event("photos", "good", "ObjectCreated:Put", "G1"),
+            rgw_event(name, "k", "ObjectCreated:Put", "G2"),
+        ]);
+        let (status, text) = post(&client, &running.url, Some(TOKEN), events).await;
+        assert_eq!(status, 400, "{name:?}: {text}");
+        assert!(
+            text.contains("Records[1].s3.bucket.name"),
+            "{name:?}: {text}"
+        );
+    }
+    // Tenant buckets, as RGW names them, are fine.
+    let (status, text) = post(
+        &client,
+        &running.url,
+        Some(TOKEN),
+        body(&[rgw_event("t1/photos", "k", "ObjectCreated:Put", "T1")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let stored: Vec<String> = all_records(&index)
+        .await
+        .into_iter()
+        .map(|r| r.bucket)
+        .collect();
+    assert!(stored.iter().all(|b| b == "t1/photos"), "{stored:?}");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepts_durably_and_stores_each_notification_once() {
     let dir = tempfile::tempdir().unwrap();

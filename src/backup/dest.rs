@@ -209,7 +209,13 @@ impl DirectoryDestination {
     }
 
     fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
-        self.root.join(bucket).join(key_to_relative_path(key))
+        self.bucket_path(bucket).join(key_to_relative_path(key))
+    }
+
+    /// A bucket's directory: always inside the root, whatever the name
+    /// (see [`bucket_to_relative_path`]).
+    fn bucket_path(&self, bucket: &str) -> PathBuf {
+        self.root.join(bucket_to_relative_path(bucket))
     }
 
     /// Writes a file whole: a partial file, fsynced, renamed over the
@@ -317,7 +323,7 @@ impl Destination for DirectoryDestination {
         bucket: &str,
         _continuation: Option<String>,
     ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
-        let root = self.root.join(bucket);
+        let root = self.bucket_path(bucket);
         let listed = tokio::task::spawn_blocking(move || list_directory(&root))
             .await
             .map_err(|e| self.io_error("list", bucket.to_string(), std::io::Error::other(e)))?
@@ -413,6 +419,18 @@ pub fn key_to_relative_path(key: &str) -> PathBuf {
     PathBuf::from(segments.join("/"))
 }
 
+/// Maps a destination bucket name to the relative directory it is kept
+/// in, encoded like a key, so no name can climb out of the root; a name
+/// beginning with `.` gets it encoded too, so that no bucket can be the
+/// backup's own state directory or a hidden one.
+pub fn bucket_to_relative_path(bucket: &str) -> PathBuf {
+    let path = key_to_relative_path(bucket);
+    match path.to_str().and_then(|p| p.strip_prefix('.')) {
+        Some(rest) => PathBuf::from(format!("%2E{rest}")),
+        None => path,
+    }
+}
+
 /// The inverse of [`key_to_relative_path`].
 pub fn relative_path_to_key(relative: &str) -> String {
     relative
@@ -449,6 +467,25 @@ pub fn relative_path_to_key(relative: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bucket_directories_stay_inside_the_root() {
+        for (name, dir) in [
+            ("photos", "photos"),
+            ("t1/photos", "t1/photos"),
+            ("../victim", "%2E%2E/victim"),
+            ("v1-x/../../x", "v1-x/%2E%2E/%2E%2E/x"),
+            (".zonelog-backup", "%2Ezonelog-backup"),
+            ("/abs", "%/abs"),
+        ] {
+            let got = bucket_to_relative_path(name);
+            assert_eq!(got, PathBuf::from(dir), "{name}");
+            assert!(got.is_relative());
+            assert!(got
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))));
+        }
+    }
 
     #[test]
     fn awkward_keys_map_to_safe_paths() {

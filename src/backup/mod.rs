@@ -72,6 +72,10 @@ pub struct BackupStats {
     /// Puts whose object (or version) is gone at the source: a later
     /// record in the log covers it.
     pub skipped: AtomicU64,
+    /// Records no destination may apply (a bucket name no bucket can
+    /// have, written by an older zonelog or by hand): reported with their
+    /// log object and line, and passed over so the backup goes on.
+    pub set_aside: AtomicU64,
     pub bytes: AtomicU64,
     pub retries: AtomicU64,
 }
@@ -293,6 +297,13 @@ impl Backup {
             if let Some(record) = next {
                 done += 1;
                 if done <= skip {
+                    continue;
+                }
+                if let Err(reason) = applicable(&record) {
+                    tracing::error!(log_object = %name, line = done, bucket = %record.bucket.escape_debug(),
+                        key = %record.key.escape_debug(), %reason,
+                        "backup: a record no destination may apply; set aside (it stays in its log object)");
+                    self.stats.set_aside.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 batch.push(record);
@@ -577,6 +588,21 @@ impl Backup {
         self.stats.bytes.fetch_add(written, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Whether a record may be applied at all: its bucket must be a name a
+/// bucket can have (it becomes a path at a directory destination and a
+/// bucket or key at an S3 one), and an object change must name an object.
+fn applicable(record: &LogRecord) -> Result<(), String> {
+    crate::record::check_bucket_name(&record.bucket).map_err(|e| e.to_string())?;
+    if record.op.is_bucket_level() != record.key.is_empty() {
+        return Err(format!(
+            "a {} record with key {:?}",
+            record.op.as_str(),
+            record.key
+        ));
+    }
+    Ok(())
 }
 
 fn tokio_stream_from<T: Send + 'static>(

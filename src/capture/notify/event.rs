@@ -230,6 +230,8 @@ fn map_record(
         .and_then(|b| b.name)
         .filter(|b| !b.is_empty())
         .ok_or_else(|| error(at("s3.bucket.name"), "missing or empty"))?;
+    crate::record::check_bucket_name(&bucket)
+        .map_err(|e| error(at("s3.bucket.name"), e.to_string()))?;
     let object = s3.object.ok_or_else(|| error(at("s3.object"), "missing"))?;
     let raw_key = object
         .key

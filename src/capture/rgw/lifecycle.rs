@@ -515,7 +515,7 @@ mod tests {
 
     #[test]
     fn the_removal_record_is_valid_and_names_no_object() {
-        let bs = BucketShard::first("b", "id.1", Some(3));
+        let bs = BucketShard::first("bkt", "id.1", Some(3));
         let r = removal_record(&bs, Utc::now());
         assert!(r.validate().is_ok());
         assert!(r.key.is_empty());
