@@ -36,7 +36,7 @@ use crate::index::{
     WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
-use crate::logfmt::{extension, LogEncoder, RECORD_VERSION};
+use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
 use crate::sink::{SinkError, Target, Uploaded};
 
 const PENDING: &str = "collector/pending";
@@ -507,7 +507,16 @@ impl Collector {
         plan: &WindowPlan,
         keeper: &LeaseKeeper,
     ) -> Result<WindowState, CollectorError> {
-        let encoder = LogEncoder::new(&self.zone, self.config.compression)?;
+        // The plan's name fixes the encoding, not today's setting: a window
+        // resumed after `compression` changed must still be the bytes its
+        // name promises.
+        let compression = compression_of(&plan.object).ok_or_else(|| {
+            self.state_error(
+                PENDING,
+                format!("planned object {} has no log object extension", plan.object),
+            )
+        })?;
+        let encoder = LogEncoder::new(&self.zone, compression)?;
         let mut upload = self.target.begin(
             &plan.object,
             self.config.multipart_threshold.as_u64() as usize,

@@ -363,3 +363,43 @@ async fn a_target_that_is_down_loses_nothing_and_catches_up() {
         .await
         .is_empty());
 }
+
+/// A window planned as zstd and resumed after the setting changed to gzip
+/// is written as planned: the same name always means the same bytes, and
+/// the name says how to read them. Only new windows use the new setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_window_is_written_as_planned_whatever_the_compression_now() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open_index(&dir);
+    fill(&index, 0, 300).await;
+    let (good_config, good) = fresh(&zone, "logs").await;
+    let down = Target::from_config(&TargetConfig {
+        endpoint: Some("http://127.0.0.1:9".parse().unwrap()),
+        ..good_config.clone()
+    })
+    .expect("target");
+    let c = collector(&index, down, config(Compression::Zstd), "holder-a");
+    c.round().await.expect_err("target down");
+    let c = collector(&index, good.clone(), config(Compression::Gzip), "holder-a");
+    let report = c.round().await.expect("round");
+    assert!(report.windows[0].resumed, "{report:?}");
+    assert!(
+        report.windows[0].object.ends_with(".jsonl.zst"),
+        "{report:?}"
+    );
+    // Decodes by its name, as every consumer reads it.
+    let logs = read_logs(&good).await;
+    assert_eq!(logs.len(), 300);
+    fill(&index, 5000, 10).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = c.round().await.expect("round");
+    assert!(
+        report
+            .windows
+            .iter()
+            .all(|w| w.object.ends_with(".jsonl.gz")),
+        "{report:?}"
+    );
+    assert_eq!(read_logs(&good).await.len(), 310);
+}
