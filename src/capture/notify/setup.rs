@@ -136,7 +136,7 @@ impl NotifySetup {
         element(&body, "TopicArn").ok_or_else(|| AdminError::Decode {
             endpoint: self.client.endpoint().to_string(),
             what: format!("create topic {}", self.topic),
-            reason: format!("no TopicArn in {:?}", &body[..body.len().min(300)]),
+            reason: format!("no TopicArn in {:?}", excerpt(&body)),
         })
     }
 
@@ -493,8 +493,24 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The first 300 bytes of a reply at most, cut at a character boundary.
+fn excerpt(body: &str) -> &str {
+    let mut end = body.len().min(300);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    &body[..end]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_excerpt_never_cuts_a_character() {
+        let body = format!("{}ü and more", "x".repeat(299));
+        assert_eq!(super::excerpt(&body), "x".repeat(299));
+        assert_eq!(super::excerpt("short"), "short");
+    }
+
     use super::*;
 
     #[test]
