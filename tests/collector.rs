@@ -64,6 +64,24 @@ fn collector(
     )
 }
 
+/// A target that lists but refuses uploads (a bucket policy denies
+/// PutObject), so a round plans its window and then fails; `None` lifts it.
+async fn refuse_uploads(zone: &common::DevZone, target: &TargetConfig, refuse: bool) {
+    let bucket = target.bucket.as_deref().expect("target bucket");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Principal": {"AWS": ["*"]},
+            "Action": ["s3:PutObject"],
+            "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+        }],
+    });
+    common::S3(&zone.admin_client())
+        .bucket_policy(bucket, refuse.then_some(&policy))
+        .await;
+}
+
 /// `n` records with distinct keys, some versioned, a few odd keys.
 async fn fill(index: &Arc<EmbeddedIndex>, from: u64, n: u64) -> Vec<ChangeRecord> {
     let mut all = Vec::new();
@@ -350,7 +368,12 @@ async fn a_target_that_is_down_loses_nothing_and_catches_up() {
             .contains(zone.endpoint.as_str().trim_end_matches('/')),
         "{err}"
     );
-    // Back up: the planned window is finished under its planned name.
+    // Listing works but uploads are refused: the window is planned, and
+    // finished under its planned name once uploads work again.
+    refuse_uploads(&zone, &good_config, true).await;
+    let c = collector(&index, good.clone(), config(Compression::Zstd), "holder-a");
+    c.round().await.expect_err("uploads refused");
+    refuse_uploads(&zone, &good_config, false).await;
     fill(&index, 5000, 50).await;
     let c = collector(&index, good.clone(), config(Compression::Zstd), "holder-a");
     let report = c.round().await.expect("round");
@@ -374,13 +397,10 @@ async fn a_resumed_window_is_written_as_planned_whatever_the_compression_now() {
     let index = open_index(&dir);
     fill(&index, 0, 300).await;
     let (good_config, good) = fresh(&zone, "logs").await;
-    let down = Target::from_config(&TargetConfig {
-        endpoint: Some("http://127.0.0.1:9".parse().unwrap()),
-        ..good_config.clone()
-    })
-    .expect("target");
-    let c = collector(&index, down, config(Compression::Zstd), "holder-a");
-    c.round().await.expect_err("target down");
+    refuse_uploads(&zone, &good_config, true).await;
+    let c = collector(&index, good.clone(), config(Compression::Zstd), "holder-a");
+    c.round().await.expect_err("uploads refused");
+    refuse_uploads(&zone, &good_config, false).await;
     let c = collector(&index, good.clone(), config(Compression::Gzip), "holder-a");
     let report = c.round().await.expect("round");
     assert!(report.windows[0].resumed, "{report:?}");
@@ -402,4 +422,55 @@ async fn a_resumed_window_is_written_as_planned_whatever_the_compression_now() {
         "{report:?}"
     );
     assert_eq!(read_logs(&good).await.len(), 310);
+}
+
+/// A second index writing to the same target and zone (a new
+/// `index.path`, a move from the embedded index to RADOS, a lost disk):
+/// its first window continues the numbering after the newest log object
+/// there, so names stay in order and a backup's checkpoint never skips it.
+/// The old index, should it write again, is refused with a clear error
+/// and trims nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_index_continues_the_numbering_and_an_old_one_is_refused() {
+    let Some(zone) = dev_zone() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (old, new) = (open_index(&dir_a), open_index(&dir_b));
+    let (_, target) = fresh(&zone, "logs").await;
+    let a = collector(&old, target.clone(), config(Compression::Zstd), "holder-a");
+    fill(&old, 0, 100).await;
+    a.round().await.expect("round");
+    fill(&old, 200, 100).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.round().await.expect("round");
+    let before = names(&target).await;
+
+    fill(&new, 1000, 50).await;
+    let b = collector(&new, target.clone(), config(Compression::Zstd), "holder-b");
+    let report = b.round().await.expect("round of the new index");
+    assert_eq!(report.windows.len(), 1, "{report:?}");
+    let newest_before = before
+        .iter()
+        .filter(|n| n.ends_with(".jsonl.zst"))
+        .max()
+        .expect("old windows")
+        .trim_start_matches("logs/")
+        .to_string();
+    assert!(
+        report.windows[0].object > newest_before,
+        "{} sorts after {newest_before}",
+        report.windows[0].object
+    );
+    assert_eq!(report.windows[0].number, 3, "{report:?}");
+    assert_eq!(read_logs(&target).await.len(), 250);
+
+    fill(&old, 400, 10).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = a.round().await.expect_err("the old index is refused");
+    assert!(err.to_string().contains("another"), "{err}");
+    assert_eq!(
+        read_all(&(old.clone() as Arc<dyn ChangeIndex>)).await.len(),
+        10,
+        "nothing trimmed"
+    );
+    assert_eq!(read_logs(&target).await.len(), 250, "nothing written");
 }

@@ -98,6 +98,21 @@ pub fn unique_bucket(prefix: &str) -> String {
 pub struct S3<'a>(pub &'a SignedClient);
 
 impl S3<'_> {
+    /// Sets (or with `None` removes) the bucket's policy.
+    pub async fn bucket_policy(&self, bucket: &str, policy: Option<&serde_json::Value>) {
+        let url = self
+            .0
+            .url(&format!("/{}", encode_path(bucket)), &[("policy", None)]);
+        let (method, body) = match policy {
+            Some(p) => (Method::PUT, p.to_string().into_bytes()),
+            None => (Method::DELETE, Vec::new()),
+        };
+        self.0
+            .send(method, url, body, &format!("bucket policy of {bucket}"))
+            .await
+            .expect("bucket policy");
+    }
+
     pub async fn create_bucket(&self, bucket: &str) {
         let url = self.0.url(&format!("/{}", encode_path(bucket)), &[]);
         self.0

@@ -21,6 +21,8 @@
 //! `uploaded` one is trimmed. So every change lands in exactly one log
 //! object.
 
+mod continuity;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +67,18 @@ pub enum CollectorError {
     State { name: String, reason: String },
     #[error("encoding the log object failed: {0}")]
     Encode(#[from] std::io::Error),
+    #[error("target {target}: its newest log object {newest} came after this index's last window {ours}: another zonelog index writes to this target and zone; give each index its own zone name or target prefix (nothing was written or trimmed)")]
+    AnotherIndex {
+        target: String,
+        newest: String,
+        ours: String,
+    },
+    #[error("target {target}: {object} was written by another zonelog index ({index}); not overwriting it (nothing was trimmed)")]
+    ForeignObject {
+        target: String,
+        object: String,
+        index: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +160,10 @@ pub struct Manifest {
     pub cutoff: String,
     pub bytes: u64,
     pub sha256: String,
+    /// The index that wrote it (`collector/index-id`); empty in manifests
+    /// of zonelog versions before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub index: String,
 }
 
 /// One log object a round wrote (or finished).
@@ -370,9 +388,9 @@ impl Collector {
             report.windows.push(written);
         }
         let last_cutoff = self
-            .load::<LastWindow>(LAST)
+            .continue_numbering(self.load::<LastWindow>(LAST).await?)
             .await?
-            .map_or(0, |l| l.cutoff_ns);
+            .cutoff_ns;
         // Never behind the last window's cutoff, even if the clock stepped
         // back: names must stay in chronological order.
         let cutoff_ns = unix_ns(SystemTime::now() - self.config.cutoff_margin).max(last_cutoff);
@@ -516,6 +534,8 @@ impl Collector {
                 format!("planned object {} has no log object extension", plan.object),
             )
         })?;
+        let index_id = self.index_id().await?;
+        self.check_not_foreign(&plan.object, &index_id).await?;
         let encoder = LogEncoder::new(&self.zone, compression)?;
         let mut upload = self.target.begin(
             &plan.object,
@@ -609,6 +629,7 @@ impl Collector {
             cutoff: crate::record::format_time(&time_of(plan.cutoff_ns)),
             bytes: size,
             sha256: sha256.clone(),
+            index: index_id,
         };
         let manifest_bytes =
             serde_json::to_vec_pretty(&manifest).map_err(|e| self.state_error("manifest", e))?;
