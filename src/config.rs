@@ -61,6 +61,16 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `given` is this secret, compared by SHA-256 digests in
+    /// constant time: the time taken tells neither how much of a guess was
+    /// right nor how long the secret is. An empty secret matches nothing.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        !self.0.is_empty()
+            && bool::from(Sha256::digest(given).ct_eq(&Sha256::digest(self.0.as_bytes())))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -509,15 +519,21 @@ impl BackupConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of /metrics, /status, /changes, /healthz and /readyz.
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// Bearer token every endpoint but /healthz then requires (the
+    /// endpoints show bucket and key names); required when `listen` is
+    /// not a loopback address.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            token: None,
         }
     }
 }
@@ -670,6 +686,16 @@ impl Config {
     /// filters that could never match.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_name("zone", &self.zone)?;
+        let http_token = self.http.token.as_ref().filter(|t| !t.is_empty());
+        if http_token.is_none() && !self.http.listen.ip().is_loopback() {
+            return Err(invalid(
+                "http.token",
+                format!(
+                    "required when http.listen ({}) is not a loopback address: /changes and /status show bucket and key names",
+                    self.http.listen
+                ),
+            ));
+        }
         if self.sources.rgw.is_none() && self.sources.notify.is_none() && self.backup.is_none() {
             return Err(invalid(
                 "sources",

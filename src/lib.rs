@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod capture;
+pub mod changes;
 pub mod collector;
 pub mod config;
 pub mod filter;

@@ -19,7 +19,7 @@ use zonelog::config::{Config, IndexBackend, LogFormat};
 use zonelog::filter::Filter;
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::rados::{RadosIndex, RadosOptions};
-use zonelog::index::{ChangeIndex, EntryId, MergedReader};
+use zonelog::index::ChangeIndex;
 use zonelog::lease::{process_holder_id, LeaseStore};
 use zonelog::logfmt::{compression_of, decompressor};
 use zonelog::sink::Target;
@@ -425,11 +425,12 @@ async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<Exi
                     .and_then(|n| u64::try_from(n).ok())
                     .context("time outside 1970..2262")
             };
-            let query = zonelog::ops::ChangesQuery {
+            let query = zonelog::changes::ChangesQuery {
                 from_ns: from.map(to_ns).transpose()?,
                 to_ns: to.map(to_ns).transpose()?,
                 bucket,
                 prefix,
+                ..Default::default()
             };
             changes(&cfg, query, json).await
         }
@@ -567,7 +568,11 @@ async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<Exi
 /// listens there (then the caller opens the index itself).
 async fn service_get(cfg: &Config, path_and_query: &str) -> Result<Option<bytes::Bytes>> {
     let url = format!("http://{}{path_and_query}", cfg.http.listen);
-    match reqwest::get(&url).await {
+    let mut request = reqwest::Client::new().get(&url);
+    if let Some(token) = cfg.http.token.as_ref().filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token.expose());
+    }
+    match request.send().await {
         Ok(response) if response.status().is_success() => Ok(Some(response.bytes().await?)),
         Ok(response) => bail!("{url} answered {}", response.status()),
         Err(e) if e.is_connect() => Ok(None),
@@ -575,7 +580,65 @@ async fn service_get(cfg: &Config, path_and_query: &str) -> Result<Option<bytes:
     }
 }
 
-async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) -> Result<ExitCode> {
+/// Every page of pending changes, from the running zonelog (which owns the
+/// index) or, when none runs, from the index itself; the `next_after`
+/// lines between pages are dropped.
+async fn changes_pages(
+    cfg: &Config,
+    query: &zonelog::changes::ChangesQuery,
+    url_query: &[String],
+) -> Result<Vec<u8>> {
+    let mut lines = Vec::new();
+    let mut after: Option<String> = None;
+    let mut local: Option<Arc<dyn ChangeIndex>> = None;
+    loop {
+        let mut page_query = url_query.to_vec();
+        if let Some(a) = &after {
+            page_query.push(format!("after={a}"));
+        }
+        let remote = match &local {
+            None => service_get(cfg, &format!("/changes?{}", page_query.join("&"))).await?,
+            Some(_) => None,
+        };
+        let page = match remote {
+            Some(body) => body.to_vec(),
+            None => {
+                let index = match &local {
+                    Some(index) => index.clone(),
+                    None => local.insert(open_index(cfg).await?.index).clone(),
+                };
+                let page = zonelog::changes::Page::new(zonelog::changes::ChangesQuery {
+                    after: after.clone(),
+                    ..query.clone()
+                })?;
+                let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+                let zone = cfg.zone.clone();
+                let reading = tokio::spawn(async move { page.stream(index, &zone, tx).await });
+                let mut out = Vec::new();
+                while let Some(chunk) = rx.recv().await {
+                    out.extend_from_slice(&chunk);
+                }
+                reading.await??;
+                out
+            }
+        };
+        after = zonelog::changes::next_after(&page);
+        for line in page.split_inclusive(|b| *b == b'\n') {
+            if !zonelog::changes::is_next_line(line) {
+                lines.extend_from_slice(line);
+            }
+        }
+        if after.is_none() {
+            return Ok(lines);
+        }
+    }
+}
+
+async fn changes(
+    cfg: &Config,
+    query: zonelog::changes::ChangesQuery,
+    json: bool,
+) -> Result<ExitCode> {
     let mut url_query = Vec::new();
     if let Some(f) = query.from_ns {
         url_query.push(format!("from_ns={f}"));
@@ -592,32 +655,7 @@ async fn changes(cfg: &Config, query: zonelog::ops::ChangesQuery, json: bool) ->
             zonelog::capture::rgw::admin::encode_query(p)
         ));
     }
-    let lines: Vec<u8> =
-        match service_get(cfg, &format!("/changes?{}", url_query.join("&"))).await? {
-            Some(body) => body.to_vec(),
-            None => {
-                let index: Arc<dyn ChangeIndex> = open_index(cfg).await?.index;
-                let from = EntryId::at(query.from_ns.unwrap_or(0));
-                let to = query.to_ns.map_or(EntryId::MAX, EntryId::at);
-                let mut reader = MergedReader::new(index, from, to, 1000);
-                let mut out = Vec::new();
-                while let Some(entry) = reader.next().await? {
-                    if query
-                        .bucket
-                        .as_ref()
-                        .is_some_and(|b| *b != entry.record.bucket)
-                        || query
-                            .prefix
-                            .as_ref()
-                            .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
-                    {
-                        continue;
-                    }
-                    zonelog::logfmt::encode_line(&cfg.zone, &entry, &mut out);
-                }
-                out
-            }
-        };
+    let lines = changes_pages(cfg, &query, &url_query).await?;
     let mut out = std::io::stdout().lock();
     if json {
         out.write_all(&lines)?;
@@ -779,7 +817,13 @@ async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<ExitCode> {
         notify: notify_counters,
         collector: collector.as_ref().map(|c| c.counters.clone()),
     };
-    let server = zonelog::ops::serve(cfg.http.listen, observed, shutdown.clone()).await?;
+    let server = zonelog::ops::serve(
+        cfg.http.listen,
+        cfg.http.token.clone(),
+        observed,
+        shutdown.clone(),
+    )
+    .await?;
     tasks.spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http server failed");

@@ -26,8 +26,9 @@ use tokio::sync::watch;
 use crate::capture::notify::NotifyCounters;
 use crate::capture::rgw::tail::LagHistogram;
 use crate::capture::rgw::CaptureCounters;
+use crate::changes::{ChangesQuery, Page};
 use crate::collector::CollectorCounters;
-use crate::index::{ChangeIndex, EntryId, IndexStats, MergedReader};
+use crate::index::{ChangeIndex, IndexStats};
 use crate::lease::LeaseStore;
 use crate::record::Op;
 
@@ -355,6 +356,8 @@ fn histogram(
 
 struct AppState {
     zone: String,
+    token: Option<crate::config::Secret>,
+    change_scans: Arc<tokio::sync::Semaphore>,
     index: Arc<dyn ChangeIndex>,
     leases: Arc<dyn LeaseStore>,
     rgw_configured: bool,
@@ -458,66 +461,70 @@ async fn status(State(state): State<Arc<AppState>>) -> axum::response::Response 
     }
 }
 
-/// Query of `/changes`: the same filters as `zonelog changes`.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct ChangesQuery {
-    pub from_ns: Option<u64>,
-    pub to_ns: Option<u64>,
-    pub bucket: Option<String>,
-    pub prefix: Option<String>,
-}
+/// `/changes` scans running at once; each is bounded (`crate::changes`).
+const MAX_CHANGE_SCANS: usize = 2;
 
-/// Pending changes as JSON lines, streamed page by page.
+/// Pending changes as JSON lines, one bounded page per request (see
+/// `crate::changes`); at most `MAX_CHANGE_SCANS` scans run at once, more
+/// get 503 with `Retry-After`.
 async fn changes(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<ChangesQuery>,
 ) -> axum::response::Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    let index = state.index.clone();
-    let zone = state.zone.clone();
+    let page = match Page::new(query) {
+        Ok(page) => page,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let Ok(permit) = state.change_scans.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "busy: too many /changes requests at once; retry\n",
+        )
+            .into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (index, zone) = (state.index.clone(), state.zone.clone());
     tokio::spawn(async move {
-        let from = EntryId::at(query.from_ns.unwrap_or(0));
-        let to = query.to_ns.map_or(EntryId::MAX, EntryId::at);
-        let mut reader = MergedReader::new(index, from, to, 1000);
-        let mut chunk = Vec::new();
-        loop {
-            match reader.next().await {
-                Ok(Some(entry)) => {
-                    if query
-                        .bucket
-                        .as_ref()
-                        .is_some_and(|b| *b != entry.record.bucket)
-                        || query
-                            .prefix
-                            .as_ref()
-                            .is_some_and(|p| !entry.record.key.starts_with(p.as_str()))
-                    {
-                        continue;
-                    }
-                    crate::logfmt::encode_line(&zone, &entry, &mut chunk);
-                    if chunk.len() >= 64 * 1024
-                        && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.send(Ok(chunk)).await;
+        let _permit = permit;
+        if let Err(e) = page.stream(index, &zone, tx).await {
+            tracing::warn!(error = %e, "/changes: reading the index failed");
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
     });
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// With `http.token` set, every endpoint but `/healthz` needs it as a
+/// bearer token.
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::capture::notify::server::strip_scheme(v, "Bearer"));
+    if request.uri().path() == "/healthz" || given.is_some_and(|g| token.matches(g.as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "http.token is set: send it as Authorization: Bearer <token>\n",
     )
         .into_response()
 }
@@ -546,12 +553,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
 /// returns the server future, which ends when `shutdown` turns true.
 pub async fn serve(
     listen: SocketAddr,
+    token: Option<crate::config::Secret>,
     observed: Observed,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let (registry, snapshot) = registry(&observed);
     let state = Arc::new(AppState {
         zone: observed.zone,
+        token: token.filter(|t| !t.is_empty()),
+        change_scans: Arc::new(tokio::sync::Semaphore::new(MAX_CHANGE_SCANS)),
         index: observed.index,
         leases: observed.leases,
         rgw_configured: observed.rgw_configured,
@@ -564,6 +574,10 @@ pub async fn serve(
         .route("/changes", get(changes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         std::io::Error::new(

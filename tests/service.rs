@@ -157,3 +157,122 @@ async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
     ));
     assert!(later.is_empty(), "no window ends after 2200: {later}");
 }
+
+/// `[http] token`: every endpoint but /healthz needs it, and zonelog's own
+/// commands send it. `/changes` answers in bounded pages that name where
+/// the next one starts; `zonelog changes` reads them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_listener_requires_its_token_and_pages_changes() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bucket = unique_bucket("zlhttp");
+    let port = free_port();
+    let config = dir.path().join("zonelog.toml");
+    std::fs::write(
+        &config,
+        pipeline_config(
+            &zone,
+            "http-zone",
+            &[&bucket],
+            dir.path(),
+            port,
+            "token = \"h77p-s3cret\"",
+        ),
+    )
+    .expect("config");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zonelog run");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !get("/readyz", Some("h77p-s3cret"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for path in ["/metrics", "/status", "/changes", "/readyz"] {
+        for token in [None, Some("wrong")] {
+            let status = get(path, token).await.expect("request").status();
+            assert_eq!(status, 401, "{path} with {token:?}");
+        }
+    }
+    assert_eq!(get("/healthz", None).await.expect("healthz").status(), 200);
+
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    s3.create_bucket(&bucket).await;
+    for n in 0..5 {
+        s3.put(&bucket, &format!("obj-{n}"), b"x").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let out = text(&zonelog(&config, &["changes", "--json"]));
+        if out.lines().count() >= 5 || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(all.lines().count(), 5, "{all}");
+    assert!(!all.contains("next_after"), "{all}");
+
+    // Pages of two: two records, then where to go on.
+    let mut after: Option<String> = None;
+    let mut records = Vec::new();
+    for _ in 0..3 {
+        let path = match &after {
+            Some(a) => format!("/changes?limit=2&after={a}"),
+            None => "/changes?limit=2".to_string(),
+        };
+        let page = get(&path, Some("h77p-s3cret"))
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("body");
+        let lines: Vec<&str> = page.lines().collect();
+        let (last, rest) = lines.split_last().expect("a line");
+        records.extend(rest.iter().map(|l| l.to_string()));
+        match serde_json::from_str::<serde_json::Value>(last).expect("json")["next_after"].as_str()
+        {
+            Some(next) => after = Some(next.to_string()),
+            None => {
+                records.push(last.to_string());
+                after = None;
+            }
+        }
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        records.join("\n"),
+        all.trim_end(),
+        "pages add up to the whole"
+    );
+    let status = get("/changes?limit=0", Some("h77p-s3cret"))
+        .await
+        .expect("bad");
+    assert_eq!(status.status(), 400);
+
+    let status = text(&zonelog(&config, &["status"]));
+    assert!(status.contains("index backlog: 5 changes"), "{status}");
+    // SAFETY: kill only signals the child we started.
+    unsafe {
+        libc::kill(run.id() as i32, libc::SIGTERM);
+    }
+    assert!(run.wait().expect("wait").success());
+}

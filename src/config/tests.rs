@@ -381,3 +381,17 @@ fn push_capture_works_with_the_rados_index() {
     assert!(c.sources.notify.is_some());
     assert_eq!(c.index.backend, IndexBackend::Rados);
 }
+
+#[test]
+fn an_http_listener_beyond_loopback_needs_a_token() {
+    let open = format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:9464\"\n");
+    let e = error_of(&open);
+    assert!(e.contains("http.token") && e.contains("loopback"), "{e}");
+    let empty = format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:9464\"\ntoken = \"\"\n");
+    assert!(error_of(&empty).contains("http.token"));
+    let guarded = format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:9464\"\ntoken = \"t0k\"\n");
+    let c = load(&guarded).unwrap();
+    assert!(c.http.token.is_some_and(|t| t.matches(b"t0k")));
+    let local = format!("{GOOD}\n[http]\nlisten = \"[::1]:9464\"\n");
+    assert!(load(&local).is_ok());
+}

@@ -388,16 +388,7 @@ async fn events(State(state): State<Arc<Shared>>, request: Request) -> Response 
     }
 }
 
-/// Compares the SHA-256 digests of the two in constant time: the time
-/// taken tells neither how much of a guess was right nor how long the
-/// token is.
-fn same(given: &[u8], token: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    Sha256::digest(given).ct_eq(&Sha256::digest(token)).into()
-}
-
-fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+pub(crate) fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (given, rest) = value.split_once(' ')?;
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
@@ -406,7 +397,6 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 /// or as `token=` in the query — RGW 16 can neither add a header to its
 /// pushes nor keep user:password in an http:// endpoint.
 pub fn authorized(token: &Secret, headers: &HeaderMap, query: Option<&str>) -> bool {
-    let token = token.expose().as_bytes();
     if token.is_empty() {
         return false;
     }
@@ -415,14 +405,14 @@ pub fn authorized(token: &Secret, headers: &HeaderMap, query: Option<&str>) -> b
         .and_then(|v| v.to_str().ok())
     {
         if let Some(bearer) = strip_scheme(value, "Bearer") {
-            if same(bearer.as_bytes(), token) {
+            if token.matches(bearer.as_bytes()) {
                 return true;
             }
         }
         if let Some(basic) = strip_scheme(value, "Basic") {
             if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic) {
                 if let Some(pos) = decoded.iter().position(|b| *b == b':') {
-                    if same(&decoded[pos + 1..], token) {
+                    if token.matches(&decoded[pos + 1..]) {
                         return true;
                     }
                 }
@@ -434,7 +424,7 @@ pub fn authorized(token: &Secret, headers: &HeaderMap, query: Option<&str>) -> b
         .flat_map(|q| q.split('&'))
         .filter_map(|pair| pair.strip_prefix("token="))
         .filter_map(url_decode)
-        .any(|given| same(given.as_bytes(), token))
+        .any(|given| token.matches(given.as_bytes()))
 }
 
 #[cfg(test)]
