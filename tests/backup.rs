@@ -830,7 +830,8 @@ fn log_line(bucket: &str, key: &str, op: &str, n: u64) -> String {
     let record = serde_json::json!({
         "v": 2,
         "id": format!("{:020}-{n:016x}", 1_796_000_000_000_000_000u64 + n),
-        "time": "2026-12-02T00:00:00.000000000Z",
+        // After the source's objects were written, as a put's time is.
+        "time": zonelog::record::format_time(&chrono::Utc::now()),
         "zone": "bk-zone",
         "bucket": bucket,
         "key": key,
@@ -956,4 +957,39 @@ async fn hostile_bucket_names_in_a_log_never_reach_outside_the_backup_root() {
             "{policy}: the checkpoint survived a bucket named {state_dir}: {stdout}"
         );
     }
+}
+
+/// `versions` keeps each put under `KEY@ID`. An unversioned source keeps
+/// only the newest content, so a put whose content was overwritten before
+/// the backup ran must not get the newer content under its own id: it is
+/// skipped (counted), and only the put that wrote the content holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_never_file_newer_content_under_an_older_put() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkver");
+    let dest_root = tempfile::tempdir().expect("dest dir");
+    let dest = dest_root.path().join("versions");
+    let pipeline = Pipeline::new(
+        &zone,
+        &[&bucket],
+        &dir_backup_section(&zone, &dest, "versions"),
+    );
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    let run = pipeline.start().await;
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "doc", b"first").await;
+    // A later second, so that the two writes differ in Last-Modified too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s3.put(&bucket, "doc", b"second").await;
+    pipeline.capture_and_flush(run, &[(&bucket, 2)]).await;
+    let out = pipeline.zonelog_ok(&["backup", "--once"]);
+    let copies: Vec<(String, Vec<u8>)> = tree(&dest.join(&bucket));
+    let contents: Vec<&[u8]> = copies.iter().map(|(_, c)| c.as_slice()).collect();
+    assert_eq!(
+        contents,
+        [&b"second"[..]],
+        "only the put that wrote it holds the newest content: {copies:?}\n{out}"
+    );
+    assert!(out.contains("1 skipped"), "{out}");
 }

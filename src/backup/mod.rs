@@ -570,9 +570,20 @@ impl Backup {
         dest_bucket: &str,
         dest_key: &str,
     ) -> Result<(), S3Error> {
+        // `versions` files a put under its own id: from an unversioned
+        // source, only if the key still holds what that put wrote (its
+        // ETag, or nothing newer than its time); otherwise a later put in
+        // the log holds the newer content, and this one is skipped.
+        let unchanged = (self.config.policy == DeletePolicy::Versions
+            && version_id.is_none()
+            && change.op == Op::Put)
+            .then(|| match change.etag.as_deref().filter(|e| !e.is_empty()) {
+                Some(etag) => s3::Unchanged::Etag(format!("\"{}\"", s3::bare_etag(etag))),
+                None => s3::Unchanged::Since(change.time),
+            });
         let Some((mut info, body)) = self
             .source
-            .get(&change.bucket, &change.key, version_id)
+            .get_if(&change.bucket, &change.key, version_id, unchanged.as_ref())
             .await?
         else {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);

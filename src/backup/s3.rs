@@ -37,6 +37,15 @@ pub enum S3ErrorKind {
     Refused,
 }
 
+/// What an object must still be for a conditional GET to give it.
+#[derive(Debug, Clone)]
+pub enum Unchanged {
+    /// Its ETag is this (`If-Match`).
+    Etag(String),
+    /// Not modified after this second (`If-Unmodified-Since`).
+    Since(chrono::DateTime<chrono::Utc>),
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{role} {endpoint}: {op} {target} failed: {reason}")]
 pub struct S3Error {
@@ -201,16 +210,35 @@ impl S3 {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<(ObjectInfo, ByteStream)>, S3Error> {
+        self.get_if(bucket, key, version_id, None).await
+    }
+
+    /// [`S3::get`], only if the object is still what `unchanged` says;
+    /// `None` also when it is not (412).
+    pub async fn get_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        unchanged: Option<&Unchanged>,
+    ) -> Result<Option<(ObjectInfo, ByteStream)>, S3Error> {
         self.count();
-        match self
+        let mut request = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
-            .set_version_id(version_id.map(str::to_string))
-            .send()
-            .await
-        {
+            .set_version_id(version_id.map(str::to_string));
+        match unchanged {
+            Some(Unchanged::Etag(etag)) => request = request.if_match(etag),
+            Some(Unchanged::Since(time)) => {
+                request = request.if_unmodified_since(aws_sdk_s3::primitives::DateTime::from_secs(
+                    time.timestamp(),
+                ))
+            }
+            None => {}
+        }
+        match request.send().await {
             Ok(out) => {
                 let info = ObjectInfo {
                     size: out.content_length().unwrap_or_default().max(0) as u64,
@@ -222,8 +250,11 @@ impl S3 {
                 Ok(Some((info, out.body)))
             }
             Err(e) => {
+                let changed =
+                    unchanged.is_some() && e.raw_response().map(HttpStatus::status) == Some(412);
                 let err = self.error("GET", format!("{bucket}/{key}"), e);
-                if matches!(err.kind, S3ErrorKind::NotFound | S3ErrorKind::NoSuchBucket) {
+                if changed || matches!(err.kind, S3ErrorKind::NotFound | S3ErrorKind::NoSuchBucket)
+                {
                     Ok(None)
                 } else {
                     Err(err)
