@@ -626,12 +626,18 @@ impl RgwCapture {
     }
 
     async fn initialize(&self) -> Result<(), CaptureError> {
+        const INIT_MARKERS_PER_WRITE: usize = 10_000;
         // Data-log positions first, then bilog positions: a change between
         // the two reads is either before the bilog position (not wanted:
         // it predates the start) or after it, and then also after the
         // data-log position, so it is seen.
         let shards = self.admin.datalog_shard_count().await?;
-        let mut batch = WriteBatch::new();
+        // The data-log positions and `INITIALIZED` go in the last write;
+        // bucket positions before it in bounded writes (one RADOS op takes
+        // so many omap keys, and a zone may have 10 000 buckets × 11
+        // shards). Until the last write commits the capture is not
+        // initialized, so a crash before it starts over.
+        let mut last = WriteBatch::new();
         let positions: Vec<Result<(u32, String), AdminError>> = stream::iter(0..shards)
             .map(|shard| async move {
                 let info = self.admin.datalog_info(shard).await?;
@@ -642,8 +648,9 @@ impl RgwCapture {
             .await;
         for position in positions {
             let (shard, marker) = position?;
-            batch = batch.marker(datalog_marker_name(shard), marker.into_bytes());
+            last = last.marker(datalog_marker_name(shard), marker.into_bytes());
         }
+        let mut batch = WriteBatch::new();
         let buckets = self.admin.list_buckets().await?;
         let mut positioned = 0usize;
         for bucket in buckets.iter().filter(|b| self.filter.matches_bucket(b)) {
@@ -686,7 +693,11 @@ impl RgwCapture {
                 // change during the listing is seen by the logs as well.
                 batch = batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new());
             }
+            if batch.markers.len() >= INIT_MARKERS_PER_WRITE {
+                self.index.write(std::mem::take(&mut batch)).await?;
+            }
         }
+        batch.markers.extend(last.markers);
         let initial = match self.config.initial {
             InitialSync::Now => "now",
             InitialSync::Full => "full",
