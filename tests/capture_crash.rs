@@ -207,17 +207,6 @@ listen = "127.0.0.1:{port}"
     config
 }
 
-/// Keys that need escaping in URLs, XML or zonelog's own index names.
-const ODD_KEYS: [&str; 7] = [
-    "unicode ü/ß",
-    "with space",
-    "per%cent",
-    "plus+sign",
-    "new\nline",
-    "_leading",
-    "q?x=1&y#h",
-];
-
 /// Stops `zonelog run` at random moments, kill -9 and SIGTERM in turn,
 /// while the zone goes through what production zones do: a steady writer,
 /// a reshard under it, a versioned bucket, a multipart upload, odd keys,
@@ -300,7 +289,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
             for n in 0..5 {
                 S3(&user).put(&other, &format!("o{n}"), b"o").await;
             }
-            for key in ODD_KEYS {
+            for key in common::ODD_KEYS {
                 s3.put(&odd, key, b"odd").await;
             }
             s3.copy(&odd, "with space", "copy of with space").await;
@@ -446,7 +435,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
         for n in 0..3 {
             exact.push((id(&gone, &format!("n{n}"), "put"), 1));
         }
-        for key in ODD_KEYS {
+        for key in common::ODD_KEYS {
             exact.push((id(&odd, key, "put"), if key == "plus+sign" { 2 } else { 1 }));
         }
         exact.push((id(&odd, "copy of with space", "put"), 1));

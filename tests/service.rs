@@ -16,25 +16,41 @@ fn text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
-    let Some(zone) = dev_zone() else { return };
+/// Starts `zonelog run` capturing `bucket` with `http_extra` in `[http]`.
+fn start_run(
+    zone: &common::DevZone,
+    zone_name: &str,
+    bucket: &str,
+    http_extra: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    u16,
+    std::process::Child,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bucket = unique_bucket("zlsvc");
     let port = free_port();
     let config = dir.path().join("zonelog.toml");
     std::fs::write(
         &config,
-        pipeline_config(&zone, "svc-zone", &[&bucket], dir.path(), port, ""),
+        pipeline_config(zone, zone_name, &[bucket], dir.path(), port, http_extra),
     )
     .expect("config");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+    let run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
         .args(["run", "-c"])
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start zonelog run");
+    (dir, config, port, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlsvc");
+    let (_dir, config, port, mut run) = start_run(&zone, "svc-zone", &bucket, "");
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -164,29 +180,9 @@ async fn run_serves_metrics_status_and_changes_and_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_listener_requires_its_token_and_pages_changes() {
     let Some(zone) = dev_zone() else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
     let bucket = unique_bucket("zlhttp");
-    let port = free_port();
-    let config = dir.path().join("zonelog.toml");
-    std::fs::write(
-        &config,
-        pipeline_config(
-            &zone,
-            "http-zone",
-            &[&bucket],
-            dir.path(),
-            port,
-            "token = \"h77p-s3cret\"",
-        ),
-    )
-    .expect("config");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start zonelog run");
+    let (_dir, config, port, mut run) =
+        start_run(&zone, "http-zone", &bucket, "token = \"h77p-s3cret\"");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let get = |path: &str, token: Option<&str>| {

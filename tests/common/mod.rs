@@ -94,6 +94,17 @@ pub fn unique_bucket(prefix: &str) -> String {
     format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
 }
 
+/// Keys that need escaping in URLs, XML or zonelog's own index names.
+pub const ODD_KEYS: [&str; 7] = [
+    "unicode ü/ß",
+    "with space",
+    "per%cent",
+    "plus+sign",
+    "new\nline",
+    "_leading",
+    "q?x=1&y#h",
+];
+
 /// Plain S3 calls the tests use to make a workload.
 pub struct S3<'a>(pub &'a SignedClient);
 

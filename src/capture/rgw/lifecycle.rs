@@ -32,6 +32,8 @@
 //! instance's unread entries are gone.
 
 use std::collections::BTreeMap;
+
+use futures::stream::{self, StreamExt};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -366,54 +368,113 @@ impl RgwCapture {
 }
 
 impl RgwCapture {
-    /// Reads every matching bucket whose current instance zonelog does not
-    /// follow from the start of its log, as the data log would have had it
-    /// do (after a data-log trim past our position). A bucket whose oldest
-    /// generation RGW no longer holds is listed (see generations.rs).
+    /// Reads, from the start of its log, every bucket shard the data log
+    /// would have named had it not been trimmed (see trims.rs): every
+    /// shard without a position of every matching bucket's current
+    /// instance, in the generations from the one followed (or, for an
+    /// instance not followed at all, RGW's oldest) to the newest. Shards
+    /// with a position were drained by the catch-up. A bucket whose
+    /// oldest generation RGW no longer holds is listed (generations.rs).
     pub(super) async fn read_unfollowed_buckets(&self) -> Result<PollReport, CaptureError> {
-        let followed: std::collections::BTreeSet<(String, String)> = self
+        let positions: std::collections::BTreeSet<String> = self
             .index
             .markers(BILOG_PREFIX)
             .await?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let followed: std::collections::BTreeSet<(String, String)> = positions
             .iter()
-            .filter_map(|m| parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]))
+            .filter_map(|name| parse_bucket_shard(&name[BILOG_PREFIX.len()..]))
             .map(|bs| (bs.bucket, bs.instance))
             .collect();
+        let buckets: Vec<String> = self
+            .admin
+            .list_buckets()
+            .await?
+            .into_iter()
+            .filter(|b| self.filter.matches_bucket(b))
+            .collect();
+        let concurrency = self.config.concurrency.max(1);
+        let unread: Vec<Result<Vec<BucketShard>, CaptureError>> = stream::iter(buckets)
+            .map(|bucket| self.unread_shards(bucket, &positions, &followed))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut shards = Vec::new();
+        for u in unread {
+            shards.extend(u?);
+        }
+        let drained: Vec<Result<PollReport, CaptureError>> = stream::iter(shards)
+            .map(|bs| async move { self.drain(&bs).await })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         let mut report = PollReport::default();
-        for bucket in self.admin.list_buckets().await? {
-            if !self.filter.matches_bucket(&bucket) {
-                continue;
-            }
-            let instance = match self.admin.bucket_instance(&bucket).await {
-                Ok(i) => i,
-                Err(AdminError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if followed.contains(&(bucket.clone(), instance.instance_id.clone())) {
-                continue;
-            }
-            let first_shard = (instance.num_shards > 0).then_some(0);
-            let first = BucketShard::first(&bucket, &instance.instance_id, first_shard);
-            let info = match self.admin.bilog_info(&first).await {
-                Ok(info) => info,
-                Err(AdminError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let num_shards = info
-                .generations
-                .iter()
-                .find(|g| g.gen == info.oldest_gen)
-                .map_or(instance.num_shards, |g| g.num_shards);
-            tracing::info!(bucket = %bucket, "rgw capture: reading a bucket the data log no longer names from the start of its log");
-            for shard in super::generations::shard_ids(num_shards) {
-                let bs = BucketShard {
-                    gen: info.oldest_gen,
-                    ..BucketShard::first(&bucket, &instance.instance_id, shard)
-                };
-                report.add(&self.drain(&bs).await?);
-            }
+        for d in drained {
+            report.add(&d?);
         }
         Ok(report)
+    }
+
+    /// The shards of `bucket`'s current instance that `read_unfollowed_buckets`
+    /// reads: those without a position, from the followed generation on.
+    async fn unread_shards(
+        &self,
+        bucket: String,
+        positions: &std::collections::BTreeSet<String>,
+        followed: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<Vec<BucketShard>, CaptureError> {
+        let instance = match self.admin.bucket_instance(&bucket).await {
+            Ok(i) => i,
+            Err(AdminError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let first_shard = (instance.num_shards > 0).then_some(0);
+        let first = BucketShard::first(&bucket, &instance.instance_id, first_shard);
+        let info = match self.admin.bilog_info(&first).await {
+            Ok(info) => info,
+            Err(AdminError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let is_followed = followed.contains(&(bucket.clone(), instance.instance_id.clone()));
+        let from_gen = if is_followed {
+            self.stored_marker(&super::generations::generation_marker_name(
+                &bucket,
+                &instance.instance_id,
+            ))
+            .await?
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+        } else {
+            info.oldest_gen
+        };
+        // Pacific reports no generations: one log, of the instance's shards.
+        let generations: Vec<(u64, u32)> = if info.generations.is_empty() {
+            vec![(0, instance.num_shards)]
+        } else {
+            info.generations
+                .iter()
+                .filter(|g| g.gen >= from_gen)
+                .map(|g| (g.gen, g.num_shards))
+                .collect()
+        };
+        let mut unread = Vec::new();
+        for (gen, num_shards) in generations {
+            for shard in super::generations::shard_ids(num_shards) {
+                let bs = BucketShard {
+                    gen,
+                    ..BucketShard::first(&bucket, &instance.instance_id, shard)
+                };
+                if !positions.contains(&position_name(&bs)) {
+                    unread.push(bs);
+                }
+            }
+        }
+        if !unread.is_empty() {
+            tracing::info!(bucket = %bucket, shards = unread.len(), "rgw capture: reading bucket shards the data log no longer names from the start of their logs");
+        }
+        Ok(unread)
     }
 }
 

@@ -638,16 +638,32 @@ impl RgwCapture {
         // shards). Until the last write commits the capture is not
         // initialized, so a crash before it starts over.
         let mut last = WriteBatch::new();
-        let positions: Vec<Result<(u32, String), AdminError>> = stream::iter(0..shards)
+        let positions: Vec<Result<(u32, String, bool), AdminError>> = stream::iter(0..shards)
             .map(|shard| async move {
                 let info = self.admin.datalog_info(shard).await?;
-                Ok((shard, info.marker))
+                // A shard that holds nothing, or not its last entry, was
+                // trimmed through our position already (by RGW, or by an
+                // earlier zonelog): noted as such, so that the trim check
+                // does not take the next entry after it for a trim past us.
+                let trimmed_through = !info.marker.is_empty()
+                    && self
+                        .admin
+                        .datalog_oldest(shard)
+                        .await?
+                        .is_none_or(|oldest| oldest > info.marker);
+                Ok((shard, info.marker, trimmed_through))
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
         for position in positions {
-            let (shard, marker) = position?;
+            let (shard, marker, trimmed_through) = position?;
+            if trimmed_through {
+                last = last.marker(
+                    super::trims::datalog_trimmed_name(shard),
+                    marker.clone().into_bytes(),
+                );
+            }
             last = last.marker(datalog_marker_name(shard), marker.into_bytes());
         }
         let mut batch = WriteBatch::new();

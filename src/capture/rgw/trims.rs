@@ -15,10 +15,15 @@
 //!
 //! RGW trims a data-log shard from its start, and `info` keeps the marker
 //! of the last entry written, trimmed or not. So the shard was trimmed past
-//! our position exactly when it wrote something after it (`info` marker
-//! past ours) and no longer holds the entry at our position (its oldest is
-//! past ours, or it holds none) — unless zonelog trimmed it to exactly
-//! there itself (`trim_source`, recorded in `rgw/datalog-trimmed/<NNN>`).
+//! our position when it wrote something after it (`info` marker past ours)
+//! and no longer holds the entry at our position (its oldest is past ours,
+//! or it holds none). FIFO markers are offsets, so this cannot tell a trim
+//! through exactly our entry (harmless) from one past it; the trims through
+//! exactly our position that zonelog knows of are recorded in
+//! `rgw/datalog-trimmed/<NNN>` and do not count: its own (`trim_source`),
+//! and at the first start a shard that no longer held its last entry (a
+//! position taken from an already trimmed log; without this every start
+//! after a full trim, RGW's autotrim included, caught up for nothing).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,6 +31,7 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 
 use super::tail::{datalog_marker_name, CaptureError, PollReport, RgwCapture};
+use crate::index::WriteBatch;
 
 pub(super) fn datalog_trimmed_name(shard: u32) -> String {
     format!("rgw/datalog-trimmed/{shard:03}")
@@ -35,18 +41,18 @@ pub(super) fn datalog_trimmed_name(shard: u32) -> String {
 /// held entry is `oldest`, lost entries after `ours`. Markers of one
 /// shard are fixed-width and sort as text.
 ///
-/// An empty position (the shard was empty when zonelog took it) proves
-/// nothing: an empty FIFO shard's `info` already names a marker (its part
-/// header's end, seen on Tentacle), so "wrote something, holds nothing"
-/// cannot be told from "never wrote". Such a shard is checked once
-/// zonelog has read an entry of it; one trim found on any shard catches
+/// An empty position (the shard had never been written when zonelog took
+/// it) means "from the first entry": a shard that wrote since and holds
+/// nothing was trimmed past it. One that holds entries may have lost the
+/// first ones; that is not seen from this shard (FIFO markers are offsets,
+/// so the first one is not known), but one trim found on any shard catches
 /// up every bucket.
 fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
-    if ours.is_empty() || last <= ours {
+    if last.is_empty() || last <= ours {
         return false;
     }
     match oldest {
-        Some(oldest) => oldest > ours,
+        Some(oldest) => !ours.is_empty() && oldest > ours,
         None => true,
     }
 }
@@ -66,14 +72,18 @@ impl RgwCapture {
             *last = Some(Instant::now());
         }
         let shards = self.admin.datalog_shard_count().await?;
-        let checked: Vec<Result<bool, CaptureError>> = stream::iter(0..shards)
+        let checked: Vec<Result<Option<WriteBatch>, CaptureError>> = stream::iter(0..shards)
             .map(|shard| self.datalog_trimmed_past_us(shard))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
         let mut trimmed = 0u64;
+        let mut settled = WriteBatch::new();
         for c in checked {
-            trimmed += u64::from(c?);
+            if let Some(batch) = c? {
+                trimmed += 1;
+                settled.markers.extend(batch.markers);
+            }
         }
         if trimmed > 0 {
             tracing::warn!(
@@ -86,31 +96,48 @@ impl RgwCapture {
                 .fetch_add(trimmed, Ordering::Relaxed);
             let mut report = self.catch_up().await?;
             report.add(&self.read_unfollowed_buckets().await?);
+            // Caught up: these trims are dealt with, and are not found again
+            // (a crash before this finds them again and catches up again).
+            self.index.write(settled).await?;
             return Ok(report);
         }
         Ok(PollReport::default())
     }
 
-    async fn datalog_trimmed_past_us(&self, shard: u32) -> Result<bool, CaptureError> {
+    /// `Some`: the shard was trimmed past our position, with what to
+    /// commit once capture has caught up so the trim is not found again.
+    async fn datalog_trimmed_past_us(
+        &self,
+        shard: u32,
+    ) -> Result<Option<WriteBatch>, CaptureError> {
         let Some(ours) = self.stored_marker(&datalog_marker_name(shard)).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let last = self.admin.datalog_info(shard).await?.marker;
-        if ours.is_empty() || last.as_str() <= ours.as_str() {
+        if last.is_empty() || last.as_str() <= ours.as_str() {
             // Nothing written after our position: nothing to lose.
-            return Ok(false);
+            return Ok(None);
         }
         let oldest = self.admin.datalog_oldest(shard).await?;
         if !trimmed_past(&ours, &last, oldest.as_deref()) {
-            return Ok(false);
+            return Ok(None);
         }
         let ours_trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
-        let trimmed = ours_trimmed.as_deref() != Some(ours.as_str());
-        if trimmed {
-            tracing::warn!(shard, position = %ours, last = %last, oldest = oldest.as_deref().unwrap_or(""),
-                "rgw capture: a data-log shard no longer holds the entries after our position");
+        if ours_trimmed.as_deref() == Some(ours.as_str()) {
+            return Ok(None);
         }
-        Ok(trimmed)
+        tracing::warn!(shard, position = %ours, last = %last, oldest = oldest.as_deref().unwrap_or(""),
+            "rgw capture: a data-log shard no longer holds the entries after our position");
+        let settled = match oldest {
+            // Holds nothing: everything up to its last entry is gone, and
+            // reading goes on after it.
+            None => WriteBatch::new()
+                .marker(datalog_marker_name(shard), last.clone().into_bytes())
+                .marker(datalog_trimmed_name(shard), last.into_bytes()),
+            // Reading goes on from our position; the gap after it is known.
+            Some(_) => WriteBatch::new().marker(datalog_trimmed_name(shard), ours.into_bytes()),
+        };
+        Ok(Some(settled))
     }
 }
 
@@ -129,8 +156,10 @@ mod tests {
         // Trimmed past us: partly, or wholly.
         assert!(trimmed_past(&m(5), &m(9), Some(&m(7))));
         assert!(trimmed_past(&m(5), &m(9), None));
-        // A shard that was empty at the start tells nothing.
-        assert!(!trimmed_past("", &m(9), None));
+        // A shard never written at the start: trimmed if it holds nothing
+        // of what it wrote since; a partial trim is not seen from it.
+        assert!(trimmed_past("", &m(9), None));
         assert!(!trimmed_past("", &m(9), Some(&m(3))));
+        assert!(!trimmed_past("", "", None));
     }
 }
