@@ -41,18 +41,19 @@ pub(super) fn datalog_trimmed_name(shard: u32) -> String {
 /// held entry is `oldest`, lost entries after `ours`. Markers of one
 /// shard are fixed-width and sort as text.
 ///
-/// An empty position (the shard had never been written when zonelog took
-/// it) means "from the first entry": a shard that wrote since and holds
-/// nothing was trimmed past it. One that holds entries may have lost the
-/// first ones; that is not seen from this shard (FIFO markers are offsets,
-/// so the first one is not known), but one trim found on any shard catches
-/// up every bucket.
+/// An empty position (the shard was empty when zonelog took it) proves
+/// nothing: an empty FIFO shard's `info` can name a marker with nothing
+/// ever written (`…:512`, its part header's end: seen on a fresh Tentacle
+/// zone, where counting it made every start catch up), so "wrote
+/// something, holds nothing" cannot be told from "never wrote". Such a
+/// shard is checked once zonelog has read an entry of it; one trim found
+/// on any shard catches up every bucket.
 fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
-    if last.is_empty() || last <= ours {
+    if ours.is_empty() || last <= ours {
         return false;
     }
     match oldest {
-        Some(oldest) => !ours.is_empty() && oldest > ours,
+        Some(oldest) => oldest > ours,
         None => true,
     }
 }
@@ -114,7 +115,7 @@ impl RgwCapture {
             return Ok(None);
         };
         let last = self.admin.datalog_info(shard).await?.marker;
-        if last.is_empty() || last.as_str() <= ours.as_str() {
+        if ours.is_empty() || last.as_str() <= ours.as_str() {
             // Nothing written after our position: nothing to lose.
             return Ok(None);
         }
@@ -156,10 +157,8 @@ mod tests {
         // Trimmed past us: partly, or wholly.
         assert!(trimmed_past(&m(5), &m(9), Some(&m(7))));
         assert!(trimmed_past(&m(5), &m(9), None));
-        // A shard never written at the start: trimmed if it holds nothing
-        // of what it wrote since; a partial trim is not seen from it.
-        assert!(trimmed_past("", &m(9), None));
+        // A shard that was empty at the start tells nothing.
+        assert!(!trimmed_past("", &m(9), None));
         assert!(!trimmed_past("", &m(9), Some(&m(3))));
-        assert!(!trimmed_past("", "", None));
     }
 }
