@@ -1196,3 +1196,66 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     drop(index);
     restart_resumes_exactly(&zone, &dir, &filter, &plain, want).await;
 }
+
+/// A poll moves every data-log position past what it read, so the next
+/// poll does not read (and drain for) the same entries again. Tentacle's
+/// FIFO data log names no marker on a shard's last page: taken at its
+/// word, no position ever moved, and every poll re-read the whole data log
+/// since the first start, growing until a poll took seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_moves_the_data_log_positions_past_what_it_read() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlpos");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &bucket_filter(&bucket));
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    let mut want = Vec::new();
+    for n in 0..12 {
+        s3.put(&bucket, &format!("p{n}"), b"x").await;
+        want.push(change(&bucket, &format!("p{n}"), None, Op::Put));
+    }
+    poll_until(&cap, &index, want).await;
+    let before_last_poll = chrono::Utc::now() - chrono::Duration::seconds(1);
+    cap.poll_once().await.expect("poll");
+    // From the stored positions on, the data log names none of the
+    // bucket's shards again (but for RGW's renewals written since).
+    let admin = RgwAdmin::new(zone.admin_client());
+    let mut named_again = Vec::new();
+    for shard in 0..admin.datalog_shard_count().await.expect("shards") {
+        let name = format!("rgw/datalog/{shard:03}");
+        let position = index
+            .marker(&name)
+            .await
+            .expect("marker")
+            .map(|m| String::from_utf8(m).expect("utf-8"));
+        let mut marker = position.clone();
+        loop {
+            let page = admin
+                .datalog_list(shard, marker.as_deref())
+                .await
+                .expect("data log");
+            for e in &page.entries {
+                let written = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(before_last_poll);
+                if e.key.starts_with(&format!("{bucket}:")) && written < before_last_poll {
+                    named_again.push(format!("shard {shard} at {position:?}: {}", e.key));
+                }
+            }
+            if !page.truncated {
+                break;
+            }
+            marker = Some(page.marker);
+        }
+    }
+    assert!(
+        named_again.is_empty(),
+        "{} entries read again after the position: {named_again:#?}",
+        named_again.len()
+    );
+}

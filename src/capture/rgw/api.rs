@@ -40,6 +40,56 @@ impl DatalogEntry {
     }
 }
 
+/// A data-log page as RGW answers `extra-info=true`: each entry with its
+/// own marker (`log_id`). Tentacle's FIFO data log leaves the page's
+/// `marker` empty on the last page, so without the entries' own markers a
+/// reader could never move its position past the last page.
+#[derive(Deserialize)]
+struct RawDatalogPage {
+    #[serde(default)]
+    marker: String,
+    #[serde(default)]
+    truncated: bool,
+    #[serde(default)]
+    entries: Vec<RawDatalogEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDatalogEntry {
+    WithMarker { log_id: String, entry: DatalogEntry },
+    Plain(DatalogEntry),
+}
+
+impl From<RawDatalogPage> for DatalogPage {
+    fn from(raw: RawDatalogPage) -> Self {
+        let mut last_id = None;
+        let entries = raw
+            .entries
+            .into_iter()
+            .map(|e| match e {
+                RawDatalogEntry::WithMarker { log_id, entry } => {
+                    last_id = Some(log_id).filter(|id| !id.is_empty());
+                    entry
+                }
+                RawDatalogEntry::Plain(entry) => {
+                    last_id = None;
+                    entry
+                }
+            })
+            .collect();
+        let marker = match (raw.marker.is_empty(), last_id) {
+            (true, Some(id)) => id,
+            _ => raw.marker,
+        };
+        DatalogPage {
+            marker,
+            truncated: raw.truncated,
+            entries,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatalogPage {
     #[serde(default)]
@@ -278,19 +328,25 @@ impl RgwAdmin {
         marker: Option<&str>,
     ) -> Result<DatalogPage, AdminError> {
         let id = shard.to_string();
-        let mut query = vec![("type", Some("data")), ("id", Some(id.as_str()))];
+        let mut query = vec![
+            ("type", Some("data")),
+            ("id", Some(id.as_str())),
+            ("extra-info", Some("true")),
+        ];
         if let Some(m) = marker.filter(|m| !m.is_empty()) {
             query.push(("marker", Some(m)));
         }
-        self.client
+        let raw: RawDatalogPage = self
+            .client
             .get_json("/admin/log", &query, &format!("data log shard {shard}"))
-            .await
+            .await?;
+        Ok(raw.into())
     }
 
     /// The marker of the oldest entry a data-log shard still holds.
     pub async fn datalog_oldest(&self, shard: u32) -> Result<Option<String>, AdminError> {
         let id = shard.to_string();
-        let page: DatalogPage = self
+        let raw: RawDatalogPage = self
             .client
             .get_json(
                 "/admin/log",
@@ -298,11 +354,18 @@ impl RgwAdmin {
                     ("type", Some("data")),
                     ("id", Some(id.as_str())),
                     ("max-entries", Some("1")),
+                    ("extra-info", Some("true")),
                 ],
                 &format!("data log shard {shard} oldest entry"),
             )
             .await?;
-        Ok((!page.entries.is_empty() && !page.marker.is_empty()).then_some(page.marker))
+        // The entry's own marker: the page's is the next page's start on
+        // Pacific and empty on Tentacle when the shard holds one entry.
+        Ok(match raw.entries.into_iter().next() {
+            Some(RawDatalogEntry::WithMarker { log_id, .. }) if !log_id.is_empty() => Some(log_id),
+            Some(_) if !raw.marker.is_empty() => Some(raw.marker),
+            _ => None,
+        })
     }
 
     pub async fn datalog_info(&self, shard: u32) -> Result<DatalogInfo, AdminError> {
@@ -479,6 +542,29 @@ pub fn instance_key(bucket: &str, instance_id: &str, shard: Option<u32>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_data_log_page_without_a_marker_ends_at_its_last_entry() {
+        // Tentacle 20.2.4, `extra-info=true`, the shard's last page.
+        let tentacle = r#"{"marker":"","truncated":false,"entries":[
+            {"log_id":"00000000000000000000:00000000000000000512","log_timestamp":"2026-12-02T14:00:00.0Z",
+             "entry":{"entity_type":"bucket","key":"b:i.1:0","timestamp":"2026-12-02T14:00:00.0Z","gen":0}},
+            {"log_id":"00000000000000000000:00000000000000000900","log_timestamp":"2026-12-02T14:00:01.0Z",
+             "entry":{"entity_type":"bucket","key":"b:i.1:1","timestamp":"2026-12-02T14:00:01.0Z","gen":0}}]}"#;
+        let page: DatalogPage = serde_json::from_str::<RawDatalogPage>(tentacle)
+            .unwrap()
+            .into();
+        assert_eq!(page.marker, "00000000000000000000:00000000000000000900");
+        assert_eq!(page.entries[1].key, "b:i.1:1");
+        // A release that ignores `extra-info` and names the page's marker.
+        let plain = r#"{"marker":"1_1700000000.1_5.1","truncated":false,"entries":[
+            {"entity_type":"bucket","key":"b:i.1:0","timestamp":"2023-11-14T22:13:20.0Z"}]}"#;
+        let page: DatalogPage = serde_json::from_str::<RawDatalogPage>(plain)
+            .unwrap()
+            .into();
+        assert_eq!(page.marker, "1_1700000000.1_5.1");
+        assert_eq!(page.entries.len(), 1);
+    }
 
     #[test]
     fn datalog_keys_split_into_bucket_shards() {
