@@ -42,12 +42,12 @@ pub(super) fn datalog_trimmed_name(shard: u32) -> String {
 /// shard are fixed-width and sort as text.
 ///
 /// An empty position (the shard was empty when zonelog took it) proves
-/// nothing: an empty FIFO shard's `info` can name a marker with nothing
-/// ever written (`…:512`, its part header's end: seen on a fresh Tentacle
-/// zone, where counting it made every start catch up), so "wrote
-/// something, holds nothing" cannot be told from "never wrote". Such a
-/// shard is checked once zonelog has read an entry of it; one trim found
-/// on any shard catches up every bucket.
+/// nothing here: counting it made every start on a fresh Tentacle zone
+/// catch up. (`…:512` in a fresh shard's `info` is its first entry's
+/// offset; that shard only looked empty while a one-entry page named no
+/// marker, now read from the entry itself.) Such a shard is checked once
+/// zonelog has read an entry of it; one trim found on any shard catches
+/// up every bucket.
 fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
     if ours.is_empty() || last <= ours {
         return false;
