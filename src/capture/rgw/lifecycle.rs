@@ -450,13 +450,20 @@ impl RgwCapture {
             info.oldest_gen
         };
         // Pacific reports no generations: one log, of the instance's shards.
+        // RGW reports an unsharded log as one shard (and answers for it
+        // under any shard id), while the data log and our positions name it
+        // without one: the generation the instance indexes now takes the
+        // instance's own shard count.
         let generations: Vec<(u64, u32)> = if info.generations.is_empty() {
             vec![(0, instance.num_shards)]
         } else {
             info.generations
                 .iter()
                 .filter(|g| g.gen >= from_gen)
-                .map(|g| (g.gen, g.num_shards))
+                .map(|g| match g.gen == info.latest_gen {
+                    true => (g.gen, instance.num_shards),
+                    false => (g.gen, g.num_shards),
+                })
                 .collect()
         };
         let mut unread = Vec::new();
