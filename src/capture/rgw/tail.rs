@@ -387,14 +387,18 @@ impl RgwCapture {
     /// bucket shard the data log names, then the recently active ones.
     pub async fn poll_once(&self) -> Result<PollReport, CaptureError> {
         self.counters.polls.fetch_add(1, Ordering::Relaxed);
-        if self.index.marker(INITIALIZED).await?.is_none() {
+        // A first start positioned every bucket just now: nothing to catch up.
+        let initialized_now = self.index.marker(INITIALIZED).await?.is_none();
+        if initialized_now {
             self.initialize().await?;
         }
         self.counters.initialized.store(true, Ordering::Relaxed);
         let mut report = PollReport::default();
         report.add(&self.continue_listings().await?);
         if !self.caught_up.load(Ordering::Relaxed) {
-            report.add(&self.catch_up().await?);
+            if !initialized_now {
+                report.add(&self.catch_up().await?);
+            }
             self.caught_up.store(true, Ordering::Relaxed);
         }
         // Before the data log is read: reading it moves our positions
@@ -602,7 +606,8 @@ impl RgwCapture {
     /// The shards a previous process was following may have changed again
     /// without a new data-log entry (RGW re-logs a shard only when its
     /// window renews), and that process's list of active shards died with
-    /// it.
+    /// it. A shard the data log named but that had nothing to read yet has
+    /// an empty position for this reason (see `drain`).
     pub(super) async fn catch_up(&self) -> Result<PollReport, CaptureError> {
         let known: Vec<BucketShard> = self
             .index
@@ -825,6 +830,16 @@ impl RgwCapture {
             let Some(last) = page.entries.last() else {
                 if finished {
                     self.finish_generation(bs, WriteBatch::new()).await?;
+                } else if marker.is_none() {
+                    // Named by the data log but nothing to read yet: RGW
+                    // completes the bilog entry after the data-log one. An
+                    // empty position makes the shard known, so that after a
+                    // kill it is drained again (and, if its bucket is gone
+                    // by then, its removal is found) although the data log
+                    // has moved past the only entry that named it.
+                    self.index
+                        .write(WriteBatch::new().marker(name.clone(), Vec::new()))
+                        .await?;
                 }
                 return Ok(report);
             };
