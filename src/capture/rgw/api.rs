@@ -327,35 +327,19 @@ impl RgwAdmin {
         shard: u32,
         marker: Option<&str>,
     ) -> Result<DatalogPage, AdminError> {
-        let id = shard.to_string();
-        let mut query = vec![
-            ("type", Some("data")),
-            ("id", Some(id.as_str())),
-            ("extra-info", Some("true")),
-        ];
-        if let Some(m) = marker.filter(|m| !m.is_empty()) {
-            query.push(("marker", Some(m)));
-        }
-        let raw: RawDatalogPage = self
-            .client
-            .get_json("/admin/log", &query, &format!("data log shard {shard}"))
+        let raw = self
+            .datalog_page(shard, marker, None, &format!("data log shard {shard}"))
             .await?;
         Ok(raw.into())
     }
 
     /// The marker of the oldest entry a data-log shard still holds.
     pub async fn datalog_oldest(&self, shard: u32) -> Result<Option<String>, AdminError> {
-        let id = shard.to_string();
-        let raw: RawDatalogPage = self
-            .client
-            .get_json(
-                "/admin/log",
-                &[
-                    ("type", Some("data")),
-                    ("id", Some(id.as_str())),
-                    ("max-entries", Some("1")),
-                    ("extra-info", Some("true")),
-                ],
+        let raw = self
+            .datalog_page(
+                shard,
+                None,
+                Some(1),
                 &format!("data log shard {shard} oldest entry"),
             )
             .await?;
@@ -366,6 +350,29 @@ impl RgwAdmin {
             Some(_) if !raw.marker.is_empty() => Some(raw.marker),
             _ => None,
         })
+    }
+
+    async fn datalog_page(
+        &self,
+        shard: u32,
+        marker: Option<&str>,
+        max_entries: Option<u32>,
+        what: &str,
+    ) -> Result<RawDatalogPage, AdminError> {
+        let id = shard.to_string();
+        let max = max_entries.map(|n| n.to_string());
+        let mut query = vec![
+            ("type", Some("data")),
+            ("id", Some(id.as_str())),
+            ("extra-info", Some("true")),
+        ];
+        if let Some(m) = marker.filter(|m| !m.is_empty()) {
+            query.push(("marker", Some(m)));
+        }
+        if let Some(max) = max.as_deref() {
+            query.push(("max-entries", Some(max)));
+        }
+        self.client.get_json("/admin/log", &query, what).await
     }
 
     pub async fn datalog_info(&self, shard: u32) -> Result<DatalogInfo, AdminError> {
