@@ -97,9 +97,12 @@ impl Collector {
     ) -> Result<(), CollectorError> {
         let path = self.target.path(&manifest_name(object));
         let bytes = match self.target.store().get(&path).await {
-            Ok(got) => got.bytes().await.map_err(|e| self.list_error(&path, e))?,
+            Ok(got) => got
+                .bytes()
+                .await
+                .map_err(|e| self.store_error("GET", &path, e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(self.list_error(&path, e)),
+            Err(e) => return Err(self.store_error("GET", &path, e)),
         };
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| self.state_error(path.as_ref(), e))?;
@@ -122,7 +125,7 @@ impl Collector {
             let listing = store
                 .list_with_delimiter(Some(&level))
                 .await
-                .map_err(|e| self.list_error(&level, e))?;
+                .map_err(|e| self.store_error("LIST", &level, e))?;
             match listing.common_prefixes.into_iter().max() {
                 Some(newest) => level = newest,
                 None => return Ok(None),
@@ -131,7 +134,7 @@ impl Collector {
         let listing = store
             .list_with_delimiter(Some(&level))
             .await
-            .map_err(|e| self.list_error(&level, e))?;
+            .map_err(|e| self.store_error("LIST", &level, e))?;
         let prefix = self.target.prefix();
         Ok(listing
             .objects
@@ -147,10 +150,10 @@ impl Collector {
             ))
     }
 
-    fn list_error(&self, at: &StorePath, e: object_store::Error) -> CollectorError {
+    fn store_error(&self, verb: &str, at: &StorePath, e: object_store::Error) -> CollectorError {
         CollectorError::Sink(crate::sink::SinkError::Store {
             target: self.target.describe().to_string(),
-            what: format!("LIST {at}"),
+            what: format!("{verb} {at}"),
             reason: e.to_string(),
         })
     }
