@@ -553,24 +553,7 @@ async fn a_bilog_trimmed_past_our_position_resyncs_the_bucket_by_listing() {
     // read them, then one more after the trim.
     s3.put(&bucket, "k", b"22").await;
     s3.put(&bucket, "k", b"333").await;
-    let admin = RgwAdmin::new(zone.admin_client());
-    let instance = admin.bucket_instance(&bucket).await.expect("bucket info");
-    for shard in 0..instance.num_shards.max(1) {
-        let shard = (instance.num_shards > 0).then_some(shard);
-        let info = admin
-            .bilog_info(&BucketShard::first(&bucket, &instance.instance_id, shard))
-            .await
-            .expect("bilog info");
-        if !info.max_marker.is_empty() {
-            admin
-                .bilog_trim(
-                    &BucketShard::first(&bucket, &instance.instance_id, shard),
-                    &info.max_marker,
-                )
-                .await
-                .expect("trim");
-        }
-    }
+    trim_whole_bilog(&RgwAdmin::new(zone.admin_client()), &bucket).await;
     s3.put(&bucket, "k", b"4444").await;
     poll_until(
         &cap,
