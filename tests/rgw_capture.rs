@@ -812,6 +812,31 @@ async fn enrich_adds_size_etag_and_mtime() {
         zone.release
     );
     assert_eq!(overs[1].record.size, Some(14), "the overwrite's own size");
+
+    // Overwritten within the same second: Last-Modified (whole seconds)
+    // cannot tell the two apart, the log that names both can.
+    s3.put(&bucket, "same-second", b"first").await;
+    s3.put(&bucket, "same-second", b"second, longer").await;
+    let mut want = vec![
+        change(&bucket, "five", None, Op::Put),
+        change(&bucket, "over", None, Op::Put),
+        change(&bucket, "over", None, Op::Put),
+    ];
+    want.push(change(&bucket, "same-second", None, Op::Put));
+    want.push(change(&bucket, "same-second", None, Op::Put));
+    poll_until(&cap, &index, want).await;
+    let mut same: Vec<_> = read_all(&index)
+        .await
+        .into_iter()
+        .filter(|e| e.record.key == "same-second")
+        .collect();
+    same.sort_by_key(|e| e.id);
+    assert_eq!(
+        same[0].record.size, None,
+        "Ceph {}: the first put got the same-second overwrite's size",
+        zone.release
+    );
+    assert_eq!(same[1].record.size, Some(14), "the overwrite's own size");
 }
 
 /// `radosgw-admin bucket reshard` to `shards` shards, off the runtime.

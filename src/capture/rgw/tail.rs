@@ -884,7 +884,31 @@ impl RgwCapture {
                 }
             }
             if self.config.enrich {
-                for record in &mut batch.records {
+                // HEAD answers what an unversioned key holds now; when the
+                // page names a later change of the key, that is not what
+                // this change wrote, even within the same second.
+                let mut last_of_key: HashMap<&str, usize> = HashMap::new();
+                for (i, r) in batch.records.iter().enumerate() {
+                    if r.version_id.is_none() {
+                        last_of_key.insert(r.key.as_str(), i);
+                    }
+                }
+                let overwritten: Vec<bool> = batch
+                    .records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        r.version_id.is_none()
+                            && last_of_key
+                                .get(r.key.as_str())
+                                .is_some_and(|&last| last > i)
+                    })
+                    .collect();
+                for (record, overwritten) in batch.records.iter_mut().zip(overwritten) {
+                    if overwritten && matches!(record.op, Op::Put | Op::Metadata) {
+                        self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     self.enrich(record).await?;
                 }
             }
