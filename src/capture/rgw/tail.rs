@@ -884,26 +884,7 @@ impl RgwCapture {
                 }
             }
             if self.config.enrich {
-                // HEAD answers what an unversioned key holds now; when the
-                // page names a later change of the key, that is not what
-                // this change wrote, even within the same second.
-                let mut last_of_key: HashMap<&str, usize> = HashMap::new();
-                for (i, r) in batch.records.iter().enumerate() {
-                    if r.version_id.is_none() {
-                        last_of_key.insert(r.key.as_str(), i);
-                    }
-                }
-                let overwritten: Vec<bool> = batch
-                    .records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        r.version_id.is_none()
-                            && last_of_key
-                                .get(r.key.as_str())
-                                .is_some_and(|&last| last > i)
-                    })
-                    .collect();
+                let overwritten = overwritten_later(&batch.records);
                 for (record, overwritten) in batch.records.iter_mut().zip(overwritten) {
                     if overwritten && matches!(record.op, Op::Put | Op::Metadata) {
                         self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
@@ -1077,6 +1058,21 @@ impl RgwCapture {
     }
 }
 
+/// For each record, whether it is an unversioned change that a later
+/// record of the same key follows. HEAD answers what such a key holds now,
+/// which is then not what this change wrote, even within the same second.
+fn overwritten_later(records: &[ChangeRecord]) -> Vec<bool> {
+    let mut later = std::collections::HashSet::new();
+    let mut overwritten: Vec<bool> = records
+        .iter()
+        .rev()
+        // Only unversioned changes enter `later` (`&&` stops first).
+        .map(|r| r.version_id.is_none() && !later.insert(r.key.as_str()))
+        .collect();
+    overwritten.reverse();
+    overwritten
+}
+
 fn backoff(base: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.min(6);
     (base * factor).min(MAX_BACKOFF)
@@ -1085,6 +1081,22 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unversioned_change_followed_by_its_key_is_overwritten() {
+        use crate::index::conformance::record;
+        let records = [
+            record("b", "k", None, Op::Put, 1),
+            record("b", "v", Some("1"), Op::Put, 2),
+            record("b", "k", None, Op::Put, 3),
+            record("b", "v", Some("2"), Op::Put, 4),
+            record("b", "other", None, Op::Put, 5),
+        ];
+        assert_eq!(
+            overwritten_later(&records),
+            vec![true, false, false, false, false]
+        );
+    }
 
     #[test]
     fn backoff_grows_and_caps() {
