@@ -1073,6 +1073,92 @@ async fn a_removed_bucket_is_recorded_once_and_its_successor_read_from_its_start
     );
 }
 
+/// A bucket made, written and removed while zonelog was down, then made
+/// again under its name and written. The data log names both instances,
+/// and which of them is drained first depends on the data-log shards
+/// their bucket shards hash to. Replayed in log order, as `zonelog backup`
+/// applies it, the log must leave exactly what the new bucket holds: a
+/// removal recorded after the new bucket's changes would empty it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_removed_and_made_again_while_zonelog_was_down_ends_as_the_new_one() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlremade");
+    let filter = bucket_filter(&bucket);
+    let (dir, index, cap) = started(&zone, &filter).await;
+    drop(cap);
+    drop(index);
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "old", b"1").await;
+    s3.delete(&bucket, "old").await;
+    s3.delete_bucket(&bucket).await;
+    s3.create_bucket(&bucket).await;
+    let new_keys: Vec<String> = (0..30).map(|n| format!("new-{n}")).collect();
+    for key in &new_keys {
+        s3.put(&bucket, key, b"n").await;
+    }
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    let mut keys: Vec<&str> = new_keys.iter().map(String::as_str).collect();
+    // The removal record names no key.
+    keys.push("");
+    poll_until_keys(&zone, &cap, &index, &keys, "after a removal while down").await;
+    for _ in 0..2 {
+        cap.poll_once().await.expect("poll");
+    }
+    let replayed = |entries: Vec<zonelog::index::IndexedEntry>| {
+        let mut held = std::collections::BTreeSet::new();
+        for e in entries {
+            match e.record.op {
+                Op::Put | Op::Metadata => {
+                    held.insert(e.record.key);
+                }
+                Op::BucketRemoved => held.clear(),
+                _ => {
+                    held.remove(&e.record.key);
+                }
+            }
+        }
+        held
+    };
+    let entries = read_all(&index).await;
+    assert_eq!(
+        replayed(entries.clone()),
+        new_keys.iter().cloned().collect(),
+        "Ceph {}: replayed in order, the log leaves the new bucket's objects: {:?}",
+        zone.release,
+        entries
+            .iter()
+            .map(|e| (e.record.key.as_str(), e.record.op))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.record.op == Op::BucketRemoved)
+            .count(),
+        1,
+        "Ceph {}: one removal",
+        zone.release
+    );
+    let settled = changes(&index).await;
+    drop(cap);
+    drop(index);
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &filter);
+    for _ in 0..3 {
+        cap.poll_once().await.expect("poll after restart");
+    }
+    assert_eq!(
+        changes(&index).await,
+        settled,
+        "Ceph {}: a restart adds nothing",
+        zone.release
+    );
+}
+
 /// `scripts/ceph-dev up` wrote 40 objects to `zonelog-before-logs` while
 /// the zone's logs were off, then turned them on: the bucket's log starts
 /// past numbers it never held (Reef and later number unlogged index
@@ -1211,6 +1297,108 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     drop(cap);
     drop(index);
     restart_resumes_exactly(&zone, &dir, &filter, &plain, want).await;
+}
+
+/// One of the unsharded buckets `scripts/ceph-dev up` keeps for a reshard,
+/// not resharded yet by an earlier run on the same zone.
+async fn spare_unsharded_bucket(admin: &RgwAdmin) -> String {
+    for n in 1..=6 {
+        let bucket = format!("zonelog-unsharded-reshard-{n}");
+        if admin
+            .bucket_instance(&bucket)
+            .await
+            .expect("bucket info")
+            .num_shards
+            == 0
+        {
+            return bucket;
+        }
+    }
+    panic!(
+        "every zonelog-unsharded-reshard-N bucket of this dev zone was resharded by an \
+         earlier run: `scripts/ceph-dev down && scripts/ceph-dev up` makes them again"
+    );
+}
+
+/// An unsharded bucket, as an upgraded zone holds, resharded while a writer
+/// writes (as dynamic resharding does once it grows). On Reef and later the
+/// log's generation 0 is that one unsharded log, which RGW's `bilog info`
+/// reports as one shard: it is read to its end once, under the name the
+/// data log gave it, and then the new generation's shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsharded_bucket_resharded_loses_and_doubles_nothing() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let bucket = spare_unsharded_bucket(&admin).await;
+    let filter = bucket_filter(&bucket);
+    let (dir, index, cap) = started(&zone, &filter).await;
+    s3.put(&bucket, "a", b"1").await;
+    poll_until(&cap, &index, vec![change(&bucket, "a", None, Op::Put)]).await;
+    s3.put(&bucket, "b", b"2").await;
+    let writer = {
+        let (zone_client, bucket) = (zone.admin_client(), bucket.clone());
+        tokio::spawn(async move {
+            for n in 0..20 {
+                S3(&zone_client)
+                    .put(&bucket, &format!("during-{n}"), b"w")
+                    .await;
+            }
+        })
+    };
+    reshard(&bucket, 5).await;
+    writer.await.expect("writer");
+    s3.put(&bucket, "c", b"3").await;
+    let mut want: Vec<Change> = ["a", "b", "c"]
+        .iter()
+        .map(|k| change(&bucket, k, None, Op::Put))
+        .collect();
+    want.extend((0..20).map(|n| change(&bucket, &format!("during-{n}"), None, Op::Put)));
+    want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let keys: Vec<&str> = want.iter().map(|c| c.1.as_str()).collect();
+    poll_until_keys(
+        &zone,
+        &cap,
+        &index,
+        &keys,
+        "after an unsharded bucket's reshard",
+    )
+    .await;
+    for _ in 0..2 {
+        cap.poll_once().await.expect("poll");
+    }
+    let got = changes(&index).await;
+    if zone.newer_than_pacific() {
+        assert_eq!(
+            got, want,
+            "Ceph {}: one record per change across the reshard of an unsharded bucket",
+            zone.release
+        );
+    } else {
+        // Pacific: a new instance, listed once; never a removal.
+        assert!(
+            !got.iter().any(|c| c.3 == Op::BucketRemoved),
+            "Ceph {}: {got:?}",
+            zone.release
+        );
+    }
+    drop(cap);
+    drop(index);
+    for _ in 0..2 {
+        let index = open(&dir);
+        let cap = capture(&zone, index.clone(), &filter);
+        for _ in 0..3 {
+            cap.poll_once().await.expect("poll after restart");
+        }
+        assert_eq!(
+            changes(&index).await,
+            got,
+            "Ceph {}: a restart after the reshard adds nothing",
+            zone.release
+        );
+    }
 }
 
 /// A poll moves every data-log position past what it read, so the next

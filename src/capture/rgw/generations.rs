@@ -36,6 +36,21 @@ pub(super) fn shard_ids(num_shards: u32) -> Vec<Option<u32>> {
     }
 }
 
+/// The shard ids of a generation RGW's `bilog info` reports with
+/// `reported` shards. It reports an unsharded log (every bucket before
+/// Ceph 16, and upgraded zones' buckets until they are resharded) as one
+/// shard, and answers for it under shard id 0 as well as without one; the
+/// data log names it without one, and so do our positions. A generation
+/// reported as one shard is that unsharded log unless we already hold a
+/// position under shard 0 (a log of exactly one shard): read under two
+/// names, one log would be read twice.
+pub(super) fn reported_shard_ids(reported: u32, zero_positioned: bool) -> Vec<Option<u32>> {
+    match reported {
+        1 if !zero_positioned => vec![None],
+        _ => shard_ids(reported),
+    }
+}
+
 impl RgwCapture {
     /// Whether `bs` may be read now: true when every generation of its
     /// bucket before `bs.gen` is finished. Otherwise the unfinished shards
@@ -78,7 +93,17 @@ impl RgwCapture {
             .iter()
             .filter(|g| g.gen >= followed.max(info.oldest_gen) && g.gen < bs.gen)
         {
-            for shard in shard_ids(generation.num_shards) {
+            let shard_zero = BucketShard {
+                shard: Some(0),
+                gen: generation.gen,
+                ..bs.clone()
+            };
+            let zero_positioned = generation.num_shards == 1
+                && self
+                    .stored_marker(&position_name(&shard_zero))
+                    .await?
+                    .is_some();
+            for shard in reported_shard_ids(generation.num_shards, zero_positioned) {
                 let older = BucketShard {
                     shard,
                     gen: generation.gen,
@@ -113,6 +138,33 @@ impl RgwCapture {
         Ok(false)
     }
 
+    /// The name under which we follow the log the data log names `bs`.
+    /// RGW names an unsharded log without a shard in the entries of its
+    /// changes, but as shard 0 in those a reshard adds for every shard of
+    /// the generation it ends (it counts an unsharded log as one shard),
+    /// and answers for it under either. So a shard 0 we hold no position
+    /// for, of an instance and generation whose unsharded log we do hold
+    /// one for, is that log: read under both names, it would be read twice.
+    pub(super) async fn followed_name(&self, bs: BucketShard) -> Result<BucketShard, CaptureError> {
+        if bs.shard != Some(0) {
+            return Ok(bs);
+        }
+        let unsharded = BucketShard {
+            shard: None,
+            ..bs.clone()
+        };
+        if self.index.marker(&position_name(&bs)).await?.is_some()
+            || self
+                .index
+                .marker(&position_name(&unsharded))
+                .await?
+                .is_none()
+        {
+            return Ok(bs);
+        }
+        Ok(unsharded)
+    }
+
     /// Commits `batch` (the last page's records) with `bs` finished: a
     /// reshard ended its generation and all of it is read.
     pub(super) async fn finish_generation(
@@ -136,5 +188,12 @@ mod tests {
         assert_eq!(generation_marker_name("b", "i.1"), "rgw/bilog-gen/b:i.1");
         assert_eq!(shard_ids(0), vec![None]);
         assert_eq!(shard_ids(2), vec![Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn a_generation_of_one_shard_is_the_unsharded_log_unless_shard_0_is_known() {
+        assert_eq!(reported_shard_ids(1, false), vec![None]);
+        assert_eq!(reported_shard_ids(1, true), vec![Some(0)]);
+        assert_eq!(reported_shard_ids(3, false), shard_ids(3));
     }
 }

@@ -40,6 +40,7 @@ use chrono::{DateTime, Utc};
 
 use super::admin::AdminError;
 use super::api::BucketInstance;
+use super::generations::{reported_shard_ids, shard_ids};
 use super::tail::{
     parse_bucket_shard, position_name, BucketShard, CaptureError, PollReport, RgwCapture,
     BILOG_PREFIX, FINISHED,
@@ -453,22 +454,29 @@ impl RgwCapture {
         // RGW reports an unsharded log as one shard (and answers for it
         // under any shard id), while the data log and our positions name it
         // without one: the generation the instance indexes now takes the
-        // instance's own shard count.
-        let generations: Vec<(u64, u32)> = if info.generations.is_empty() {
-            vec![(0, instance.num_shards)]
+        // instance's own shard count, and older ones `reported_shard_ids`.
+        let generations: Vec<(u64, Vec<Option<u32>>)> = if info.generations.is_empty() {
+            vec![(0, shard_ids(instance.num_shards))]
         } else {
             info.generations
                 .iter()
                 .filter(|g| g.gen >= from_gen)
                 .map(|g| match g.gen == info.latest_gen {
-                    true => (g.gen, instance.num_shards),
-                    false => (g.gen, g.num_shards),
+                    true => (g.gen, shard_ids(instance.num_shards)),
+                    false => {
+                        let zero = BucketShard {
+                            gen: g.gen,
+                            ..BucketShard::first(&bucket, &instance.instance_id, Some(0))
+                        };
+                        let zero_positioned = positions.contains(&position_name(&zero));
+                        (g.gen, reported_shard_ids(g.num_shards, zero_positioned))
+                    }
                 })
                 .collect()
         };
         let mut unread = Vec::new();
-        for (gen, num_shards) in generations {
-            for shard in super::generations::shard_ids(num_shards) {
+        for (gen, shards) in generations {
+            for shard in shards {
                 let bs = BucketShard {
                     gen,
                     ..BucketShard::first(&bucket, &instance.instance_id, shard)

@@ -765,12 +765,13 @@ impl RgwCapture {
                     ..BucketShard::first(bucket, instance, shard)
                 })
                 .collect();
-            for bs in &changed {
-                report.add(&self.drain(bs).await?);
+            for bs in changed {
+                let bs = self.followed_name(bs).await?;
+                report.add(&self.drain(&bs).await?);
                 self.active
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(bs.clone(), Instant::now());
+                    .insert(bs, Instant::now());
             }
             let advanced = !page.marker.is_empty() && Some(&page.marker) != marker.as_ref();
             if advanced {
