@@ -1075,10 +1075,11 @@ async fn a_removed_bucket_is_recorded_once_and_its_successor_read_from_its_start
 
 /// A bucket made, written and removed while zonelog was down, then made
 /// again under its name and written. The data log names both instances,
-/// and which of them is drained first depends on the data-log shards
-/// their bucket shards hash to. Replayed in log order, as `zonelog backup`
-/// applies it, the log must leave exactly what the new bucket holds: a
-/// removal recorded after the new bucket's changes would empty it.
+/// and which is drained first depends on the data-log shards they hash
+/// to. Replayed in log order, as `zonelog backup` applies it, the log must
+/// leave exactly what the new bucket holds: a removal ordered after the
+/// new bucket's changes would empty it. (It is timed at the new bucket's
+/// creation, which orders it before them however late it is found.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_removed_and_made_again_while_zonelog_was_down_ends_as_the_new_one() {
     let Some(zone) = dev_zone() else { return };
