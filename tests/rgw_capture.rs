@@ -16,7 +16,7 @@ use zonelog::config::{FilterConfig, InitialSync, RgwSourceConfig, Secret};
 use zonelog::filter::Filter;
 use zonelog::index::conformance::read_all;
 use zonelog::index::embedded::EmbeddedIndex;
-use zonelog::index::{ChangeIndex, IndexLayout, IndexMode};
+use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
 use zonelog::record::{Op, Provenance};
 
 type Change = (String, String, Option<String>, Op);
@@ -535,6 +535,88 @@ async fn a_data_log_trimmed_past_our_position_is_caught_up() {
         "Ceph {}: the trim was seen",
         zone.release
     );
+}
+
+/// A data-log shard that held nothing when zonelog first started (its
+/// position is empty), then named a new bucket, and was trimmed whole
+/// before zonelog read it (RGW's autotrim, every 20 min, while zonelog
+/// was down): that a shard wrote something and holds nothing now is a
+/// trim past us, and the new bucket is read from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_log_shard_empty_at_the_start_then_trimmed_whole_is_caught_up() {
+    let Some(zone) = dev_zone() else { return };
+    // Trims data-log shards every other capture of this file reads.
+    let _data_log = DATA_LOG.write().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let bucket = unique_bucket("zlemptytrim");
+    let filter = bucket_filter(&bucket);
+    let config = RgwSourceConfig {
+        check_interval: Duration::from_millis(1),
+        ..source_config(&zone)
+    };
+    let (dir, index, cap) = started(&zone, &filter).await;
+    drop(cap);
+    s3.create_bucket(&bucket).await;
+    s3.put(&bucket, "k", b"1").await;
+    // The shards that name the bucket, found after our positions, are made
+    // to look as they did had they held nothing at the first start (a
+    // used dev zone has few such shards left), and then trimmed whole.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut naming = Vec::new();
+    while naming.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no data-log entry names {bucket}"
+        );
+        for shard in 0..admin.datalog_shard_count().await.expect("shards") {
+            let name = format!("rgw/datalog/{shard:03}");
+            let ours = index
+                .marker(&name)
+                .await
+                .expect("marker")
+                .map(|m| String::from_utf8(m).expect("utf-8"));
+            let page = admin
+                .datalog_list(shard, ours.as_deref().filter(|m| !m.is_empty()))
+                .await
+                .expect("data log");
+            if page
+                .entries
+                .iter()
+                .any(|e| e.bucket_shard().is_some_and(|(b, _, _)| b == bucket))
+            {
+                naming.push((shard, name));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (shard, name) in &naming {
+        index
+            .write(WriteBatch::new().marker(name.clone(), Vec::new()))
+            .await
+            .expect("empty position");
+        let last = admin.datalog_info(*shard).await.expect("info").marker;
+        admin.datalog_trim(*shard, &last).await.expect("trim");
+        assert_eq!(admin.datalog_oldest(*shard).await.expect("oldest"), None);
+    }
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        config,
+    );
+    poll_until(&cap, &index, vec![change(&bucket, "k", None, Op::Put)]).await;
+    drop(cap);
+    drop(index);
+    restart_resumes_exactly(
+        &zone,
+        &dir,
+        &filter,
+        &bucket,
+        vec![change(&bucket, "k", None, Op::Put)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,16 +41,18 @@ pub(super) fn datalog_trimmed_name(shard: u32) -> String {
 /// held entry is `oldest`, lost entries after `ours`. Markers of one
 /// shard are fixed-width and sort as text.
 ///
-/// An empty position (the shard was empty when zonelog took it) proves
-/// nothing here: counting it made every start on a fresh Tentacle zone
-/// catch up. (`…:512` in a fresh shard's `info` is its first entry's
-/// offset; that shard only looked empty while a one-entry page named no
-/// marker, now read from the entry itself.) Such a shard is checked once
-/// zonelog has read an entry of it; one trim found on any shard catches
-/// up every bucket.
+/// An empty position (the shard held nothing when zonelog took it) sorts
+/// before every marker: the shard lost entries we never read only when it
+/// wrote some and holds none now. Holding some says nothing, as a FIFO
+/// shard's first marker is no fixed value. (Once, a one-entry page that
+/// named no marker left positions empty on Tentacle, and counting those
+/// caught up on every start; positions now come from the entry itself.)
 fn trimmed_past(ours: &str, last: &str, oldest: Option<&str>) -> bool {
-    if ours.is_empty() || last <= ours {
+    if last <= ours {
         return false;
+    }
+    if ours.is_empty() {
+        return oldest.is_none();
     }
     match oldest {
         Some(oldest) => oldest > ours,
@@ -115,7 +117,7 @@ impl RgwCapture {
             return Ok(None);
         };
         let last = self.admin.datalog_info(shard).await?.marker;
-        if ours.is_empty() || last.as_str() <= ours.as_str() {
+        if last.as_str() <= ours.as_str() {
             // Nothing written after our position: nothing to lose.
             return Ok(None);
         }
@@ -157,8 +159,11 @@ mod tests {
         // Trimmed past us: partly, or wholly.
         assert!(trimmed_past(&m(5), &m(9), Some(&m(7))));
         assert!(trimmed_past(&m(5), &m(9), None));
-        // A shard that was empty at the start tells nothing.
-        assert!(!trimmed_past("", &m(9), None));
+        // A shard that was empty at the start: written since, and holding
+        // nothing now, it was trimmed past us; holding something, it may
+        // hold all it wrote.
+        assert!(trimmed_past("", &m(9), None));
         assert!(!trimmed_past("", &m(9), Some(&m(3))));
+        assert!(!trimmed_past("", "", None));
     }
 }
