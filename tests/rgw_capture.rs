@@ -921,6 +921,73 @@ async fn enrich_adds_size_etag_and_mtime() {
     assert_eq!(same[1].record.size, Some(14), "the overwrite's own size");
 }
 
+/// A key overwritten every few milliseconds while capture reads it with
+/// `enrich`: a poll reads the log up to some put, and the next put may
+/// land before that put's object is looked up, in the same second. No
+/// record may carry another put's size; the last one carries its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_never_attaches_an_overwrite_made_in_the_same_second() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlenrichhot");
+    let filter = bucket_filter(&bucket);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        RgwSourceConfig {
+            enrich: true,
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    s3.create_bucket(&bucket).await;
+    const PUTS: usize = 150;
+    let writer = {
+        let (zone_client, bucket) = (zone.admin_client(), bucket.clone());
+        tokio::spawn(async move {
+            for n in 1..=PUTS {
+                S3(&zone_client).put(&bucket, "hot", &vec![b'x'; n]).await;
+            }
+        })
+    };
+    while !writer.is_finished() {
+        cap.poll_once().await.expect("poll");
+    }
+    writer.await.expect("writer");
+    poll_until(
+        &cap,
+        &index,
+        vec![change(&bucket, "hot", None, Op::Put); PUTS],
+    )
+    .await;
+    let mut hot = read_all(&index).await;
+    hot.sort_by_key(|e| e.id);
+    for (n, e) in hot.iter().enumerate() {
+        if let Some(size) = e.record.size {
+            assert_eq!(
+                size,
+                n as u64 + 1,
+                "Ceph {}: put {} of {PUTS} carries another put's size (etag {:?}, time {})",
+                zone.release,
+                n + 1,
+                e.record.etag,
+                e.record.time
+            );
+        }
+    }
+    assert_eq!(
+        hot.last().and_then(|e| e.record.size),
+        Some(PUTS as u64),
+        "Ceph {}: the last put, still current, carries its own size",
+        zone.release
+    );
+}
+
 /// `radosgw-admin bucket reshard` to `shards` shards, off the runtime.
 async fn reshard(bucket: &str, shards: u32) {
     let (bucket, shards) = (bucket.to_string(), shards.to_string());

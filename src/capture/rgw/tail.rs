@@ -28,7 +28,7 @@ use super::admin::{encode_path, AdminError};
 use super::api::RgwAdmin;
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
-use super::mapping::{change_times, committable, entry_marker, map_entry};
+use super::mapping::{change_times, committable, entry_marker, map_entry, unescape_object_name};
 use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
@@ -893,6 +893,8 @@ impl RgwCapture {
                     }
                     self.enrich(record).await?;
                 }
+                self.unenrich_overwritten_since(bs, &last_marker, &mut batch.records)
+                    .await?;
             }
             let newest = batch.records.iter().filter_map(|r| r.time_ns().ok()).max();
             page_report.records = batch.records.len() as u64;
@@ -1055,6 +1057,48 @@ impl RgwCapture {
         record.size = header("content-length").and_then(|v| v.parse().ok());
         record.etag = header("etag").map(|v| v.trim_matches('"').to_string());
         record.mtime = mtime;
+        Ok(())
+    }
+}
+
+impl RgwCapture {
+    /// HEAD answers what an unversioned key holds now, and its
+    /// Last-Modified has whole seconds: a put of the key made in the same
+    /// second, after this page was read, would pass for the page's own.
+    /// So, after the HEADs, the log after the page is read once more (one
+    /// request per page), and a key it names again keeps no size, etag or
+    /// mtime. Pacific lists a put still under way as `pending`, so it is
+    /// seen even before it completes; later releases log it when it
+    /// completes, right after its object is in place.
+    async fn unenrich_overwritten_since(
+        &self,
+        bs: &BucketShard,
+        after: &str,
+        records: &mut [ChangeRecord],
+    ) -> Result<(), CaptureError> {
+        let enriched = |r: &ChangeRecord| r.version_id.is_none() && r.size.is_some();
+        if !records.iter().any(enriched) {
+            return Ok(());
+        }
+        let later = match self.admin.bilog_list(bs, Some(after)).await {
+            Ok(page) => page,
+            // Gone: a later read settles the bucket; the record stands.
+            Err(AdminError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let named_again: std::collections::HashSet<String> = later
+            .entries
+            .iter()
+            .filter_map(|e| unescape_object_name(&e.object))
+            .collect();
+        for record in records.iter_mut() {
+            if enriched(record) && named_again.contains(&record.key) {
+                record.size = None;
+                record.etag = None;
+                record.mtime = None;
+                self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 }
