@@ -49,6 +49,8 @@ pub struct Target {
     /// S3 targets report an MD5-based ETag worth checking; a directory
     /// does not.
     checks_etag: bool,
+    /// A directory target: its store (to map names to files) and root.
+    local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
 }
 
 impl Target {
@@ -61,11 +63,17 @@ impl Target {
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
                 SinkError::Config(format!("target.directory {}: {e}", dir.display()))
             })?;
+            let store = Arc::new(store);
+            // As `object_store` resolves it, so the files it names lie below.
+            let root = std::fs::canonicalize(dir).map_err(|e| {
+                SinkError::Config(format!("target.directory {}: {e}", dir.display()))
+            })?;
             return Ok(Target {
-                store: Arc::new(store),
+                store: store.clone(),
                 prefix,
                 description: format!("directory {}", dir.display()),
                 checks_etag: false,
+                local: Some((store, root)),
             });
         }
         let endpoint = config
@@ -104,7 +112,33 @@ impl Target {
                 endpoint.as_str().trim_end_matches('/')
             ),
             checks_etag: true,
+            local: None,
         })
+    }
+
+    /// Makes the named objects durable before what depends on them (the
+    /// trim of the entries they hold). An S3 target has them durable once
+    /// it answered; a directory's files are written by `object_store`
+    /// without fsync (a rename of a staging file), so each file, and every
+    /// directory from its own up to the root (new hour directories are
+    /// new entries in their parents), is fsynced.
+    pub async fn make_durable(&self, names: &[&str]) -> Result<(), SinkError> {
+        let Some((store, root)) = &self.local else {
+            return Ok(());
+        };
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            let path = self.path(name);
+            let file = store
+                .path_to_filesystem(&path)
+                .map_err(|e| self.error(format!("fsync {path}"), e))?;
+            files.push(file);
+        }
+        let root = root.clone();
+        let synced = tokio::task::spawn_blocking(move || sync_files_and_dirs(&files, &root))
+            .await
+            .map_err(|e| self.error("fsync", e))?;
+        synced.map_err(|(path, e)| self.error(format!("fsync {}", path.display()), e))
     }
 
     pub fn describe(&self) -> &str {
@@ -174,6 +208,36 @@ impl Target {
             part_md5s: Vec::new(),
         }
     }
+}
+
+/// fsyncs each file and each directory from its parent up to `root`
+/// (each once).
+fn sync_files_and_dirs(
+    files: &[std::path::PathBuf],
+    root: &std::path::Path,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    let sync = |path: &std::path::Path| {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| (path.to_path_buf(), e))
+    };
+    let mut dirs = std::collections::BTreeSet::new();
+    for file in files {
+        sync(file)?;
+        let mut dir = file.parent();
+        while let Some(d) = dir {
+            dirs.insert(d.to_path_buf());
+            if d == root || !d.starts_with(root) {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    // Deepest first: a directory's own entries before its entry in its parent.
+    for dir in dirs.iter().rev() {
+        sync(dir)?;
+    }
+    Ok(())
 }
 
 /// What a finished upload wrote, as confirmed by the target.

@@ -474,3 +474,111 @@ async fn a_new_index_continues_the_numbering_and_an_old_one_is_refused() {
     );
     assert_eq!(read_logs(&target).await.len(), 250, "nothing written");
 }
+
+/// The child of the fsync test: one round into a directory target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_round_child() {
+    let Ok(spec) = std::env::var("ZONELOG_FSYNC_CHILD") else {
+        return;
+    };
+    let (index_dir, target_dir): (std::path::PathBuf, std::path::PathBuf) =
+        serde_json::from_str(&spec).expect("child spec");
+    let index = Arc::new(
+        EmbeddedIndex::open(
+            &index_dir,
+            IndexLayout {
+                shards: 8,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .expect("open index"),
+    );
+    fill(&index, 0, 50).await;
+    let target = Target::from_config(&TargetConfig {
+        endpoint: None,
+        region: "us-east-1".into(),
+        access_key: None,
+        secret_key: None,
+        bucket: None,
+        prefix: String::new(),
+        directory: Some(target_dir),
+    })
+    .expect("target");
+    let report = collector(&index, target, config(Compression::Zstd), "fsync-child")
+        .round()
+        .await
+        .expect("round");
+    assert_eq!(report.windows.len(), 1);
+    assert!(
+        read_all(&(index.clone() as Arc<dyn ChangeIndex>))
+            .await
+            .is_empty(),
+        "trimmed"
+    );
+}
+
+/// `object_store` writes a directory target's files without fsync. Before
+/// a round trims what it wrote, the log object, its manifest and every
+/// directory from theirs up to the target's root must be fsynced, or a
+/// power loss can leave the entries trimmed and the object gone. Seen with
+/// strace on a child (this binary) that runs one round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_target_is_fsynced_before_the_trim() {
+    if std::env::var("ZONELOG_FSYNC_CHILD").is_ok() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let (index_dir, target_dir) = (work.path().join("index"), work.path().join("logs"));
+    std::fs::create_dir_all(&target_dir).expect("target dir");
+    let trace = work.path().join("strace.out");
+    let spec = serde_json::to_string(&(&index_dir, &target_dir)).expect("spec");
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["directory_round_child", "--exact", "--test-threads=1"])
+        .env("ZONELOG_FSYNC_CHILD", spec)
+        .status()
+        .expect("strace runs (scripts/ceph-dev deps installs it)");
+    assert!(status.success(), "the child's round failed: {status}");
+    let synced: BTreeSet<std::path::PathBuf> = std::fs::read_to_string(&trace)
+        .expect("strace output")
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("sync(")?;
+            let (_, path) = rest.split_once('<')?;
+            Some(std::path::PathBuf::from(path.split_once('>')?.0))
+        })
+        .collect();
+    let root = std::fs::canonicalize(&target_dir).expect("root");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert_eq!(files.len(), 2, "one object and its manifest: {files:?}");
+    for file in &files {
+        assert!(
+            synced.contains(file),
+            "{} not fsynced: {synced:?}",
+            file.display()
+        );
+        for dir in file.ancestors().skip(1) {
+            assert!(
+                synced.contains(dir),
+                "directory {} not fsynced: {synced:?}",
+                dir.display()
+            );
+            if dir == root {
+                break;
+            }
+        }
+    }
+}

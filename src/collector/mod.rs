@@ -636,6 +636,11 @@ impl Collector {
         self.target
             .put_small(&manifest_name(&plan.object), manifest_bytes)
             .await?;
+        // Durable before the state says `uploaded`, after which the
+        // covered entries are trimmed.
+        self.target
+            .make_durable(&[&plan.object, &manifest_name(&plan.object)])
+            .await?;
         Ok(WindowState::Uploaded {
             count,
             first_id,
