@@ -424,6 +424,50 @@ async fn a_resumed_window_is_written_as_planned_whatever_the_compression_now() {
     assert_eq!(read_logs(&good).await.len(), 310);
 }
 
+/// Latest mode: a window planned, its upload refused, then newer changes
+/// of objects it covers. The resumed window still holds exactly what it
+/// covered when planned (its name means the same bytes whenever it is
+/// written); the newer changes land in the next window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_latest_mode_window_holds_what_it_held_when_planned() {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = Arc::new(
+        EmbeddedIndex::open(
+            dir.path(),
+            IndexLayout {
+                shards: 8,
+                mode: IndexMode::Latest,
+            },
+        )
+        .expect("open index"),
+    );
+    let planned = fill(&index, 0, 300).await;
+    let (target_config, target) = fresh(&zone, "latest").await;
+    refuse_uploads(&zone, &target_config, true).await;
+    let c = collector(
+        &index,
+        target.clone(),
+        config(Compression::Zstd),
+        "holder-a",
+    );
+    c.round().await.expect_err("uploads refused");
+    // The same 10 object versions change again (same time: the later
+    // arrival is the newer change) while the window waits.
+    let newer = fill(&index, 0, 10).await;
+    refuse_uploads(&zone, &target_config, false).await;
+    let report = c.round().await.expect("round");
+    assert!(report.windows[0].resumed, "{report:?}");
+    assert_eq!(
+        report.windows[0].entries,
+        planned.len() as u64,
+        "the resumed window holds every entry it covered when planned: {report:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.round().await.expect("round");
+    assert_eq!(read_logs(&target).await.len(), planned.len() + newer.len());
+}
+
 /// A second index writing to the same target and zone (a new
 /// `index.path`, a move from the embedded index to RADOS, a lost disk):
 /// its first window continues the numbering after the newest log object

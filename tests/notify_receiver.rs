@@ -483,6 +483,12 @@ impl ChangeIndex for Flaky {
     async fn watermark(&self) -> Result<zonelog::index::Watermark, zonelog::index::IndexError> {
         self.inner.watermark().await
     }
+    async fn freeze(
+        &self,
+        window: Option<zonelog::index::FrozenWindow>,
+    ) -> Result<(), zonelog::index::IndexError> {
+        self.inner.freeze(window).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,8 +34,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::CollectorConfig;
 use crate::index::codec::view_record;
 use crate::index::{
-    ChangeIndex, EncodedEntries, EntryId, IndexError, IndexedEntry, MergedReader, Watermark,
-    WriteBatch,
+    ChangeIndex, EncodedEntries, EntryId, FrozenWindow, IndexError, IndexedEntry, MergedReader,
+    Watermark, WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
 use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
@@ -105,6 +105,17 @@ struct WindowPlan {
     object: String,
     #[serde(flatten)]
     state: WindowState,
+}
+
+impl WindowPlan {
+    /// What the plan covers, kept as it is in latest mode (see
+    /// `ChangeIndex::freeze`).
+    fn frozen(&self) -> FrozenWindow {
+        FrozenWindow {
+            cutoff: EntryId::at(self.cutoff_ns),
+            watermark: self.watermark,
+        }
+    }
 }
 
 /// The last window a collector finished (for status and consumers).
@@ -383,6 +394,9 @@ impl Collector {
         let mut report = RoundReport::default();
         if let Some(plan) = self.load::<WindowPlan>(PENDING).await? {
             tracing::info!(window = plan.number, object = %plan.object, "collector: finishing a window planned by an earlier round");
+            // Already frozen when it was planned; again for a plan made
+            // before the index froze windows.
+            self.index.freeze(Some(plan.frozen())).await?;
             let mut written = self.finish(plan, keeper).await?;
             written.resumed = true;
             report.windows.push(written);
@@ -417,6 +431,8 @@ impl Collector {
                 state: WindowState::Planned,
             };
             keeper.check(number)?;
+            // Before the plan exists: from then on what it covers stays.
+            self.index.freeze(Some(plan.frozen())).await?;
             self.store(PENDING, &plan).await?;
             let written = self.finish(plan, keeper).await?;
             let full = written.entries >= self.config.max_entries_per_object.max(1);
@@ -507,6 +523,9 @@ impl Collector {
                     .marker(LAST, done),
             )
             .await?;
+        // Left frozen by a crash here, it only keeps a few more entries
+        // beside their newer changes until the next plan replaces it.
+        self.index.freeze(None).await?;
         self.counters.windows.fetch_add(1, Ordering::Relaxed);
         self.counters.entries.fetch_add(*count, Ordering::Relaxed);
         self.counters.bytes.fetch_add(*bytes, Ordering::Relaxed);

@@ -411,6 +411,61 @@ pub async fn latest_mode_keeps_one_entry_per_version(b: &dyn ConformanceBackend)
     assert_eq!(stats.entries(), 3);
 }
 
+/// A window planned, then newer changes of what it covers: the covered
+/// entries stay as planned (a resumed upload writes the same bytes), the
+/// newer ones are stored beside them and replaced as usual; once lifted,
+/// a newer change replaces again.
+pub async fn latest_mode_keeps_a_frozen_window_as_planned(b: &dyn ConformanceBackend) {
+    let index = b.open(latest(2)).await.unwrap();
+    index
+        .write(
+            WriteBatch::new()
+                .record(record("bkt", "obj", None, Op::Put, 10))
+                .record(record("bkt", "other", None, Op::Put, 11)),
+        )
+        .await
+        .unwrap();
+    let window = super::FrozenWindow {
+        cutoff: EntryId::at(100),
+        watermark: index.watermark().await.unwrap(),
+    };
+    index.freeze(Some(window)).await.unwrap();
+    for (op, time) in [(Op::Delete, 20), (Op::Put, 30)] {
+        index
+            .write(WriteBatch::new().record(record("bkt", "obj", None, op, time)))
+            .await
+            .unwrap();
+    }
+    let times = |all: &[super::IndexedEntry]| -> Vec<(String, u64)> {
+        all.iter()
+            .map(|e| (e.record.key.clone(), e.id.time_ns))
+            .collect()
+    };
+    let all = read_all(&index).await;
+    assert_eq!(
+        times(&all),
+        [("obj".into(), 10), ("other".into(), 11), ("obj".into(), 30)],
+        "the window's entries stay; the newest change beside them"
+    );
+    assert_eq!(all.iter().filter(|e| window.covers(&e.id)).count(), 2);
+    index.freeze(None).await.unwrap();
+    index
+        .write(WriteBatch::new().record(record("bkt", "other", None, Op::Put, 40)))
+        .await
+        .unwrap();
+    let obj_planned: Vec<EntryRef> = all[..1].iter().map(|e| e.entry_ref()).collect();
+    assert_eq!(index.trim(&obj_planned).await.unwrap(), 1);
+    index
+        .write(WriteBatch::new().record(record("bkt", "obj", None, Op::Put, 50)))
+        .await
+        .unwrap();
+    assert_eq!(
+        times(&read_all(&index).await),
+        [("other".into(), 40), ("obj".into(), 50)],
+        "lifted, a newer change replaces the pending one again"
+    );
+}
+
 pub async fn latest_mode_trim_of_replaced_entry_keeps_newer(b: &dyn ConformanceBackend) {
     let index = b.open(latest(2)).await.unwrap();
     index
@@ -634,6 +689,7 @@ macro_rules! index_conformance_tests {
             reopen_keeps_data_and_refuses_other_layout,
             latest_mode_keeps_one_entry_per_version,
             latest_mode_trim_of_replaced_entry_keeps_newer,
+            latest_mode_keeps_a_frozen_window_as_planned,
             stats_count_entries_bytes_and_age,
             concurrent_writers_all_land,
             watermark_covers_exactly_what_was_committed,

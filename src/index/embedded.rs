@@ -44,13 +44,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::block::{block_size, write_block, Block};
 use super::codec::{encode_record, encoded_version_key};
 use super::{
-    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexLayout, IndexStats,
-    ShardStats, SourceMarker, Watermark, WriteBatch, Written,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, FrozenWindow, IndexError,
+    IndexLayout, IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+/// The window `freeze` holds, in `markers` (empty: none).
+const FROZEN_MARKER: &str = "index/frozen-window";
 const MARKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("markers");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -839,6 +841,13 @@ impl Writer {
         group: &mut Group,
     ) -> Result<Vec<Written>, Failure> {
         let mut latest = self.latest_table(tx)?;
+        let frozen = match latest {
+            Some(_) => tx
+                .open_table(MARKERS)?
+                .get(FROZEN_MARKER)?
+                .and_then(|v| FrozenWindow::decode(v.value())),
+            None => None,
+        };
         let buffer = group.buffers.len();
         let mut written = Vec::with_capacity(batch.entries.len());
         for entry in &batch.entries {
@@ -862,12 +871,13 @@ impl Writer {
                         written.push(Written::Superseded(EntryRef { shard, id }));
                         continue;
                     }
-                    // Same or newer time: the later arrival is the newer change.
+                    // Same or newer time: the later arrival is the newer
+                    // change; an entry a planned window holds stays.
                     let minted = group.is_minted(id);
                     let edits = group.shards.entry(shard).or_default();
                     if minted {
                         edits.dropped.insert(id);
-                    } else {
+                    } else if !frozen.is_some_and(|w| w.covers(&id)) {
                         edits.removes.insert(id);
                     }
                 }
@@ -1552,6 +1562,18 @@ impl ChangeIndex for EmbeddedIndex {
 
     async fn watermark(&self) -> Result<Watermark, IndexError> {
         Ok(Watermark(self.committed_seq.load(Ordering::Acquire)))
+    }
+
+    /// A marker of its own, written and read by the writer thread in the
+    /// same transactions as the entries, so no write falls between.
+    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
+        if self.layout.mode != super::IndexMode::Latest {
+            return Ok(());
+        }
+        let value = window.map(|w| w.encode()).unwrap_or_default();
+        self.write(WriteBatch::new().marker(FROZEN_MARKER, value))
+            .await?;
+        Ok(())
     }
 }
 

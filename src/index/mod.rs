@@ -435,6 +435,15 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// late changes (with older times) arrived meanwhile.
     async fn watermark(&self) -> Result<Watermark, IndexError>;
 
+    /// Latest mode: freezes the window the collector planned (`None` lifts
+    /// it). An entry the window covers is kept when a newer change of its
+    /// object version arrives; the newer one is stored beside it, and is
+    /// the one later changes replace. So a window resumed after a crash
+    /// holds exactly the entries it held when it was planned, and its
+    /// object name always means the same bytes. Every-write mode keeps
+    /// every entry anyway and ignores it.
+    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError>;
+
     /// Finishes batches that a writer which stopped mid-way left half
     /// written, where a batch is not one atomic commit (the RADOS backend);
     /// returns how many. An instance calls it when it takes over the
@@ -442,6 +451,32 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// nothing to do.
     async fn recover(&self) -> Result<u64, IndexError> {
         Ok(0)
+    }
+}
+
+/// See [`ChangeIndex::freeze`]: the entries a planned window covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrozenWindow {
+    pub cutoff: EntryId,
+    pub watermark: Watermark,
+}
+
+impl FrozenWindow {
+    pub fn covers(&self, id: &EntryId) -> bool {
+        *id < self.cutoff && self.watermark.covers(id)
+    }
+
+    /// `<cutoff id> <watermark>`, as the backends store it.
+    pub fn encode(&self) -> Vec<u8> {
+        format!("{} {}", self.cutoff, self.watermark.0).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<FrozenWindow> {
+        let (cutoff, watermark) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
+        Some(FrozenWindow {
+            cutoff: cutoff.parse().ok()?,
+            watermark: Watermark(watermark.parse().ok()?),
+        })
     }
 }
 

@@ -51,8 +51,8 @@ use serde::{Deserialize, Serialize};
 use super::codec::{encode_record, encoded_version_key, object_version_key};
 use super::key::ENTRY_ID_TEXT_LEN;
 use super::{
-    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, IndexError, IndexLayout, IndexMode,
-    IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, FrozenWindow, IndexError,
+    IndexLayout, IndexMode, IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 use crate::rados::{Cluster, IoCtx, OmapPairs, OmapRead, RadosError, WriteOp};
@@ -62,6 +62,8 @@ const LAYOUT_KEY: &str = "layout";
 const SESSION_KEY: &str = "session";
 const FLOOR_KEY: &str = "floor";
 const REV_KEY: &str = "rev";
+/// Latest mode: the window `freeze` holds (see `ChangeIndex::freeze`).
+const FROZEN_KEY: &str = "frozen";
 const ENTRY_PREFIX: &str = "e.";
 const VERSION_PREFIX: &[u8] = b"v.";
 const MARKER_PREFIX: &str = "m.";
@@ -776,7 +778,11 @@ impl Inner {
         let key_lists: Vec<Vec<Vec<u8>>> = by_shard
             .values()
             .map(|list| {
-                let mut keys = vec![FLOOR_KEY.as_bytes().to_vec(), REV_KEY.as_bytes().to_vec()];
+                let mut keys = vec![
+                    FLOOR_KEY.as_bytes().to_vec(),
+                    REV_KEY.as_bytes().to_vec(),
+                    FROZEN_KEY.as_bytes().to_vec(),
+                ];
                 keys.extend(applied_key.clone());
                 for p in list {
                     if let Some(v) = &entries[*p].vkey {
@@ -819,6 +825,9 @@ impl Inner {
             let rev_n = parse_num(&rev).ok_or_else(|| {
                 IndexError::Corrupt(format!("{}: shard {shard} has no valid rev", self.location))
             })?;
+            let frozen = map
+                .get(FROZEN_KEY.as_bytes())
+                .and_then(|v| FrozenWindow::decode(v));
             let mut op = WriteOp::new();
             op.cmp_eq(REV_KEY, rev.clone());
             Self::floor_guard(&mut op, session);
@@ -860,10 +869,11 @@ impl Inner {
                         ));
                         continue;
                     }
-                    // Same or newer time: the later arrival is the newer change.
+                    // Same or newer time: the later arrival is the newer
+                    // change; an entry a planned window holds stays.
                     if minted {
                         sets.remove(&entry_key(old));
-                    } else {
+                    } else if !frozen.is_some_and(|w| w.covers(&old)) {
                         removes.push(entry_key(old));
                     }
                 }
@@ -1156,6 +1166,66 @@ impl Inner {
             shards.push(s);
         }
         Ok(IndexStats { shards })
+    }
+
+    /// See `ChangeIndex::freeze`: set (or removed) in every shard object
+    /// under the `rev` guard that latest-mode writes take, so a write that
+    /// read a shard before it fails its compare, reads again and sees it.
+    fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
+        if self.layout.mode != IndexMode::Latest {
+            return Ok(());
+        }
+        let value = window.map(|w| w.encode());
+        let keys = [REV_KEY.as_bytes().to_vec()];
+        let read = OmapRead::Keys(&keys);
+        let mut pending: Vec<usize> = (0..self.shards.len()).collect();
+        for _ in 0..MAX_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let requests: Vec<(&str, &OmapRead<'_>)> = pending
+                .iter()
+                .map(|s| (self.shards[*s].as_str(), &read))
+                .collect();
+            let mut ops = Vec::with_capacity(pending.len());
+            for (shard, r) in pending.iter().zip(self.io.omap_read_many(&requests)) {
+                let rev = r
+                    .map_err(|e| self.err(e))?
+                    .0
+                    .into_iter()
+                    .find(|(k, _)| k == REV_KEY.as_bytes())
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let rev_n = parse_num(&rev).ok_or_else(|| {
+                    IndexError::Corrupt(format!(
+                        "{}: shard {shard} has no valid rev",
+                        self.location
+                    ))
+                })?;
+                let mut op = WriteOp::new();
+                op.cmp_eq(REV_KEY, rev);
+                match &value {
+                    Some(v) => op.set(FROZEN_KEY, v.clone()),
+                    None => op.rm(FROZEN_KEY),
+                };
+                op.set(REV_KEY, num(rev_n + 1));
+                ops.push((self.shards[*shard].clone(), op));
+            }
+            let mut again = Vec::new();
+            for (shard, result) in pending.iter().zip(self.io.operate_many(&ops)) {
+                match result {
+                    Ok(()) => {}
+                    // A write or trim moved `rev` meanwhile.
+                    Err(e) if e.is_canceled() => again.push(*shard),
+                    Err(e) => return Err(self.err(e)),
+                }
+            }
+            pending = again;
+        }
+        Err(IndexError::Backend(format!(
+            "{}: freezing a window kept failing its compares",
+            self.location
+        )))
     }
 
     fn watermark(&self) -> Result<Watermark, IndexError> {
@@ -1623,6 +1693,10 @@ impl ChangeIndex for RadosIndex {
 
     async fn watermark(&self) -> Result<Watermark, IndexError> {
         self.blocking(|inner| inner.watermark()).await
+    }
+
+    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
+        self.blocking(move |inner| inner.freeze(window)).await
     }
 }
 
