@@ -18,3 +18,5 @@ pub mod rados;
 pub mod record;
 pub mod sink;
 pub mod status;
+#[doc(hidden)]
+pub mod testing;

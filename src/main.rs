@@ -691,7 +691,7 @@ fn spawn_leased<C, F>(
     shutdown: watch::Receiver<bool>,
 ) where
     C: zonelog::capture::leased::Capture + 'static,
-    F: Fn() -> C + Send + Sync + 'static,
+    F: Fn(Arc<dyn zonelog::index::ChangeIndex>) -> C + Send + Sync + 'static,
 {
     let (shared, leases, ttl) = (
         index.index.clone(),
@@ -726,15 +726,11 @@ async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<ExitCode> {
             let listener = Arc::new(bind(notify)?);
             let counters = Arc::new(zonelog::capture::notify::NotifyCounters::default());
             notify_counters = Some(counters.clone());
-            let (shared, filter, notify) = (
-                index.index.clone(),
-                Filter::new(&cfg.filter),
-                notify.clone(),
-            );
-            let make = move || LeasedReceiver {
+            let (filter, notify) = (Filter::new(&cfg.filter), notify.clone());
+            let make = move |fenced| LeasedReceiver {
                 listener: listener.clone(),
                 config: notify.clone(),
-                index: shared.clone(),
+                index: fenced,
                 filter: filter.clone(),
                 counters: counters.clone(),
             };
@@ -776,12 +772,11 @@ async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<ExitCode> {
         let shutdown = shutdown.clone();
         if cfg.index.backend == IndexBackend::Rados {
             // The index is shared: one instance captures, the others stand by.
-            let (shared, filter, rgw) =
-                (index.index.clone(), Filter::new(&cfg.filter), rgw.clone());
-            let make = move || {
+            let (filter, rgw) = (Filter::new(&cfg.filter), rgw.clone());
+            let make = move |fenced| {
                 let mut capture = RgwCapture::new(
                     RgwAdmin::new(client.clone()),
-                    shared.clone(),
+                    fenced,
                     filter.clone(),
                     rgw.clone(),
                 );

@@ -52,6 +52,18 @@ impl ConformanceBackend for Embedded {
         };
         Arc::new(EmbeddedIndex::open(&self.dir.path().join("leases"), layout).expect("open"))
     }
+
+    async fn open_with_leases(
+        &self,
+        layout: IndexLayout,
+    ) -> Result<(Arc<dyn ChangeIndex>, Arc<dyn LeaseStore>), IndexError> {
+        let index = Arc::new(EmbeddedIndex::open_with(
+            self.dir.path(),
+            layout,
+            self.options.clone(),
+        )?);
+        Ok((index.clone(), index))
+    }
 }
 
 zonelog::index_conformance_tests!(fresh());

@@ -54,6 +54,14 @@ impl ConformanceBackend for Rados {
         options.namespace.push_str("-leases");
         Arc::new(RadosIndex::open(options, layout).await.expect("open"))
     }
+
+    async fn open_with_leases(
+        &self,
+        layout: IndexLayout,
+    ) -> Result<(Arc<dyn ChangeIndex>, Arc<dyn LeaseStore>), IndexError> {
+        let index = Arc::new(RadosIndex::open(self.options.clone(), layout).await?);
+        Ok((index.clone(), index))
+    }
 }
 
 zonelog::index_conformance_tests!(fresh());

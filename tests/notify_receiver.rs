@@ -486,8 +486,9 @@ impl ChangeIndex for Flaky {
     async fn freeze(
         &self,
         window: Option<zonelog::index::FrozenWindow>,
+        fence: Option<&zonelog::index::Fence>,
     ) -> Result<(), zonelog::index::IndexError> {
-        self.inner.freeze(window).await
+        self.inner.freeze(window, fence).await
     }
 }
 

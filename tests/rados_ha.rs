@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::target::{fresh, read_logs};
-use common::{dev_zone, put_delete_changes, spawn_put_delete_workload, unique_bucket, S3};
-use zonelog::capture::leased::NOTIFY_LEASE;
+use common::{dev_zone, put_delete_changes, spawn_put_delete_workload, unique_bucket, DevZone, S3};
+use zonelog::capture::leased::{CAPTURE_LEASE, NOTIFY_LEASE};
 use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
 use zonelog::lease::{LeaseStore, CONTROL_LEASE};
+use zonelog::logfmt::LogRecord;
+use zonelog::sink::Target;
 
 const LEASE: Duration = Duration::from_secs(3);
 const PERIOD: Duration = Duration::from_secs(1);
@@ -34,10 +36,15 @@ fn free_port() -> u16 {
 }
 
 fn start(config: &Path, log: &Path) -> Child {
+    start_with(config, log, &[])
+}
+
+fn start_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_zonelog"))
         .args(["run", "-c"])
         .arg(config)
         .env("ZONELOG_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
@@ -65,6 +72,98 @@ fn rados_index_toml(ceph_conf: &Path, pool: &str, namespace: &str) -> String {
          user = \"admin\"\npool = \"{pool}\"\nnamespace = \"{namespace}\"\n",
         ceph_conf.display()
     )
+}
+
+/// One instance's config: capture of `bucket`, the shared index, fast
+/// rounds and short leases, logs to `target_bucket`, HTTP on `port`.
+fn instance_config(
+    zone: &DevZone,
+    bucket: &str,
+    index_toml: &str,
+    target_bucket: &str,
+    port: u16,
+) -> String {
+    format!(
+        r#"zone = "{zone_name}"
+[sources.rgw]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+poll_interval = "200ms"
+[filter]
+buckets = ["{bucket}"]
+{index_toml}[collector]
+period = "{period}ms"
+cutoff_margin = "300ms"
+lease_duration = "{lease}s"
+compression = "none"
+[target]
+endpoint = "{endpoint}"
+access_key = "{ak}"
+secret_key = "{sk}"
+bucket = "{target_bucket}"
+prefix = "ha"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+        zone_name = zone.zone,
+        endpoint = zone.endpoint,
+        ak = zone.admin_access_key,
+        sk = zone.admin_secret_key,
+        period = PERIOD.as_millis(),
+        lease = LEASE.as_secs(),
+    )
+}
+
+/// Every change of the put/delete workload is in exactly one log object,
+/// and nothing else is in the logs.
+fn assert_each_change_once(records: &[(String, LogRecord)], written: u64) {
+    let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (object, r) in records {
+        seen.entry((r.key.clone(), r.op.as_str().to_string()))
+            .or_default()
+            .push(object.clone());
+    }
+    let mut missing = Vec::new();
+    for (key, op) in put_delete_changes(written) {
+        match seen.get(&(key.clone(), op.to_string())).map(Vec::len) {
+            Some(1) => {}
+            Some(c) => panic!(
+                "{key} {op} is in {c} log objects: {:?}",
+                seen[&(key.clone(), op.to_string())]
+            ),
+            None => missing.push(format!("{key} {op}")),
+        }
+    }
+    assert!(missing.is_empty(), "missing from the logs: {missing:?}");
+    assert_eq!(
+        records.len(),
+        put_delete_changes(written).len(),
+        "nothing else in the logs"
+    );
+}
+
+/// Waits until the put/delete workload's changes are all in the logs (or
+/// a deadline passes) and returns the logs' records.
+async fn settled_logs(target: &Target, written: u64) -> Vec<(String, LogRecord)> {
+    let expected = put_delete_changes(written).len();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let records = read_logs(target).await;
+        if records.len() >= expected || Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn sigterm(child: &mut Child, who: &str) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = child.wait().expect("reap");
+    assert!(status.success(), "{who} exits 0 on SIGTERM: {status}");
 }
 
 /// The RADOS index the instances of a test share (8 shards, every-write),
@@ -108,40 +207,9 @@ async fn killing_the_leader_hands_over_and_loses_or_doubles_nothing() {
     let ceph_conf = PathBuf::from(std::env::var("CEPH_CONF").expect("CEPH_CONF"));
     let pool = std::env::var("ZONELOG_DEV_RADOS_POOL").expect("ZONELOG_DEV_RADOS_POOL");
     let (target_cfg, target) = fresh(&zone, "ha").await;
-    let config = |port: u16| {
-        format!(
-            r#"zone = "{zone_name}"
-[sources.rgw]
-endpoint = "{endpoint}"
-access_key = "{ak}"
-secret_key = "{sk}"
-poll_interval = "200ms"
-[filter]
-buckets = ["{bucket}"]
-{index}[collector]
-period = "{period}ms"
-cutoff_margin = "300ms"
-lease_duration = "{lease}s"
-compression = "none"
-[target]
-endpoint = "{endpoint}"
-access_key = "{ak}"
-secret_key = "{sk}"
-bucket = "{target_bucket}"
-prefix = "ha"
-[http]
-listen = "127.0.0.1:{port}"
-"#,
-            zone_name = zone.zone,
-            endpoint = zone.endpoint,
-            ak = zone.admin_access_key,
-            sk = zone.admin_secret_key,
-            index = rados_index_toml(&ceph_conf, &pool, &namespace),
-            period = PERIOD.as_millis(),
-            lease = LEASE.as_secs(),
-            target_bucket = target_cfg.bucket.as_deref().expect("target bucket"),
-        )
-    };
+    let target_bucket = target_cfg.bucket.clone().expect("target bucket");
+    let index_toml = rados_index_toml(&ceph_conf, &pool, &namespace);
+    let config = |port: u16| instance_config(&zone, &bucket, &index_toml, &target_bucket, port);
     let (port_a, port_b) = (free_port(), free_port());
     let (config_a, config_b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
     std::fs::write(&config_a, config(port_a)).expect("config a");
@@ -224,47 +292,179 @@ listen = "127.0.0.1:{port}"
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("writer");
-    let expected = put_delete_changes(written).len() as u64;
-
     // Wait until the survivor has written everything out.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let records = loop {
-        let records = read_logs(&target).await;
-        if records.len() as u64 >= expected || Instant::now() > deadline {
-            break records;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    Command::new("kill")
-        .args(["-TERM", &survivor.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    let status = survivor.wait().expect("reap");
+    let records = settled_logs(&target, written).await;
+    sigterm(&mut survivor, "the survivor");
+    assert_each_change_once(&records, written);
+    eprintln!("{written} puts and their deletes, each in exactly one log object; takeover after {takeover:?}");
+}
+
+/// Whether the process is stopped (SIGSTOP): state `T` in its stat.
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1.trim_start().to_string();
+            after_name.chars().next()
+        })
+        == Some('T')
+}
+
+fn last_window(value: Option<Vec<u8>>) -> u64 {
+    value
+        .filter(|v| !v.is_empty())
+        .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+        .and_then(|v| v["number"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Issue 16 item 5: instance A leads both roles and stops itself (SIGSTOP,
+/// as a VM pause would) at `point`, with its lease checks passed and a
+/// state write next. B takes both roles over and finishes windows; then A
+/// continues. Its next writes must be refused: the last window never goes
+/// back, no window number names two objects, every change is in exactly
+/// one log object, and A says why it stopped.
+async fn a_leader_frozen_past_its_lease_moves_nothing_back(point: &str) {
+    let Some(zone) = dev_zone() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bucket = unique_bucket("zlfz");
+    let namespace = unique_bucket("fz");
+    let ceph_conf = PathBuf::from(std::env::var("CEPH_CONF").expect("CEPH_CONF"));
+    let pool = std::env::var("ZONELOG_DEV_RADOS_POOL").expect("ZONELOG_DEV_RADOS_POOL");
+    let (target_cfg, target) = fresh(&zone, "ha").await;
+    let target_bucket = target_cfg.bucket.clone().expect("target bucket");
+    let index_toml = rados_index_toml(&ceph_conf, &pool, &namespace);
+    let (port_a, port_b) = (free_port(), free_port());
+    let (config_a, config_b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    for (path, port) in [(&config_a, port_a), (&config_b, port_b)] {
+        std::fs::write(
+            path,
+            instance_config(&zone, &bucket, &index_toml, &target_bucket, port),
+        )
+        .expect("config");
+    }
+    let client = zone.admin_client();
+    S3(&client).create_bucket(&bucket).await;
+    let index = Arc::new(shared_index(ceph_conf, pool, namespace, &zone.zone).await);
+
+    let log_a = dir.path().join("a.log");
+    let mut a = start_with(&config_a, &log_a, &[("ZLTEST_STOP_AT", point)]);
+    let ready = tokio::time::timeout(
+        Duration::from_secs(30),
+        wait_http(&format!("http://127.0.0.1:{port_a}/readyz")),
+    )
+    .await;
     assert!(
-        status.success(),
-        "the survivor exits 0 on SIGTERM: {status}"
+        ready.is_ok(),
+        "A never got ready (stopped: {}); its log:\n{}",
+        is_stopped(a.id()),
+        std::fs::read_to_string(&log_a).unwrap_or_default()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
+
+    // The last window, sampled all along: it must never go back.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (index, sampling) = (index.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                if let Ok(v) = index.marker("collector/last").await {
+                    let n = last_window(v);
+                    if seen.last() != Some(&n) {
+                        seen.push(n);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !is_stopped(a.id()) {
+        assert!(Instant::now() < deadline, "A never reached {point}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let frozen_at = last_window(index.marker("collector/last").await.expect("last"));
+    let old = index
+        .holder(CONTROL_LEASE)
+        .await
+        .expect("holder")
+        .expect("A held the control lease");
+    eprintln!(
+        "A (pid {}) stopped at {point}; last window {frozen_at}",
+        a.id()
     );
 
-    let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (object, r) in &records {
-        seen.entry((r.key.clone(), r.op.as_str().to_string()))
-            .or_default()
-            .push(object.clone());
-    }
-    let mut missing = Vec::new();
-    for (key, op) in put_delete_changes(written) {
-        match seen.get(&(key.clone(), op.to_string())).map(Vec::len) {
-            Some(1) => {}
-            Some(c) => panic!(
-                "{key} {op} is in {c} log objects: {:?}",
-                seen[&(key.clone(), op.to_string())]
-            ),
-            None => missing.push(format!("{key} {op}")),
+    let mut b = start(&config_b, &dir.path().join("b.log"));
+    let deadline = Instant::now() + LEASE * 10;
+    loop {
+        let last = last_window(index.marker("collector/last").await.expect("last"));
+        let leader = index.holder(CONTROL_LEASE).await.expect("holder");
+        let capturer = index.holder(CAPTURE_LEASE).await.expect("holder");
+        let b_leads = |l: &Option<zonelog::lease::Lease>| {
+            l.as_ref().and_then(|l| pid_of(&l.holder)) == Some(b.id())
+        };
+        if b_leads(&leader) && b_leads(&capturer) && last >= frozen_at + 3 {
+            assert!(leader.expect("leader").token > old.token);
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "B did not take over and finish windows (last {last}, frozen at {frozen_at})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(missing.is_empty(), "missing from the logs: {missing:?}");
-    assert_eq!(records.len() as u64, expected, "nothing else in the logs");
-    eprintln!("{written} puts and their deletes, each in exactly one log object; takeover after {takeover:?}");
+    Command::new("kill")
+        .args(["-CONT", &a.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    tokio::time::sleep(LEASE + PERIOD * 2).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    let records = settled_logs(&target, written).await;
+    sampling.store(false, Ordering::Relaxed);
+    let seen = sampler.await.expect("sampler");
+    sigterm(&mut b, "B");
+    sigterm(&mut a, "A");
+
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "the last window went back: {seen:?}"
+    );
+    let mut numbers: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for (object, _) in &records {
+        let file = object.rsplit('/').next().unwrap_or(object);
+        let number = file.split('_').next().and_then(|n| n.parse().ok());
+        numbers
+            .entry(number.expect("a numbered log object"))
+            .or_default()
+            .insert(object.clone());
+    }
+    for (number, objects) in &numbers {
+        assert_eq!(objects.len(), 1, "window {number} names {objects:?}");
+    }
+    assert_each_change_once(&records, written);
+    let log = std::fs::read_to_string(&log_a).expect("A's log");
+    assert!(
+        log.contains("write refused: lease"),
+        "A resumed without a refused write; its log:\n{log}"
+    );
+    eprintln!(
+        "{written} puts and deletes once each; last windows {seen:?}; A's stale write refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_frozen_before_its_commit_moves_nothing_back() {
+    a_leader_frozen_past_its_lease_moves_nothing_back("collector-before-done").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_frozen_before_its_write_doubles_nothing() {
+    a_leader_frozen_past_its_lease_moves_nothing_back("capture-before-write").await;
 }
 
 /// An event as RGW 16 pushes it, for the receiver test below.

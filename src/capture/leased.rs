@@ -9,17 +9,20 @@
 //! stand by and take over within one lease duration when it dies. A holder
 //! that loses the lease stops capturing before its lease can have expired
 //! (it stops trusting the lease a safety margin early), so two captures only
-//! overlap if a renewal stalls longer than that margin; then the effect is
-//! a replayed page (indexed twice), never a skipped one. A new holder first
-//! finishes the batches a dead one left half written
-//! ([`ChangeIndex::recover`]).
+//! overlap if a renewal stalls longer than that margin. Even then the old
+//! holder's writes carry its lease term ([`Fence`]) and the index refuses
+//! them once the new holder took the lease, so a holder frozen past its
+//! lease (SIGSTOP, a VM pause) can neither double nor undo what its
+//! successor wrote. A new holder first finishes the batches a dead one
+//! left half written ([`ChangeIndex::recover`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::index::ChangeIndex;
+use crate::index::fenced::FencedIndex;
+use crate::index::{ChangeIndex, Fence};
 use crate::lease::{LeaseError, LeaseStore};
 
 /// The lease of the rgw source.
@@ -42,7 +45,10 @@ impl Capture for super::rgw::tail::RgwCapture {
 
 /// Runs a fresh capture from `make` for every lease term, until `shutdown`.
 /// A fresh capture per term catches up every known bucket shard, as after a
-/// process start.
+/// process start. `make` gets the index to write through: every write of
+/// the term carries the term's fence, so if this process is frozen past
+/// its lease, what it writes once it resumes is refused rather than
+/// doubling or undoing its successor's work.
 pub async fn run_leased<C, F>(
     lease_name: &'static str,
     make: F,
@@ -53,7 +59,7 @@ pub async fn run_leased<C, F>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     C: Capture,
-    F: Fn() -> C + Send + Sync,
+    F: Fn(Arc<dyn ChangeIndex>) -> C + Send + Sync,
 {
     let safety = (ttl / 4).min(Duration::from_secs(2));
     let mut standby_logged = false;
@@ -105,7 +111,7 @@ pub async fn run_leased<C, F>(
             token = lease.token,
             "capture: took the lease; capturing"
         );
-        let capture = make();
+        let capture = make(Arc::new(FencedIndex::new(index.clone(), Fence::of(&lease))));
         let (stop, stopped) = watch::channel(false);
         let run = capture.run(stopped);
         tokio::pin!(run);

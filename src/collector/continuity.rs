@@ -20,7 +20,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
 use super::{manifest_name, Collector, CollectorError, LastWindow, Manifest, LAST};
-use crate::index::WriteBatch;
+use crate::index::{Fence, WriteBatch};
 use crate::logfmt::compression_of;
 
 const INDEX_ID: &str = "collector/index-id";
@@ -30,7 +30,7 @@ const DATE_LEVELS: usize = 4;
 
 impl Collector {
     /// This index's identity, made at its first round and kept.
-    pub(super) async fn index_id(&self) -> Result<String, CollectorError> {
+    pub(super) async fn index_id(&self, fence: &Fence) -> Result<String, CollectorError> {
         if let Some(id) = self.index.marker(INDEX_ID).await? {
             return String::from_utf8(id).map_err(|e| self.state_error(INDEX_ID, e));
         }
@@ -43,7 +43,11 @@ impl Collector {
         );
         let id = hex::encode(&Sha256::digest(seed.as_bytes())[..12]);
         self.index
-            .write(WriteBatch::new().marker(INDEX_ID, id.clone().into_bytes()))
+            .write(
+                WriteBatch::new()
+                    .marker(INDEX_ID, id.clone().into_bytes())
+                    .fenced(Some(fence.clone())),
+            )
             .await?;
         Ok(id)
     }
@@ -55,6 +59,7 @@ impl Collector {
     pub(super) async fn continue_numbering(
         &self,
         last: Option<LastWindow>,
+        fence: &Fence,
     ) -> Result<LastWindow, CollectorError> {
         let Some(newest) = self.newest_log_object().await? else {
             return Ok(last.unwrap_or_default());
@@ -82,7 +87,11 @@ impl Collector {
                 };
                 let bytes = serde_json::to_vec(&adopted).map_err(|e| self.state_error(LAST, e))?;
                 self.index
-                    .write(WriteBatch::new().marker(LAST, bytes))
+                    .write(
+                        WriteBatch::new()
+                            .marker(LAST, bytes)
+                            .fenced(Some(fence.clone())),
+                    )
                     .await?;
                 Ok(adopted)
             }

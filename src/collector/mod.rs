@@ -34,8 +34,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::CollectorConfig;
 use crate::index::codec::view_record;
 use crate::index::{
-    ChangeIndex, EncodedEntries, EntryId, FrozenWindow, IndexError, IndexedEntry, MergedReader,
-    Watermark, WriteBatch,
+    ChangeIndex, EncodedEntries, EntryId, Fence, FrozenWindow, IndexError, IndexedEntry,
+    MergedReader, Watermark, WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
 use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
@@ -274,6 +274,11 @@ impl LeaseKeeper {
         Ok(())
     }
 
+    /// What every state write of this round carries (see `Fence`).
+    fn fence(&self) -> Fence {
+        Fence::of(&self.lease.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn stop(self) -> Lease {
         self.task.abort();
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -367,7 +372,10 @@ impl Collector {
         let lease = keeper.stop();
         // Keep the lease between rounds (so leadership is stable), unless
         // it was lost.
-        if matches!(result, Err(CollectorError::LeaseLost { .. })) {
+        if matches!(
+            result,
+            Err(CollectorError::LeaseLost { .. } | CollectorError::Index(IndexError::Fenced { .. }))
+        ) {
             self.counters.lease_held.store(false, Ordering::Relaxed);
         } else if let Err(e) = self.leases.renew(&lease, ttl).await {
             tracing::warn!(error = %e, "collector: could not renew the control lease after the round");
@@ -396,13 +404,15 @@ impl Collector {
             tracing::info!(window = plan.number, object = %plan.object, "collector: finishing a window planned by an earlier round");
             // Already frozen when it was planned; again for a plan made
             // before the index froze windows.
-            self.index.freeze(Some(plan.frozen())).await?;
+            self.index
+                .freeze(Some(plan.frozen()), Some(&keeper.fence()))
+                .await?;
             let mut written = self.finish(plan, keeper).await?;
             written.resumed = true;
             report.windows.push(written);
         }
         let last_cutoff = self
-            .continue_numbering(self.load::<LastWindow>(LAST).await?)
+            .continue_numbering(self.load::<LastWindow>(LAST).await?, &keeper.fence())
             .await?
             .cutoff_ns;
         // Never behind the last window's cutoff, even if the clock stepped
@@ -432,8 +442,10 @@ impl Collector {
             };
             keeper.check(number)?;
             // Before the plan exists: from then on what it covers stays.
-            self.index.freeze(Some(plan.frozen())).await?;
-            self.store(PENDING, &plan).await?;
+            self.index
+                .freeze(Some(plan.frozen()), Some(&keeper.fence()))
+                .await?;
+            self.store(PENDING, &plan, keeper).await?;
             let written = self.finish(plan, keeper).await?;
             let full = written.entries >= self.config.max_entries_per_object.max(1);
             report.windows.push(written);
@@ -496,7 +508,7 @@ impl Collector {
             keeper.check(plan.number)?;
             plan.state = self.upload(&plan, keeper).await?;
             keeper.check(plan.number)?;
-            self.store(PENDING, &plan).await?;
+            self.store(PENDING, &plan, keeper).await?;
         }
         let WindowState::Uploaded {
             count,
@@ -516,16 +528,18 @@ impl Collector {
         };
         let done = serde_json::to_vec(&done).map_err(|e| self.state_error(LAST, e))?;
         keeper.check(plan.number)?;
+        crate::testing::stop_point("collector-before-done");
         self.index
             .write(
                 WriteBatch::new()
                     .marker(PENDING, Vec::new())
-                    .marker(LAST, done),
+                    .marker(LAST, done)
+                    .fenced(Some(keeper.fence())),
             )
             .await?;
         // Left frozen by a crash here, it only keeps a few more entries
         // beside their newer changes until the next plan replaces it.
-        self.index.freeze(None).await?;
+        self.index.freeze(None, Some(&keeper.fence())).await?;
         self.counters.windows.fetch_add(1, Ordering::Relaxed);
         self.counters.entries.fetch_add(*count, Ordering::Relaxed);
         self.counters.bytes.fetch_add(*bytes, Ordering::Relaxed);
@@ -553,7 +567,7 @@ impl Collector {
                 format!("planned object {} has no log object extension", plan.object),
             )
         })?;
-        let index_id = self.index_id().await?;
+        let index_id = self.index_id(&keeper.fence()).await?;
         self.check_not_foreign(&plan.object, &index_id).await?;
         let encoder = LogEncoder::new(&self.zone, compression)?;
         let mut upload = self.target.begin(
@@ -709,10 +723,19 @@ impl Collector {
         }
     }
 
-    async fn store<T: Serialize>(&self, name: &str, value: &T) -> Result<(), CollectorError> {
+    async fn store<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        keeper: &LeaseKeeper,
+    ) -> Result<(), CollectorError> {
         let bytes = serde_json::to_vec(value).map_err(|e| self.state_error(name, e))?;
         self.index
-            .write(WriteBatch::new().marker(name, bytes))
+            .write(
+                WriteBatch::new()
+                    .marker(name, bytes)
+                    .fenced(Some(keeper.fence())),
+            )
             .await?;
         Ok(())
     }

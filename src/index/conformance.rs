@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::DateTime;
 
 use super::{
-    shard_of, ChangeIndex, EntryId, EntryRef, IndexError, IndexLayout, IndexMode, MergedReader,
-    WriteBatch, Written,
+    shard_of, ChangeIndex, EntryId, EntryRef, Fence, IndexError, IndexLayout, IndexMode,
+    MergedReader, WriteBatch, Written,
 };
 use crate::lease::{LeaseError, LeaseStore};
 use crate::record::{ChangeRecord, Op, Provenance};
@@ -26,6 +26,11 @@ pub trait ConformanceBackend: Send + Sync {
     async fn open(&self, layout: IndexLayout) -> Result<Arc<dyn ChangeIndex>, IndexError>;
     /// The lease store that lives beside the index at this location.
     async fn leases(&self) -> Arc<dyn LeaseStore>;
+    /// An index and the lease store its fenced writes check: one handle.
+    async fn open_with_leases(
+        &self,
+        layout: IndexLayout,
+    ) -> Result<(Arc<dyn ChangeIndex>, Arc<dyn LeaseStore>), IndexError>;
 }
 
 /// A record for tests: `time_ns` is the source time.
@@ -429,7 +434,7 @@ pub async fn latest_mode_keeps_a_frozen_window_as_planned(b: &dyn ConformanceBac
         cutoff: EntryId::at(100),
         watermark: index.watermark().await.unwrap(),
     };
-    index.freeze(Some(window)).await.unwrap();
+    index.freeze(Some(window), None).await.unwrap();
     for (op, time) in [(Op::Delete, 20), (Op::Put, 30)] {
         index
             .write(WriteBatch::new().record(record("bkt", "obj", None, op, time)))
@@ -448,7 +453,7 @@ pub async fn latest_mode_keeps_a_frozen_window_as_planned(b: &dyn ConformanceBac
         "the window's entries stay; the newest change beside them"
     );
     assert_eq!(all.iter().filter(|e| window.covers(&e.id)).count(), 2);
-    index.freeze(None).await.unwrap();
+    index.freeze(None, None).await.unwrap();
     index
         .write(WriteBatch::new().record(record("bkt", "other", None, Op::Put, 40)))
         .await
@@ -673,6 +678,84 @@ pub async fn leases_exclude_expire_and_fence(b: &dyn ConformanceBackend) {
     ));
 }
 
+/// A holder frozen past its lease (its renewals stopped): its fenced
+/// writes land while nobody else took the lease, and once a newer holder
+/// did, every one of them is refused whole — markers, entries, freezes —
+/// while the newer holder's and unfenced writes land as before.
+pub async fn writes_of_a_superseded_lease_holder_are_refused(b: &dyn ConformanceBackend) {
+    let (index, leases) = b.open_with_leases(latest(4)).await.unwrap();
+    let ttl = Duration::from_millis(1000);
+    let old = Fence::of(&leases.acquire("control", "old", ttl).await.unwrap());
+    let write = |batch: WriteBatch, fence: &Fence| {
+        let index = index.clone();
+        let batch = batch.fenced(Some(fence.clone()));
+        async move { index.write(batch).await }
+    };
+    let entry = |key: &str, time| WriteBatch::new().record(record("bkt", key, None, Op::Put, time));
+    write(entry("a", 10).marker("state", b"1".to_vec()), &old)
+        .await
+        .unwrap();
+    let window = super::FrozenWindow {
+        cutoff: EntryId::at(100),
+        watermark: index.watermark().await.unwrap(),
+    };
+    index.freeze(Some(window), Some(&old)).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    // Expired, but nobody newer: nothing to fence against yet.
+    write(WriteBatch::new().marker("state", b"2".to_vec()), &old)
+        .await
+        .unwrap();
+
+    let new = Fence::of(&leases.acquire("control", "new", ttl).await.unwrap());
+    assert!(new.token > old.token);
+    index.freeze(Some(window), Some(&new)).await.unwrap();
+    let refused = |result: Result<Vec<Written>, IndexError>| match result {
+        Err(IndexError::Fenced { lease, token }) => {
+            assert_eq!((lease, token), ("control".into(), old.token))
+        }
+        other => panic!("a superseded holder's write must be fenced, got {other:?}"),
+    };
+    refused(write(WriteBatch::new().marker("state", b"0".to_vec()), &old).await);
+    refused(write(entry("b", 20).marker("state", b"0".to_vec()), &old).await);
+    refused(write(entry("c", 30), &old).await);
+    match index.freeze(None, Some(&old)).await {
+        Err(IndexError::Fenced { .. }) => {}
+        other => panic!("a superseded holder's freeze must be fenced, got {other:?}"),
+    }
+    assert_eq!(index.marker("state").await.unwrap(), Some(b"2".to_vec()));
+    let keys = |all: Vec<super::IndexedEntry>| -> Vec<String> {
+        all.into_iter().map(|e| e.record.key).collect()
+    };
+    assert_eq!(
+        keys(read_all(&index).await),
+        ["a"],
+        "nothing of a refused write landed"
+    );
+    // The newer holder still froze the window: a change of `a` is stored
+    // beside it, not over it.
+    write(entry("a", 40).marker("state", b"3".to_vec()), &new)
+        .await
+        .unwrap();
+    assert_eq!(keys(read_all(&index).await), ["a", "a"]);
+    index
+        .write(entry("d", 50))
+        .await
+        .expect("unfenced writes are not affected");
+    // Another lease's term is its own.
+    let capture = Fence::of(&leases.acquire("capture", "old", ttl).await.unwrap());
+    write(
+        WriteBatch::new().marker("position", b"9".to_vec()),
+        &capture,
+    )
+    .await
+    .unwrap();
+    // A release keeps the newer token: the old holder stays fenced.
+    let held = leases.holder("control").await.unwrap().unwrap();
+    leases.release(&held).await.unwrap();
+    refused(write(WriteBatch::new().marker("state", b"0".to_vec()), &old).await);
+    assert_eq!(index.marker("state").await.unwrap(), Some(b"3".to_vec()));
+}
+
 /// Expands to one `#[tokio::test]` per conformance check. `$make` is an
 /// expression giving a fresh [`ConformanceBackend`].
 #[macro_export]
@@ -693,7 +776,8 @@ macro_rules! index_conformance_tests {
             stats_count_entries_bytes_and_age,
             concurrent_writers_all_land,
             watermark_covers_exactly_what_was_committed,
-            leases_exclude_expire_and_fence
+            leases_exclude_expire_and_fence,
+            writes_of_a_superseded_lease_holder_are_refused
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {

@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::block::{block_size, write_block, Block};
 use super::codec::{encode_record, encoded_version_key};
 use super::{
-    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, FrozenWindow, IndexError,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError,
     IndexLayout, IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
@@ -149,6 +149,7 @@ enum Request {
     Write {
         batch: PreparedBatch,
         markers: Vec<SourceMarker>,
+        fence: Option<Fence>,
         reply: oneshot::Sender<Result<Vec<Written>, IndexError>>,
     },
     Trim {
@@ -633,6 +634,9 @@ enum Outcome {
         oneshot::Sender<Result<Vec<Written>, IndexError>>,
     ),
     Trim(u64, oneshot::Sender<Result<u64, IndexError>>),
+    /// A request refused on its own (a stale fence); the rest of the group
+    /// commits.
+    Refused(IndexError, PendingReply),
     Lease(
         Result<Option<Lease>, LeaseError>,
         oneshot::Sender<Result<Option<Lease>, LeaseError>>,
@@ -680,6 +684,10 @@ impl Writer {
                     match outcome {
                         Outcome::Write(w, reply) => drop(reply.send(Ok(w))),
                         Outcome::Trim(n, reply) => drop(reply.send(Ok(n))),
+                        Outcome::Refused(e, reply) => {
+                            tracing::warn!(error = %e, "embedded index: a write of a superseded lease term refused; nothing of it was written");
+                            reply.refuse(e)
+                        }
                         Outcome::Lease(l, reply) => drop(reply.send(l)),
                     }
                 }
@@ -735,9 +743,20 @@ impl Writer {
                 Request::Write {
                     batch,
                     markers,
+                    fence,
                     reply,
-                } => match self.apply_write(&tx, batch, &markers, &mut group_edits) {
-                    Ok(written) => outcomes.push(Outcome::Write(written, reply)),
+                } => match holds_fence(&tx, fence.as_ref()) {
+                    Ok(false) => outcomes.push(Outcome::Refused(
+                        fenced(fence.as_ref()),
+                        PendingReply::Write(reply),
+                    )),
+                    Ok(true) => match self.apply_write(&tx, batch, &markers, &mut group_edits) {
+                        Ok(written) => outcomes.push(Outcome::Write(written, reply)),
+                        Err(e) => {
+                            failed = Some(e);
+                            pending.push(PendingReply::Write(reply));
+                        }
+                    },
                     Err(e) => {
                         failed = Some(e);
                         pending.push(PendingReply::Write(reply));
@@ -1239,6 +1258,26 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
+/// Whether the lease `fence` names still has its token: read in the write
+/// transaction itself, so no takeover falls between the check and the
+/// write. A released or expired lease keeps its token until a new holder
+/// takes it.
+fn holds_fence(tx: &WriteTransaction, fence: Option<&Fence>) -> Result<bool, Failure> {
+    let Some(fence) = fence else { return Ok(true) };
+    let leases = tx.open_table(LEASES)?;
+    let Some(v) = leases.get(fence.lease.as_str())? else {
+        return Ok(false);
+    };
+    let stored: StoredLease = serde_json::from_slice(v.value())
+        .map_err(|e| Failure::corrupt(format!("lease record {}: {e}", fence.lease)))?;
+    Ok(stored.token == fence.token)
+}
+
+fn fenced(fence: Option<&Fence>) -> IndexError {
+    let (lease, token) = fence.map_or((String::new(), 0), |f| (f.lease.clone(), f.token));
+    IndexError::Fenced { lease, token }
+}
+
 fn apply_lease(
     tx: &WriteTransaction,
     op: LeaseOp,
@@ -1324,11 +1363,18 @@ fn apply_lease(
             })),
         },
         LeaseOp::Release { lease } => {
-            if current
+            if let Some(l) = current
                 .as_ref()
-                .is_some_and(|l| l.holder == lease.holder && l.token == lease.token)
+                .filter(|l| l.holder == lease.holder && l.token == lease.token)
             {
-                leases.remove(name.as_str()).map_err(|x| e(x.into()))?;
+                // Expired at once, but its token stays: a fenced write of
+                // this term must still be told apart from a newer one.
+                let stored = StoredLease {
+                    holder: l.holder.clone(),
+                    token: l.token,
+                    expires_unix_ms: 0,
+                };
+                put(&mut leases, &stored)?;
             }
             Ok(Ok(None))
         }
@@ -1343,6 +1389,14 @@ enum PendingReply {
 }
 
 impl PendingReply {
+    fn refuse(self, error: IndexError) {
+        match self {
+            PendingReply::Write(r) => drop(r.send(Err(error))),
+            PendingReply::Trim(r) => drop(r.send(Err(error))),
+            PendingReply::Lease(r) => drop(r.send(Err(LeaseError::Backend(error.to_string())))),
+        }
+    }
+
     fn fail(self, failure: &Failure) {
         let index_error = || {
             let message = failure.message.clone();
@@ -1389,6 +1443,7 @@ impl Outcome {
         match self {
             Outcome::Write(_, reply) => PendingReply::Write(reply),
             Outcome::Trim(_, reply) => PendingReply::Trim(reply),
+            Outcome::Refused(_, reply) => reply,
             Outcome::Lease(_, reply) => PendingReply::Lease(reply),
         }
     }
@@ -1405,10 +1460,11 @@ impl ChangeIndex for EmbeddedIndex {
         if prepared.entries.is_empty() && batch.markers.is_empty() {
             return Ok(Vec::new());
         }
-        let markers = batch.markers;
+        let (markers, fence) = (batch.markers, batch.fence);
         self.submit(|reply| Request::Write {
             batch: prepared,
             markers,
+            fence,
             reply,
         })
         .await?
@@ -1566,13 +1622,21 @@ impl ChangeIndex for EmbeddedIndex {
 
     /// A marker of its own, written and read by the writer thread in the
     /// same transactions as the entries, so no write falls between.
-    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
+    async fn freeze(
+        &self,
+        window: Option<FrozenWindow>,
+        fence: Option<&Fence>,
+    ) -> Result<(), IndexError> {
         if self.layout.mode != super::IndexMode::Latest {
             return Ok(());
         }
         let value = window.map(|w| w.encode()).unwrap_or_default();
-        self.write(WriteBatch::new().marker(FROZEN_MARKER, value))
-            .await?;
+        self.write(
+            WriteBatch::new()
+                .marker(FROZEN_MARKER, value)
+                .fenced(fence.cloned()),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod block;
 pub mod codec;
 pub mod conformance;
 pub mod embedded;
+pub mod fenced;
 pub mod key;
 pub mod rados;
 pub mod shard;
@@ -92,6 +93,30 @@ pub struct SourceMarker {
 pub struct WriteBatch {
     pub records: Vec<ChangeRecord>,
     pub markers: Vec<SourceMarker>,
+    /// The lease the writer holds: the batch is refused, as a whole, once
+    /// a newer holder took that lease (see [`Fence`]).
+    pub fence: Option<Fence>,
+}
+
+/// A lease term, carried by every state write of a leased role (collector,
+/// capture): the backend refuses the write, in the same atomic step that
+/// would apply it, once another holder got a newer token for the lease. So
+/// a holder frozen past its lease (SIGSTOP, a VM pause) cannot move state
+/// back or write twice what its successor wrote when it resumes: a renewal
+/// loop can only notice the loss after the fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub token: u64,
+}
+
+impl Fence {
+    pub fn of(lease: &crate::lease::Lease) -> Fence {
+        Fence {
+            lease: lease.name.clone(),
+            token: lease.token,
+        }
+    }
 }
 
 impl WriteBatch {
@@ -109,6 +134,11 @@ impl WriteBatch {
             name: name.into(),
             value: value.into(),
         });
+        self
+    }
+
+    pub fn fenced(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
         self
     }
 
@@ -310,6 +340,11 @@ pub enum IndexError {
     Backend(String),
     #[error("the index is closed")]
     Closed,
+    #[error(
+        "write refused: lease {lease:?} was taken over by a newer holder (ours had token {token}); \
+         this instance no longer holds it"
+    )]
+    Fenced { lease: String, token: u64 },
 }
 
 impl IndexLayout {
@@ -442,7 +477,12 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// holds exactly the entries it held when it was planned, and its
     /// object name always means the same bytes. Every-write mode keeps
     /// every entry anyway and ignores it.
-    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError>;
+    /// Refused like a fenced write once `fence`'s lease has a newer holder.
+    async fn freeze(
+        &self,
+        window: Option<FrozenWindow>,
+        fence: Option<&Fence>,
+    ) -> Result<(), IndexError>;
 
     /// Finishes batches that a writer which stopped mid-way left half
     /// written, where a batch is not one atomic commit (the RADOS backend);

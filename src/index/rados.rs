@@ -7,14 +7,16 @@
 //! - `zonelog.<zone>.control` — omap: `layout` (shards, mode, format),
 //!   `session` (a counter that hands out writer sessions and watermark
 //!   epochs), `m.<name>` (source markers and collector window records),
-//!   `i.<batch>` (intents of batches in flight) and `lease.<name>` (the
-//!   fencing token and expiry of each lease).
+//!   `i.<batch>` (intents of batches in flight), `lease.<name>` (the
+//!   fencing token and expiry of each lease) and `fence.<name>` (the token
+//!   alone, what fenced ops compare).
 //! - `zonelog.<zone>.shard.<n>` — omap: `e.<entry id text>` → the encoded
 //!   record (`index::codec`), `v.<object version key>` → entry id text (the
 //!   latest-mode second index, in the same object so one write op updates
 //!   both), `floor` (the lowest writer session still allowed to write) and
 //!   `rev` (bumped by every latest-mode write and trim, the guard of their
-//!   read-modify-write).
+//!   read-modify-write) and, in latest mode, `frozen` (the collector token
+//!   that froze or lifted a window, then the window).
 //!
 //! Atomicity: one write op per shard object, all shards of a batch in flight
 //! at once. A batch with entries and markers is first recorded as an intent
@@ -39,6 +41,14 @@
 //! no counter, so the fencing token is kept in the control object's omap
 //! (`lease.<name>`), raised with a compare-and-set only by the instance
 //! that just took the lock.
+//!
+//! Fencing: the token is also kept alone under `fence.<name>`, and every
+//! fenced op on the control object compares it, so a writer whose lease
+//! term is over cannot move a marker. Shard ops cannot compare it (another
+//! object), so [`ChangeIndex::recover`] first raises every floor: a frozen
+//! writer's next shard op fails, and it must prove its fence before it may
+//! take a new session and retry (docs/decisions.md, "Fencing tokens on
+//! state writes").
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -51,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{encode_record, encoded_version_key, object_version_key};
 use super::key::ENTRY_ID_TEXT_LEN;
 use super::{
-    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, FrozenWindow, IndexError,
+    shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError,
     IndexLayout, IndexMode, IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
@@ -68,6 +78,9 @@ const ENTRY_PREFIX: &str = "e.";
 const VERSION_PREFIX: &[u8] = b"v.";
 const MARKER_PREFIX: &str = "m.";
 const LEASE_PREFIX: &str = "lease.";
+/// Control object: `fence.<lease>` → the lease's current token, alone, so
+/// a fenced op compares it exactly (`lease.<name>` changes with renewals).
+const FENCE_PREFIX: &str = "fence.";
 /// Control object: a batch with entries and markers, before its markers.
 const INTENT_PREFIX: &str = "i.";
 /// Shard object: this shard's part of that batch is applied.
@@ -110,6 +123,7 @@ struct WriteQueue {
 struct QueuedWrite {
     entries: Vec<Prepared>,
     markers: Vec<SourceMarker>,
+    fence: Option<Fence>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<Written>, IndexError>>,
 }
 
@@ -168,6 +182,30 @@ fn version_key(vkey: &[u8]) -> Vec<u8> {
     let mut out = VERSION_PREFIX.to_vec();
     out.extend_from_slice(vkey);
     out
+}
+
+fn fence_key(lease: &str) -> String {
+    format!("{FENCE_PREFIX}{lease}")
+}
+
+/// A shard's `frozen` value: the collector token that set it, then the
+/// window if one is frozen. The token lets a stale collector's freeze or
+/// lift be refused by the shard op itself.
+fn encode_frozen(token: u64, window: Option<FrozenWindow>) -> Vec<u8> {
+    let mut out = num(token).into_bytes();
+    if let Some(w) = window {
+        out.push(b' ');
+        out.extend_from_slice(&w.encode());
+    }
+    out
+}
+
+fn decode_frozen(bytes: &[u8]) -> (u64, Option<FrozenWindow>) {
+    let (token, window) = match bytes.iter().position(|b| *b == b' ') {
+        Some(at) => (&bytes[..at], FrozenWindow::decode(&bytes[at + 1..])),
+        None => (bytes, None),
+    };
+    (parse_num(token).unwrap_or(0), window)
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -233,7 +271,11 @@ impl RadosIndex {
         self.on_blocking_thread(f, LeaseError::Backend).await
     }
 
-    fn prepare(&self, batch: WriteBatch) -> Result<(Vec<Prepared>, Vec<SourceMarker>), IndexError> {
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        batch: WriteBatch,
+    ) -> Result<(Vec<Prepared>, Vec<SourceMarker>, Option<Fence>), IndexError> {
         batch.validate()?;
         for m in &batch.markers {
             if m.name.contains('\0') {
@@ -265,7 +307,7 @@ impl RadosIndex {
                 vkey,
             });
         }
-        Ok((prepared, batch.markers))
+        Ok((prepared, batch.markers, batch.fence))
     }
 
     /// Test hook for crash tests: writes the batch's intent and only the
@@ -277,7 +319,7 @@ impl RadosIndex {
         batch: WriteBatch,
         shards_applied: usize,
     ) -> Result<(), IndexError> {
-        let (prepared, markers) = self.prepare(batch)?;
+        let (prepared, markers, _) = self.prepare(batch)?;
         self.blocking(move |inner| inner.write_partial(prepared, markers, shards_applied))
             .await
     }
@@ -470,22 +512,67 @@ impl Inner {
         op.cmp_lt(FLOOR_KEY, num(session + 1));
     }
 
+    /// A fenced op also requires the lease's token to be `fence`'s.
+    fn fence_guard(op: &mut WriteOp, fence: Option<&Fence>) {
+        if let Some(f) = fence {
+            op.cmp_eq(fence_key(&f.lease), num(f.token));
+        }
+    }
+
+    /// After a fenced op failed a compare: `Fenced` if the lease has a
+    /// newer token now, else `other` (the compare that failed was another).
+    fn fenced_or<T>(&self, fence: Option<&Fence>, other: T) -> Result<T, IndexError> {
+        let Some(f) = fence else { return Ok(other) };
+        let current = self.get(&self.control, fence_key(&f.lease).as_bytes())?;
+        if current.as_deref().and_then(parse_num) == Some(f.token) {
+            Ok(other)
+        } else {
+            Err(IndexError::Fenced {
+                lease: f.lease.clone(),
+                token: f.token,
+            })
+        }
+    }
+
+    /// A fenced op of its own: proves the lease still has our token.
+    fn check_fence(&self, fence: Option<&Fence>) -> Result<(), IndexError> {
+        let Some(f) = fence else { return Ok(()) };
+        let mut op = WriteOp::new();
+        Self::fence_guard(&mut op, Some(f));
+        op.set(fence_key(&f.lease), num(f.token));
+        match self.io.operate(&self.control, &op) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_canceled() => self.fenced_or(Some(f), ()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn write(
         &self,
         entries: Vec<Prepared>,
         markers: Vec<SourceMarker>,
+        fence: Option<Fence>,
     ) -> Result<Vec<Written>, IndexError> {
+        let fence = fence.as_ref();
         let mut written: Vec<Option<Written>> = vec![None; entries.len()];
-        if entries.is_empty() || markers.is_empty() {
-            self.write_shards(&entries, None, &mut written)?;
+        // A fenced batch with entries always takes the intent protocol: its
+        // intent op is where the fence is checked before any entry lands.
+        if entries.is_empty() || (markers.is_empty() && fence.is_none()) {
+            self.write_shards(&entries, None, None, &mut written)?;
             if !markers.is_empty() {
                 let mut op = WriteOp::new();
+                Self::fence_guard(&mut op, fence);
                 for m in &markers {
                     op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
                 }
-                self.io
-                    .operate(&self.control, &op)
-                    .map_err(|e| self.err(e))?;
+                match self.io.operate(&self.control, &op) {
+                    Ok(()) => {}
+                    Err(e) if e.is_canceled() => {
+                        self.fenced_or(fence, ())?;
+                        return Err(self.err(e));
+                    }
+                    Err(e) => return Err(self.err(e)),
+                }
             }
         } else {
             // Entries and markers: the intent protocol (module docs).
@@ -493,12 +580,18 @@ impl Inner {
             let intent_key = format!("{INTENT_PREFIX}{txid}");
             let intent = encode_intent(&entries, &markers);
             let mut op = WriteOp::new();
+            Self::fence_guard(&mut op, fence);
             op.set(intent_key.clone(), intent.clone());
-            self.io
-                .operate(&self.control, &op)
-                .map_err(|e| self.err(e))?;
-            let all_ours = self.write_shards(&entries, Some(&txid), &mut written)?;
-            if !all_ours || !self.finish_intent(&intent_key, &intent, &markers)? {
+            match self.io.operate(&self.control, &op) {
+                Ok(()) => {}
+                Err(e) if e.is_canceled() => {
+                    self.fenced_or(fence, ())?;
+                    return Err(self.err(e));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+            let all_ours = self.write_shards(&entries, Some(&txid), fence, &mut written)?;
+            if !all_ours || !self.finish_intent(&intent_key, &intent, &markers, fence)? {
                 return Err(IndexError::Backend(format!(
                     "{}: batch {txid} was finished by another instance's recovery; \
                      its markers are committed, retry from them",
@@ -520,6 +613,7 @@ impl Inner {
         &self,
         entries: &[Prepared],
         txid: Option<&str>,
+        fence: Option<&Fence>,
         written: &mut [Option<Written>],
     ) -> Result<bool, IndexError> {
         let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -536,6 +630,12 @@ impl Inner {
                     "{}: shard writes kept failing their compares",
                     self.location
                 )));
+            }
+            if attempts > 1 {
+                // A floor moved past our session: maybe a new holder of our
+                // lease took over (it raises every floor first, see
+                // `recover`). Prove we still hold it before a new session.
+                self.check_fence(fence)?;
             }
             let floors = match self.layout.mode {
                 IndexMode::EveryWrite => {
@@ -573,7 +673,7 @@ impl Inner {
             .filter(|e| keep.contains(&e.shard))
             .collect();
         let mut written = vec![None; part.len()];
-        self.write_shards(&part, Some(&txid), &mut written)?;
+        self.write_shards(&part, Some(&txid), None, &mut written)?;
         Ok(())
     }
 
@@ -601,8 +701,10 @@ impl Inner {
         intent_key: &str,
         intent: &[u8],
         markers: &[SourceMarker],
+        fence: Option<&Fence>,
     ) -> Result<bool, IndexError> {
         let mut op = WriteOp::new();
+        Self::fence_guard(&mut op, fence);
         op.cmp_eq(intent_key, intent.to_vec());
         for m in markers {
             op.set(format!("{MARKER_PREFIX}{}", m.name), m.value.clone());
@@ -610,7 +712,7 @@ impl Inner {
         op.rm(intent_key);
         match self.io.operate(&self.control, &op) {
             Ok(()) => Ok(true),
-            Err(e) if e.is_canceled() => Ok(false),
+            Err(e) if e.is_canceled() => self.fenced_or(fence, false),
             Err(e) => Err(self.err(e)),
         }
     }
@@ -650,6 +752,11 @@ impl Inner {
     /// markers. Safe against a writer that is still alive: each part and
     /// the markers are applied at most once, by whoever comes first.
     fn recover(&self) -> Result<u64, IndexError> {
+        // First every floor moves past every session handed out so far: a
+        // writer of the previous holder frozen mid-batch fails its next
+        // shard op and must then prove its fence (`write_shards`), which
+        // fails, because the new holder took its token before calling us.
+        self.watermark()?;
         let mut finished = 0;
         loop {
             let (pairs, _) = self
@@ -675,9 +782,12 @@ impl Inner {
                     IndexError::Corrupt(format!("{}: intent {txid} is unreadable", self.location))
                 })?;
                 let mut written = vec![None; entries.len()];
-                self.write_shards(&entries, Some(&txid), &mut written)?;
-                self.finish_intent(&key, &intent, &markers)?;
-                self.forget_txn(&entries, &txid);
+                self.write_shards(&entries, Some(&txid), None, &mut written)?;
+                self.finish_intent(&key, &intent, &markers, None)?;
+                // Its "applied" keys stay: the stopped writer may still be
+                // alive with a newer session (another role of its process
+                // took one), and only they stop it from applying a part a
+                // second time. A few keys per recovered batch.
                 tracing::info!(batch = %txid, entries = entries.len(), "rados index: finished a batch a stopped writer left half written");
                 finished += 1;
             }
@@ -827,7 +937,7 @@ impl Inner {
             })?;
             let frozen = map
                 .get(FROZEN_KEY.as_bytes())
-                .and_then(|v| FrozenWindow::decode(v));
+                .and_then(|v| decode_frozen(v).1);
             let mut op = WriteOp::new();
             op.cmp_eq(REV_KEY, rev.clone());
             Self::floor_guard(&mut op, session);
@@ -1171,12 +1281,13 @@ impl Inner {
     /// See `ChangeIndex::freeze`: set (or removed) in every shard object
     /// under the `rev` guard that latest-mode writes take, so a write that
     /// read a shard before it fails its compare, reads again and sees it.
-    fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
+    fn freeze(&self, window: Option<FrozenWindow>, fence: Option<Fence>) -> Result<(), IndexError> {
         if self.layout.mode != IndexMode::Latest {
             return Ok(());
         }
-        let value = window.map(|w| w.encode());
-        let keys = [REV_KEY.as_bytes().to_vec()];
+        let token = fence.as_ref().map_or(0, |f| f.token);
+        let value = encode_frozen(token, window);
+        let keys = [REV_KEY.as_bytes().to_vec(), FROZEN_KEY.as_bytes().to_vec()];
         let read = OmapRead::Keys(&keys);
         let mut pending: Vec<usize> = (0..self.shards.len()).collect();
         for _ in 0..MAX_ATTEMPTS {
@@ -1189,13 +1300,25 @@ impl Inner {
                 .collect();
             let mut ops = Vec::with_capacity(pending.len());
             for (shard, r) in pending.iter().zip(self.io.omap_read_many(&requests)) {
-                let rev = r
-                    .map_err(|e| self.err(e))?
-                    .0
-                    .into_iter()
-                    .find(|(k, _)| k == REV_KEY.as_bytes())
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
+                let pairs = r.map_err(|e| self.err(e))?.0;
+                let value_of = |key: &str| {
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k == key.as_bytes())
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let rev = value_of(REV_KEY);
+                // A newer collector froze this shard: we are a stale one.
+                // The `rev` compare below keeps the read and write one step.
+                if let Some(f) = &fence {
+                    if decode_frozen(&value_of(FROZEN_KEY)).0 > f.token {
+                        return Err(IndexError::Fenced {
+                            lease: f.lease.clone(),
+                            token: f.token,
+                        });
+                    }
+                }
                 let rev_n = parse_num(&rev).ok_or_else(|| {
                     IndexError::Corrupt(format!(
                         "{}: shard {shard} has no valid rev",
@@ -1204,10 +1327,7 @@ impl Inner {
                 })?;
                 let mut op = WriteOp::new();
                 op.cmp_eq(REV_KEY, rev);
-                match &value {
-                    Some(v) => op.set(FROZEN_KEY, v.clone()),
-                    None => op.rm(FROZEN_KEY),
-                };
+                op.set(FROZEN_KEY, value.clone());
                 op.set(REV_KEY, num(rev_n + 1));
                 ops.push((self.shards[*shard].clone(), op));
             }
@@ -1297,7 +1417,9 @@ impl Inner {
         let key = format!("{LEASE_PREFIX}{name}");
         let json = serde_json::to_vec(record).map_err(|e| self.lease_err(e))?;
         let mut op = WriteOp::new();
-        op.cmp_eq(key.clone(), old.to_vec()).set(key, json);
+        op.cmp_eq(key.clone(), old.to_vec())
+            .set(key, json)
+            .set(fence_key(name), num(record.token));
         match self.io.operate(&self.control, &op) {
             Ok(()) => Ok(true),
             Err(e) if e.is_canceled() => Ok(false),
@@ -1563,8 +1685,11 @@ async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>>) {
             }
             let mut taken = 0;
             let mut n = 0;
+            let fence = q.waiting[0].fence.clone();
             for w in &q.waiting {
-                if n > 0 && taken + w.entries.len() > GROUP_MAX_ENTRIES {
+                // One fence per group: a stale writer's refusal must not
+                // fail another role's writes.
+                if n > 0 && (taken + w.entries.len() > GROUP_MAX_ENTRIES || w.fence != fence) {
                     break;
                 }
                 taken += w.entries.len();
@@ -1575,13 +1700,14 @@ async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>>) {
         let mut entries = Vec::new();
         let mut markers = Vec::new();
         let mut replies = Vec::with_capacity(group.len());
+        let fence = group.first().and_then(|w| w.fence.clone());
         for w in group {
             replies.push((w.entries.len(), w.reply));
             entries.extend(w.entries);
             markers.extend(w.markers);
         }
         let work = inner.clone();
-        let result = tokio::task::spawn_blocking(move || work.write(entries, markers))
+        let result = tokio::task::spawn_blocking(move || work.write(entries, markers, fence))
             .await
             .unwrap_or_else(|e| Err(IndexError::Backend(format!("rados task: {e}"))));
         match result {
@@ -1589,6 +1715,17 @@ async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>>) {
                 let mut rest = written.into_iter();
                 for (count, reply) in replies {
                     let _ = reply.send(Ok(rest.by_ref().take(count).collect()));
+                }
+            }
+            Err(IndexError::Fenced { lease, token }) => {
+                // Said here too: the caller may have stopped waiting (its
+                // role was told to stop), and this must not go unseen.
+                tracing::warn!(error = %IndexError::Fenced { lease: lease.clone(), token }, "rados index: writes of a superseded lease term refused; nothing of them was written");
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(IndexError::Fenced {
+                        lease: lease.clone(),
+                        token,
+                    }));
                 }
             }
             Err(e) => {
@@ -1616,7 +1753,7 @@ impl ChangeIndex for RadosIndex {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Written>, IndexError> {
-        let (prepared, markers) = self.prepare(batch)?;
+        let (prepared, markers, fence) = self.prepare(batch)?;
         if prepared.is_empty() && markers.is_empty() {
             return Ok(Vec::new());
         }
@@ -1629,6 +1766,7 @@ impl ChangeIndex for RadosIndex {
             q.waiting.push(QueuedWrite {
                 entries: prepared,
                 markers,
+                fence,
                 reply,
             });
             !std::mem::replace(&mut q.flushing, true)
@@ -1695,8 +1833,14 @@ impl ChangeIndex for RadosIndex {
         self.blocking(|inner| inner.watermark()).await
     }
 
-    async fn freeze(&self, window: Option<FrozenWindow>) -> Result<(), IndexError> {
-        self.blocking(move |inner| inner.freeze(window)).await
+    async fn freeze(
+        &self,
+        window: Option<FrozenWindow>,
+        fence: Option<&Fence>,
+    ) -> Result<(), IndexError> {
+        let fence = fence.cloned();
+        self.blocking(move |inner| inner.freeze(window, fence))
+            .await
     }
 }
 

@@ -907,6 +907,9 @@ impl RgwCapture {
                 self.finish_generation(bs, batch).await?;
             } else {
                 batch = batch.marker(name.clone(), last_marker.clone().into_bytes());
+                if !batch.records.is_empty() {
+                    crate::testing::stop_point("capture-before-write");
+                }
                 self.index.write(batch).await?;
             }
             let durable_ns = unix_now_ns();
