@@ -993,3 +993,115 @@ async fn versions_never_file_newer_content_under_an_older_put() {
     );
     assert!(out.contains("1 skipped"), "{out}");
 }
+
+/// Keys that are valid at the source but that a destination cannot hold
+/// as they are: `KEY@ID` over S3's 1024 bytes (`versions`), a key segment
+/// over the file-name limit of a directory, and `a` beside `a/b` in a
+/// directory. Each gets its documented outcome — a shortened `versions`
+/// name, or the record set aside and reported — and the backup goes on to
+/// the records after them instead of stopping on them forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_a_destination_cannot_hold_get_their_documented_outcome() {
+    let Some(zone) = dev_zone() else { return };
+    let bucket = unique_bucket("zlbkawk");
+    let admin = zone.admin_client();
+    let s3 = S3(&admin);
+    s3.create_bucket(&bucket).await;
+    let long = "L".repeat(1000);
+    let long_segment = format!("d/{}/f", "s".repeat(300));
+    let keys = [long.as_str(), long_segment.as_str(), "a", "a/b", "ok"];
+    for key in keys {
+        s3.put(&bucket, key, format!("body of {}", key.len()).as_bytes())
+            .await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    let object =
+        logs.join("bk-zone/2026/12/02/00/000000000001_20261202T000000Z_20261202T000100Z.jsonl");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("log dir");
+    let lines: String = keys
+        .iter()
+        .enumerate()
+        .map(|(n, key)| log_line(&bucket, key, "put", n as u64 + 1))
+        .collect();
+    std::fs::write(&object, &lines).expect("log object");
+    let ids: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("line");
+            v["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    let run = |name: &str, backup_section: String| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "zone = \"bk-zone\"\n[target]\ndirectory = \"{}\"\n{backup_section}",
+                logs.display()
+            ),
+        )
+        .expect("config");
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["backup", "--once", "-c"])
+            .arg(&config)
+            .output()
+            .expect("backup");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{name}: {stdout}{stderr}");
+        (stdout, stderr)
+    };
+
+    // S3 destination, `versions`: the long key's copy gets a shortened
+    // name that fits, and every copy holds its content.
+    let state = unique_bucket("zlbkawkstate");
+    let (stdout, _) = run(
+        "versions-s3",
+        s3_backup_section(&zone, &state, "policy = \"versions\""),
+    );
+    assert!(stdout.contains("5 copied"), "{stdout}");
+    let user = zone.user_client();
+    let dest = S3(&user);
+    for (key, id) in keys.iter().zip(&ids) {
+        let name = zonelog::backup::versioned_key(key, id);
+        assert!(name.len() <= 1024, "{} bytes", name.len());
+        assert!(name.ends_with(&format!("@{id}")), "{name}");
+        let body = get(&dest, &format!("{bucket}-bk"), &name).await;
+        assert_eq!(
+            body.as_deref(),
+            Some(format!("body of {}", key.len()).as_bytes()),
+            "{} bytes of key",
+            key.len()
+        );
+    }
+    let shortened = zonelog::backup::versioned_key(&long, &ids[0]);
+    assert!(shortened.starts_with(&"L".repeat(900)), "{shortened}");
+
+    // Directory destination, `mirror`: the long key, the long segment and
+    // `a/b` (whose `a` is a file already) are set aside and reported; `a`
+    // and `ok` are backed up; a second run has nothing left to do.
+    let dest_dir = dir.path().join("mirror");
+    let (stdout, stderr) = run("mirror-dir", dir_backup_section(&zone, &dest_dir, "mirror"));
+    assert!(stdout.contains("3 set aside"), "{stdout}{stderr}");
+    for key in [long.as_str(), long_segment.as_str(), "a/b"] {
+        let short: String = key.chars().take(40).collect();
+        assert!(
+            stderr.contains("set aside") && stderr.contains(&short),
+            "{key:?} is reported: {stderr}"
+        );
+    }
+    let files: Vec<(String, Vec<u8>)> = tree(&dest_dir.join(&bucket));
+    assert_eq!(
+        files,
+        [
+            ("a".to_string(), b"body of 1".to_vec()),
+            ("ok".to_string(), b"body of 2".to_vec())
+        ],
+        "{stderr}"
+    );
+    let (again, _) = run("mirror-dir", dir_backup_section(&zone, &dest_dir, "mirror"));
+    assert!(again.contains("0 log objects, 0 changes"), "{again}");
+}

@@ -198,13 +198,18 @@ const STATE_DIR: &str = ".zonelog-backup";
 
 impl DirectoryDestination {
     fn io_error(&self, op: &'static str, target: String, e: std::io::Error) -> S3Error {
+        let kind = if unstorable(&e) {
+            S3ErrorKind::Unstorable
+        } else {
+            S3ErrorKind::Refused
+        };
         S3Error {
             role: "destination",
             endpoint: format!("directory {}", self.root.display()),
             op,
             target,
             reason: e.to_string(),
-            kind: S3ErrorKind::Refused,
+            kind,
         }
     }
 
@@ -232,9 +237,7 @@ impl DirectoryDestination {
         tokio::fs::create_dir_all(&parent)
             .await
             .map_err(|e| err("create directory", e))?;
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(PARTIAL_SUFFIX);
-        let partial = PathBuf::from(partial);
+        let partial = partial_path(path);
         let mut file = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| err("create", e))?;
@@ -261,14 +264,41 @@ impl DirectoryDestination {
         }
         file.sync_all().await.map_err(|e| err("fsync", e))?;
         drop(file);
-        tokio::fs::rename(&partial, path)
-            .await
-            .map_err(|e| err("rename", e))?;
+        if let Err(e) = tokio::fs::rename(&partial, path).await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err("rename", e));
+        }
         sync_dir(&parent)
             .await
             .map_err(|e| err("fsync directory", e))?;
         Ok(written)
     }
+}
+
+/// What a file system answers for a key it cannot hold as a file: a name
+/// over its limit, or a key that is also a "directory" of others (`a`
+/// beside `a/b`). The same key fails the same way every time.
+fn unstorable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENAMETOOLONG | libc::ENOTDIR | libc::EISDIR | libc::EEXIST | libc::ENOTEMPTY)
+    )
+}
+
+/// The partial file beside `path`: its name plus a suffix, or, where that
+/// would be over the file-name limit, a short name made from a hash of it
+/// (still ending in the suffix, so `verify` and listings pass over it).
+fn partial_path(path: &Path) -> PathBuf {
+    const NAME_MAX: usize = 255;
+    let name = path.file_name().unwrap_or_default();
+    if name.len() + PARTIAL_SUFFIX.len() <= NAME_MAX {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(PARTIAL_SUFFIX);
+        return PathBuf::from(partial);
+    }
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(&Sha256::digest(name.as_encoded_bytes())[..8]);
+    path.with_file_name(format!(".{digest}{PARTIAL_SUFFIX}"))
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -298,6 +328,9 @@ impl Destination for DirectoryDestination {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // A key no file could hold was never stored (set aside): there
+            // is nothing to delete, and a directory of other keys stays.
+            Err(e) if unstorable(&e) => Ok(()),
             Err(e) => Err(self.io_error("delete", format!("{bucket}/{key}"), e)),
         }
     }

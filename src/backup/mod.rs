@@ -96,10 +96,28 @@ pub trait Progress: Send + Sync {
 
 /// The key a change is stored under with `policy = "versions"`: the
 /// source key, `@`, and the record id, so a listing of `KEY@` shows the
-/// object's history oldest first.
+/// object's history oldest first. Where that is over S3's 1024 bytes (a
+/// source key near the limit), the key is cut to fit and marked with `~`
+/// and 16 hex digits of its SHA-256: `PREFIX~HASH@ID`. The record id alone
+/// keeps every name unique; the hash tells which long key it was.
 pub fn versioned_key(key: &str, record_id: &str) -> String {
-    format!("{key}@{record_id}")
+    let full = format!("{key}@{record_id}");
+    if full.len() <= MAX_KEY_BYTES {
+        return full;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
+    let mut cut = MAX_KEY_BYTES
+        .saturating_sub(record_id.len() + digest.len() + 2)
+        .min(key.len());
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{digest}@{record_id}", &key[..cut])
 }
+
+/// S3's limit on a key, in bytes (RGW's too).
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// User metadata added to every copy, so `verify` can compare multipart
 /// copies (whose ETag depends on part sizes) with their source.
@@ -432,23 +450,7 @@ impl Backup {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut order: Vec<(String, String)> = Vec::new();
-        let mut groups: HashMap<(String, String), Vec<LogRecord>> = HashMap::new();
-        for record in batch {
-            let id = (record.bucket.clone(), record.key.clone());
-            groups
-                .entry(id.clone())
-                .or_insert_with(|| {
-                    order.push(id);
-                    Vec::new()
-                })
-                .push(record);
-        }
-        let groups: Vec<Vec<LogRecord>> = order
-            .into_iter()
-            .filter_map(|id| groups.remove(&id))
-            .collect();
-        futures::stream::iter(groups)
+        futures::stream::iter(in_order_groups(batch))
             .map(|changes| async move {
                 for change in &changes {
                     self.apply_with_retry(change).await?;
@@ -468,6 +470,13 @@ impl Backup {
             match self.apply(change).await {
                 Ok(()) => {
                     self.stats.changes.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if e.kind == s3::S3ErrorKind::Unstorable => {
+                    tracing::error!(record = %change.id, bucket = %change.bucket, key = %change.key.escape_debug(),
+                        op = change.op.as_str(), error = %e,
+                        "backup: the destination cannot hold this key; set aside (it stays in its log object), going on");
+                    self.stats.set_aside.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(e) if e.is_transient() && attempt < 8 => {
@@ -599,6 +608,50 @@ impl Backup {
         self.stats.bytes.fetch_add(written, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A batch split into groups that are applied in parallel, each in log
+/// order: the changes of one object, joined with those of every key that
+/// is a "directory" of it or it of them (`a`, `a/`, `a/b`). A directory
+/// destination can hold only one of such keys (docs/backup.md), and which
+/// one must follow the log, not timing.
+fn in_order_groups(batch: Vec<LogRecord>) -> Vec<Vec<LogRecord>> {
+    let mut ids: HashMap<(String, String), usize> = HashMap::new();
+    let mut of_record = Vec::with_capacity(batch.len());
+    for record in &batch {
+        let next = ids.len();
+        let id = *ids
+            .entry((record.bucket.clone(), record.key.clone()))
+            .or_insert(next);
+        of_record.push(id);
+    }
+    let mut parent: Vec<usize> = (0..ids.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for ((bucket, key), &id) in &ids {
+        for (at, _) in key.match_indices('/') {
+            if let Some(&ancestor) = ids.get(&(bucket.clone(), key[..at].to_string())) {
+                let (a, b) = (root(&mut parent, ancestor), root(&mut parent, id));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut slot_of_root: HashMap<usize, usize> = HashMap::new();
+    let mut groups: Vec<Vec<LogRecord>> = Vec::new();
+    for (record, id) in batch.into_iter().zip(of_record) {
+        let r = root(&mut parent, id);
+        let slot = *slot_of_root.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(record);
+    }
+    groups
 }
 
 /// Whether a record may be applied at all: its bucket must be a name a
@@ -766,5 +819,71 @@ impl Backup {
     }
     pub fn config(&self) -> &BackupConfig {
         &self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(bucket: &str, key: &str, n: u64) -> LogRecord {
+        serde_json::from_value(serde_json::json!({
+            "v": 2, "id": format!("{n:020}"), "time": "2026-12-03T00:00:00Z", "zone": "z",
+            "bucket": bucket, "key": key, "version_id": null, "op": "put",
+            "source": {"type": "test"},
+        }))
+        .expect("record")
+    }
+
+    #[test]
+    fn keys_that_are_directories_of_each_other_are_applied_in_log_order() {
+        let batch = [
+            ("b", "a/b"),
+            ("b", "x"),
+            ("b", "a"),
+            ("c", "a"),
+            ("b", "a/"),
+            ("b", "x2/y"),
+            ("b", "a/b"),
+            ("b", "ab"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, (bucket, key))| put(bucket, key, n as u64))
+        .collect();
+        let groups: Vec<Vec<(String, String)>> = in_order_groups(batch)
+            .into_iter()
+            .map(|g| g.into_iter().map(|r| (r.bucket, r.key)).collect())
+            .collect();
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(b, k)| (b.to_string(), k.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            groups,
+            [
+                pairs(&[("b", "a/b"), ("b", "a"), ("b", "a/"), ("b", "a/b")]),
+                pairs(&[("b", "x")]),
+                pairs(&[("c", "a")]),
+                pairs(&[("b", "x2/y")]),
+                pairs(&[("b", "ab")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_versions_name_over_1024_bytes_is_cut_to_fit_and_stays_unique() {
+        let id = "01796000000000000001-0000000000000001";
+        assert_eq!(versioned_key("doc", id), format!("doc@{id}"));
+        let long = "é".repeat(600);
+        let name = versioned_key(&long, id);
+        assert!(name.len() <= MAX_KEY_BYTES, "{}", name.len());
+        assert!(name.ends_with(&format!("@{id}")));
+        let (prefix, rest) = name.split_once('~').expect("marked");
+        assert!(long.starts_with(prefix));
+        assert_eq!(rest.len(), 16 + 1 + id.len());
+        let other = versioned_key(&format!("{long}x"), id);
+        assert_ne!(name, other, "another long key with the same prefix");
     }
 }

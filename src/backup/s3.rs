@@ -35,6 +35,10 @@ pub enum S3ErrorKind {
     Transient,
     /// Anything else the server refused.
     Refused,
+    /// The destination cannot hold this object under this key (a name too
+    /// long, a file where a directory must be): retrying cannot help, and
+    /// the record is set aside so the backup goes on.
+    Unstorable,
 }
 
 /// What an object must still be for a conditional GET to give it.
@@ -160,6 +164,8 @@ impl S3 {
                 S3ErrorKind::NotFound
             }
             (_, Some(401 | 403), _) => S3ErrorKind::Denied,
+            // RGW's and AWS's answers to a key over 1024 bytes.
+            (_, _, Some("InvalidObjectName" | "KeyTooLongError")) => S3ErrorKind::Unstorable,
             (_, Some(s), _) if s >= 500 || s == 429 => S3ErrorKind::Transient,
             (_, None, _) => S3ErrorKind::Transient,
             _ => S3ErrorKind::Refused,
