@@ -278,8 +278,9 @@ async fn the_http_listener_requires_its_token_and_pages_changes() {
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| {
-            l.strip_prefix(series)
-                .is_some_and(|rest| rest.starts_with(' ') || (!series.contains('{') && rest.starts_with('{')))
+            l.strip_prefix(series).is_some_and(|rest| {
+                rest.starts_with(' ') || (!series.contains('{') && rest.starts_with('{'))
+            })
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |a, b| a + b)
@@ -395,7 +396,10 @@ listen = "127.0.0.1:{port}"
     let before = metrics(&base).await;
     let objects_at_cut = read_logs(&target).await.len();
     let captured = |m: &str| {
-        metric(m, r#"zonelog_changes_captured_total{source="rgw",op="put"}"#)
+        metric(
+            m,
+            r#"zonelog_changes_captured_total{source="rgw",op="put"}"#,
+        )
     };
     tokio::time::sleep(outage.min(Duration::from_secs(8))).await;
     let during = metrics(&base).await;
@@ -469,6 +473,183 @@ listen = "127.0.0.1:{port}"
     );
     eprintln!(
         "target down {outage:?}: {} changes, each once; caught up {caught_up:?} after the target came back",
+        expected.len()
+    );
+}
+
+/// A small file system of its own (tmpfs) for one test, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs (as root, as CI runs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left with one file; returns it, to remove later.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let filler = self.path().join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.write_all(&block[..1]);
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Issue 16, faults: the index's disk fills up while changes keep coming.
+/// Capture fails its commits with a clear error and does not move its
+/// positions past what is not durable; once space is back it goes on by
+/// itself, and every change lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_index_disk_stops_capture_until_space_returns_and_loses_nothing() {
+    use common::{put_delete_changes, spawn_put_delete_workload};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(zone) = dev_zone() else { return };
+    let disk = SmallDisk::mount("24m");
+    let bucket = unique_bucket("zlfull");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = dir.path().join("zonelog.toml");
+    let text_config = pipeline_config(&zone, "full-zone", &[&bucket], dir.path(), port, "")
+        .replace(
+            &format!("path = \"{}/index\"", dir.path().display()),
+            &format!("path = \"{}/index\"", disk.path().display()),
+        )
+        .replace("period = \"1h\"", "period = \"1s\"");
+    std::fs::write(&config, text_config).expect("config");
+    let log = dir.path().join("run.log");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("ZONELOG_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start zonelog run");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never ready");
+    }
+    let client = zone.admin_client();
+    S3(&client).create_bucket(&bucket).await;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let filler = disk.fill();
+    let before = metrics(&base).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = metrics(&base).await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        metric(&during, "zonelog_capture_errors_total")
+            > metric(&before, "zonelog_capture_errors_total"),
+        "failed commits are counted:\n{log_text}\n{}",
+        during
+            .lines()
+            .filter(|l| l.starts_with("zonelog_capture") || l.starts_with("zonelog_index_entries"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        log_text.to_lowercase().contains("no space left"),
+        "the log names the cause:\n{log_text}"
+    );
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    let freed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    let expected = put_delete_changes(written);
+    // Everything reaches the log target (a directory on another disk).
+    let logs_dir = dir.path().join("logs");
+    let read_all = || -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut stack = vec![logs_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.to_string_lossy().ends_with(".jsonl.zst") {
+                    let bytes =
+                        zstd::decode_all(std::fs::File::open(&p).expect("open")).expect("zstd");
+                    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        out.push(serde_json::from_slice(line).expect("record"));
+                    }
+                }
+            }
+        }
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let records = loop {
+        let records = read_all();
+        if records.len() >= expected.len() || Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let caught_up = freed.elapsed();
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let exit = run.wait().expect("reap");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "SIGTERM exits 0: {exit}\n{log_text}");
+    let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
+    for r in &records {
+        let key = r["key"].as_str().unwrap_or_default().to_string();
+        let op = r["op"].as_str().unwrap_or_default().to_string();
+        *seen.entry((key, op)).or_default() += 1;
+    }
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(key, op)| seen.get(&(key.clone(), op.to_string())) != Some(&1))
+        .map(|(key, op)| format!("{key} {op}: {:?}", seen.get(&(key.clone(), op.to_string()))))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "each change once ({} wrong): {:?}\n{log_text}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    assert_eq!(records.len(), expected.len(), "nothing else in the logs");
+    eprintln!(
+        "index disk full for 8 s: {} changes, each once; caught up {caught_up:?} after space returned",
         expected.len()
     );
 }

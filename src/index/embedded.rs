@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::block::{block_size, write_block, Block};
 use super::codec::{encode_record, encoded_version_key};
+use super::db_slot::DbSlot;
 use super::{
     shard_of, ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError,
     IndexLayout, IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
@@ -113,7 +114,7 @@ impl Default for EmbeddedOptions {
 pub struct EmbeddedIndex {
     layout: IndexLayout,
     location: PathBuf,
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Mutex<Vec<ShardCounter>>>,
@@ -261,12 +262,13 @@ impl EmbeddedIndex {
             })?;
         let session = init_meta(&db, &location, layout)?;
         let counters = Arc::new(Mutex::new(count_entries(&db, &location, layout.shards)?));
-        let db = Arc::new(db);
+        let db = Arc::new(DbSlot::new(&location, options.cache_bytes, db));
         let (requests, inbox) = mpsc::channel(QUEUE_DEPTH);
         let committed_seq = Arc::new(AtomicU64::new(session << 32));
         let trim_span = options.trim_span.max(1);
         let writer = Writer {
             db: db.clone(),
+            reopen: false,
             location: location.clone(),
             layout,
             session,
@@ -353,7 +355,7 @@ impl EmbeddedIndex {
         if from >= to || limit == 0 {
             return Ok(out);
         }
-        let db = self.db.clone();
+        let db = self.db.get().map_err(|e| backend(&self.location, e))?;
         let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
             scan_range(&db, &location, shard, (from, to, limit), out, push)
@@ -518,7 +520,9 @@ fn check_block<'a>(
 }
 
 struct Writer {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
+    /// The last commit failed with an I/O error: reopen before the next.
+    reopen: bool,
     location: PathBuf,
     layout: IndexLayout,
     session: u64,
@@ -532,6 +536,8 @@ struct Writer {
 #[derive(Debug)]
 struct Failure {
     corrupt: bool,
+    /// redb refuses everything after it until the file is reopened.
+    io: bool,
     message: String,
 }
 
@@ -539,6 +545,7 @@ impl Failure {
     fn corrupt(message: impl Into<String>) -> Self {
         Failure {
             corrupt: true,
+            io: false,
             message: message.into(),
         }
     }
@@ -548,8 +555,53 @@ impl From<String> for Failure {
     fn from(message: String) -> Self {
         Failure {
             corrupt: false,
+            io: false,
             message,
         }
+    }
+}
+
+/// The storage error inside a redb error, if it has one.
+trait StorageCause {
+    fn storage(&self) -> Option<&redb::StorageError>;
+}
+
+impl StorageCause for redb::StorageError {
+    fn storage(&self) -> Option<&redb::StorageError> {
+        Some(self)
+    }
+}
+
+impl StorageCause for redb::TableError {
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
+            redb::TableError::Storage(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl StorageCause for redb::TransactionError {
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
+            redb::TransactionError::Storage(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl StorageCause for redb::CommitError {
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
+            redb::CommitError::Storage(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl StorageCause for redb::SetDurabilityError {
+    fn storage(&self) -> Option<&redb::StorageError> {
+        None
     }
 }
 
@@ -557,7 +609,8 @@ macro_rules! failure_from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Failure {
             fn from(e: $t) -> Self {
-                Failure::from(e.to_string())
+                let io = e.storage().is_some_and(super::db_slot::needs_reopen);
+                Failure { io, ..Failure::from(e.to_string()) }
             }
         }
     )*};
@@ -662,6 +715,21 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
+        if self.reopen {
+            match self.db.reopen() {
+                Ok(()) => self.reopen = false,
+                Err(message) => {
+                    let failure = Failure::from(format!(
+                        "{}: an I/O error (a full disk?) left the index closed: {message}",
+                        self.location.display()
+                    ));
+                    for request in group {
+                        request.into_reply().fail(&failure);
+                    }
+                    return;
+                }
+            }
+        }
         let mut deltas = Deltas::new();
         let session_before = (self.session, self.counter);
         let result = self.apply_group(group, &mut deltas);
@@ -696,6 +764,7 @@ impl Writer {
                 // Nothing of the group was committed; ids handed out in it
                 // were never stored, so reusing them is safe.
                 (self.session, self.counter) = session_before;
+                self.reopen |= error.io;
                 for reply in replies {
                     reply.fail(&error);
                 }
@@ -715,7 +784,16 @@ impl Writer {
             ..f
         };
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut tx = match self.db.begin_write() {
+        let db = match self.db.get() {
+            Ok(db) => db,
+            Err(e) => {
+                return Err((
+                    at(e.into()),
+                    group.into_iter().map(Request::into_reply).collect(),
+                ))
+            }
+        };
+        let mut tx = match db.begin_write() {
             Ok(tx) => tx,
             Err(e) => {
                 return Err((
@@ -815,7 +893,11 @@ impl Writer {
         }
         if let Err(e) = tx.commit() {
             pending.extend(outcomes.into_iter().map(Outcome::into_reply));
-            return Err((at(format!("commit failed: {e}").into()), pending));
+            let failure = Failure {
+                message: format!("commit failed: {e}"),
+                ..Failure::from(e)
+            };
+            return Err((at(failure), pending));
         }
         Ok(outcomes)
     }
@@ -1552,7 +1634,12 @@ impl ChangeIndex for EmbeddedIndex {
 
     async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
         let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
-        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let tx = self
+            .db
+            .get()
+            .map_err(|e| err(&e))?
+            .begin_read()
+            .map_err(|e| err(&e))?;
         let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
         let value = table.get(name).map_err(|e| err(&e))?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -1560,7 +1647,12 @@ impl ChangeIndex for EmbeddedIndex {
 
     async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError> {
         let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
-        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let tx = self
+            .db
+            .get()
+            .map_err(|e| err(&e))?
+            .begin_read()
+            .map_err(|e| err(&e))?;
         let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
         let mut out = Vec::new();
         for item in table.range(prefix..).map_err(|e| err(&e))? {
@@ -1583,7 +1675,12 @@ impl ChangeIndex for EmbeddedIndex {
             .map_err(|_| backend(&self.location, "stats lock poisoned"))?
             .clone();
         let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
-        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let tx = self
+            .db
+            .get()
+            .map_err(|e| err(&e))?
+            .begin_read()
+            .map_err(|e| err(&e))?;
         let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
         let mut shards = Vec::with_capacity(counters.len());
         for (shard, c) in counters.iter().enumerate() {
@@ -1725,7 +1822,12 @@ impl LeaseStore for EmbeddedIndex {
 
     async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
         let err = |e: &dyn std::fmt::Display| LeaseError::Backend(e.to_string());
-        let tx = self.db.begin_read().map_err(|e| err(&e))?;
+        let tx = self
+            .db
+            .get()
+            .map_err(|e| err(&e))?
+            .begin_read()
+            .map_err(|e| err(&e))?;
         let table = tx.open_table(LEASES).map_err(|e| err(&e))?;
         let Some(v) = table.get(name).map_err(|e| err(&e))? else {
             return Ok(None);

@@ -8,6 +8,7 @@
 pub mod block;
 pub mod codec;
 pub mod conformance;
+mod db_slot;
 pub mod embedded;
 pub mod fenced;
 pub mod key;
