@@ -151,7 +151,17 @@ async fn sigkill_during_rounds_puts_every_change_in_exactly_one_object() {
     tokio::time::sleep(collector_config().lease_duration + Duration::from_millis(200)).await;
     let (index, c) = collector(dir.path(), &target_config, "final");
     for _ in 0..50 {
-        c.round().await.expect("final round");
+        match c.round().await {
+            Ok(_) => {}
+            // The 2 s lease can run out on a loaded machine (a slow fsync
+            // delays its renewal); the collector stops before its next
+            // write and the next round takes it again, as in production.
+            Err(zonelog::collector::CollectorError::LeaseLost { window }) => {
+                eprintln!("final round: lease lost at window {window}; next round");
+                continue;
+            }
+            Err(e) => panic!("final round: {e:?}"),
+        }
         if read_all(&(index.clone() as Arc<dyn ChangeIndex>))
             .await
             .is_empty()
