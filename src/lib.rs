@@ -17,6 +17,7 @@ pub mod ops;
 pub mod rados;
 pub mod record;
 pub mod sink;
+mod sink_multipart;
 pub mod status;
 #[doc(hidden)]
 pub mod testing;

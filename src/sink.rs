@@ -12,15 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use md5::{Digest as _, Md5};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{
-    BackoffConfig, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart,
+    BackoffConfig, MultipartUpload, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 use sha2::Sha256;
 
 use crate::config::TargetConfig;
+use crate::sink_multipart::KnownUpload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -51,6 +53,8 @@ pub struct Target {
     checks_etag: bool,
     /// A directory target: its store (to map names to files) and root.
     local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
+    /// An S3 target, for multipart uploads whose id zonelog keeps.
+    s3: Option<Arc<AmazonS3>>,
 }
 
 impl Target {
@@ -74,6 +78,7 @@ impl Target {
                 description: format!("directory {}", dir.display()),
                 checks_etag: false,
                 local: Some((store, root)),
+                s3: None,
             });
         }
         let endpoint = config
@@ -104,8 +109,9 @@ impl Target {
             })
             .build()
             .map_err(|e| SinkError::Config(format!("target: {e}")))?;
+        let store = Arc::new(store);
         Ok(Target {
-            store: Arc::new(store),
+            store: store.clone(),
             prefix,
             description: format!(
                 "s3 {} bucket {bucket}",
@@ -113,6 +119,7 @@ impl Target {
             ),
             checks_etag: true,
             local: None,
+            s3: Some(store),
         })
     }
 
@@ -193,6 +200,16 @@ impl Target {
             .map_err(|e| self.error(format!("GET {path}"), e))
     }
 
+    /// Aborts a multipart upload of `name` that a failed or killed round
+    /// left behind (see [`Upload::upload_id`]); one already gone is fine.
+    pub async fn abort_upload(&self, name: &str, id: &str) -> Result<(), SinkError> {
+        let Some(s3) = &self.s3 else { return Ok(()) };
+        let path = self.path(name);
+        crate::sink_multipart::abort_left_behind(s3, &path, id)
+            .await
+            .map_err(|e| self.error(format!("abort multipart upload {id} of {path}"), e))
+    }
+
     pub fn begin(&self, name: &str, threshold: usize, part_size: usize) -> Upload {
         Upload {
             target: self.clone(),
@@ -201,6 +218,7 @@ impl Target {
             part_size: part_size.max(1),
             pending: Vec::new(),
             multipart: None,
+            upload_id: None,
             size: 0,
             sha256: Sha256::new(),
             part_md5: Md5::new(),
@@ -257,6 +275,8 @@ pub struct Upload {
     part_size: usize,
     pending: Vec<u8>,
     multipart: Option<WriteMultipart>,
+    /// The S3 multipart upload's id, once there is one.
+    upload_id: Option<String>,
     size: u64,
     sha256: Sha256,
     part_md5: Md5,
@@ -289,15 +309,19 @@ impl Upload {
                 self.pending.extend_from_slice(bytes);
                 return Ok(());
             }
-            let upload = self
-                .target
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| {
-                    self.target
-                        .error(format!("start multipart upload of {}", self.path), e)
-                })?;
+            let started = match &self.target.s3 {
+                Some(s3) => KnownUpload::start(s3.clone(), self.path.clone())
+                    .await
+                    .map(|known| {
+                        self.upload_id = Some(known.id().to_string());
+                        Box::new(known) as Box<dyn MultipartUpload>
+                    }),
+                None => self.target.store.put_multipart(&self.path).await,
+            };
+            let upload = started.map_err(|e| {
+                self.target
+                    .error(format!("start multipart upload of {}", self.path), e)
+            })?;
             let mut multipart = WriteMultipart::new_with_chunk_size(upload, self.part_size);
             multipart.write(&std::mem::take(&mut self.pending));
             self.multipart = Some(multipart);
@@ -314,6 +338,12 @@ impl Upload {
             bytes = &bytes[take..];
         }
         Ok(())
+    }
+
+    /// The S3 multipart upload this object is being sent as, once it is
+    /// one: what to abort if the round does not finish it.
+    pub fn upload_id(&self) -> Option<&str> {
+        self.upload_id.as_deref()
     }
 
     /// Completes the object and checks it: size from a HEAD, and on S3 the

@@ -626,3 +626,133 @@ async fn a_directory_target_is_fsynced_before_the_trim() {
         }
     }
 }
+
+/// The multipart uploads in progress in a target bucket (ListMultipartUploads).
+async fn uploads_in_progress(zone: &common::DevZone, bucket: &str) -> usize {
+    let client = zone.admin_client();
+    let url = client.url(&format!("/{bucket}"), &[("uploads", None)]);
+    let reply = client
+        .send(
+            reqwest::Method::GET,
+            url,
+            Vec::new(),
+            "list multipart uploads",
+        )
+        .await
+        .expect("ListMultipartUploads");
+    String::from_utf8_lossy(&reply.body)
+        .matches("<UploadId>")
+        .count()
+}
+
+fn multipart_config() -> CollectorConfig {
+    CollectorConfig {
+        multipart_threshold: ByteSize::mib(1),
+        lease_duration: Duration::from_secs(2),
+        ..config(Compression::None)
+    }
+}
+
+/// The child of the test below: one round of a big window, stopped (by the
+/// test hook) once its multipart upload is under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_round_child() {
+    let Ok(spec) = std::env::var("ZLTEST_MULTIPART_CHILD") else {
+        return;
+    };
+    let (index_dir, mut target): (std::path::PathBuf, TargetConfig) =
+        serde_json::from_str(&spec).expect("child spec");
+    // Serialized as "<redacted>": the dev zone's own.
+    target.secret_key = dev_zone().map(|z| zonelog::config::Secret::new(z.admin_secret_key));
+    let index = Arc::new(
+        EmbeddedIndex::open(
+            &index_dir,
+            IndexLayout {
+                shards: 8,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .expect("open index"),
+    );
+    let target = Target::from_config(&target).expect("target");
+    collector(&index, target, multipart_config(), "multipart-child")
+        .round()
+        .await
+        .expect("round");
+}
+
+/// Issue 16, faults: a round killed (-9) in the middle of a multipart
+/// upload leaves the upload at the target; the round that resumes the
+/// window aborts it before it uploads the object again, so the target
+/// keeps no orphaned parts, and every change is in the object once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
+    let Some(zone) = dev_zone() else { return };
+    let (target_cfg, target) = fresh(&zone, "mp").await;
+    let bucket = target_cfg.bucket.clone().expect("target bucket");
+    let dir = tempfile::tempdir().expect("index dir");
+    let written = {
+        let index = open_index(&dir);
+        // About 6.7 MB of JSON: a multipart upload of two parts.
+        fill(&index, 0, 25_000).await
+    };
+    let spec = serde_json::to_string(&(dir.path(), &target_cfg)).expect("spec");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["multipart_round_child", "--exact", "--test-threads=1"])
+        .env("ZLTEST_MULTIPART_CHILD", spec)
+        .env("ZLTEST_STOP_AT", "collector-mid-multipart")
+        .stdout(std::fs::File::create(dir.path().join("child.log")).expect("child log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next());
+        if state == Some(Some('T')) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the child ended ({status}) before its multipart upload: {}",
+                std::fs::read_to_string(dir.path().join("child.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never reached its multipart upload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap");
+    assert_eq!(
+        uploads_in_progress(&zone, &bucket).await,
+        1,
+        "the killed round left its upload"
+    );
+
+    // The next leader, once the dead one's lease ran out.
+    tokio::time::sleep(multipart_config().lease_duration + Duration::from_millis(300)).await;
+    let index = open_index(&dir);
+    let report = collector(&index, target.clone(), multipart_config(), "next")
+        .round()
+        .await
+        .expect("the resuming round");
+    assert!(report.windows.iter().any(|w| w.resumed), "{report:?}");
+    assert_eq!(
+        uploads_in_progress(&zone, &bucket).await,
+        0,
+        "the abandoned upload was aborted"
+    );
+    let logs = read_logs(&target).await;
+    assert_eq!(logs.len(), written.len(), "every change once");
+    let keys: BTreeSet<(String, Option<String>)> = logs
+        .iter()
+        .map(|(_, r)| (r.key.clone(), r.version_id.clone()))
+        .collect();
+    assert_eq!(keys.len(), written.len(), "no change twice");
+}

@@ -68,7 +68,11 @@ async fn collector_child() {
     let Ok(spec) = std::env::var("ZONELOG_COLLECTOR_CHILD") else {
         return;
     };
-    let (dir, target): (String, TargetConfig) = serde_json::from_str(&spec).expect("child spec");
+    let (dir, mut target): (String, TargetConfig) =
+        serde_json::from_str(&spec).expect("child spec");
+    // A config serializes its secrets as "<redacted>": the child takes the
+    // dev zone's own (before, every child round was refused with 403).
+    target.secret_key = dev_zone().map(|z| zonelog::config::Secret::new(z.admin_secret_key));
     // Each child is a new holder: it must wait out the dead one's lease,
     // as a new leader would.
     let holder = format!("child-{}", std::process::id());

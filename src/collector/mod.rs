@@ -103,6 +103,11 @@ struct WindowPlan {
     watermark: Watermark,
     limit: u64,
     object: String,
+    /// The multipart upload of `object` in flight, recorded before its
+    /// first part: a round that does not finish it (the target went away,
+    /// a kill) leaves it to be aborted by the round that resumes the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload_id: Option<String>,
     #[serde(flatten)]
     state: WindowState,
 }
@@ -438,6 +443,7 @@ impl Collector {
                 watermark,
                 limit: self.config.max_entries_per_object.max(1),
                 object: self.object_name(number, start_ns, cutoff_ns),
+                upload_id: None,
                 state: WindowState::Planned,
             };
             keeper.check(number)?;
@@ -506,6 +512,12 @@ impl Collector {
     ) -> Result<WrittenWindow, CollectorError> {
         if plan.state == WindowState::Planned {
             keeper.check(plan.number)?;
+            if let Some(id) = plan.upload_id.take() {
+                // Before a new upload of the same name: the target keeps an
+                // abandoned upload's parts until it is aborted.
+                self.target.abort_upload(&plan.object, &id).await?;
+                tracing::info!(object = %plan.object, upload = %id, "collector: aborted the multipart upload an unfinished round left");
+            }
             plan.state = self.upload(&plan, keeper).await?;
             keeper.check(plan.number)?;
             self.store(PENDING, &plan, keeper).await?;
@@ -625,9 +637,19 @@ impl Collector {
         };
         let send = async {
             let mut chunks = chunks;
+            let mut recorded = false;
             while let Some(chunk) = chunks.recv().await {
                 keeper.check(plan.number)?;
                 upload.write(&chunk).await?;
+                if let (false, Some(id)) = (recorded, upload.upload_id()) {
+                    let with_id = WindowPlan {
+                        upload_id: Some(id.to_string()),
+                        ..plan.clone()
+                    };
+                    self.store(PENDING, &with_id, keeper).await?;
+                    recorded = true;
+                    crate::testing::stop_point("collector-mid-multipart");
+                }
             }
             Ok::<(), CollectorError>(())
         };
@@ -853,6 +875,7 @@ mod tests {
             watermark: Watermark(99),
             limit: 10,
             object: "o".into(),
+            upload_id: Some("2~abc".into()),
             state: WindowState::Uploaded {
                 count: 3,
                 first_id: "a".into(),
