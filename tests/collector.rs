@@ -681,27 +681,53 @@ async fn multipart_round_child() {
         .expect("round");
 }
 
-/// Issue 16, faults: a round killed (-9) in the middle of a multipart
-/// upload leaves the upload at the target; the round that resumes the
-/// window aborts it before it uploads the object again, so the target
-/// keeps no orphaned parts, and every change is in the object once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
+/// How the round in the middle of its multipart upload is ended.
+enum CutShort {
+    /// kill -9.
+    Kill,
+    /// The target goes away (its connections cut, as when RGW restarts)
+    /// and the stopped round continues: its part and its abort both fail.
+    TargetGone,
+}
+
+/// A child round of a big window stopped once its multipart upload is
+/// under way, then ended by `how`: the upload is left at the target. The
+/// next leader's round resumes the window and aborts that upload before it
+/// uploads the object again, so the target keeps no orphaned parts, and
+/// every change is in the object once.
+async fn a_multipart_upload_cut_short_is_aborted(how: CutShort) {
     let Some(zone) = dev_zone() else { return };
     let (target_cfg, target) = fresh(&zone, "mp").await;
     let bucket = target_cfg.bucket.clone().expect("target bucket");
+    let rgw = zone
+        .endpoint
+        .socket_addrs(|| None)
+        .expect("rgw address")
+        .into_iter()
+        .next()
+        .expect("an address");
+    let proxy = common::CutProxy::start(rgw).await;
+    let through_proxy = TargetConfig {
+        endpoint: Some(
+            format!("http://127.0.0.1:{}", proxy.port)
+                .parse()
+                .expect("proxy url"),
+        ),
+        ..target_cfg.clone()
+    };
     let dir = tempfile::tempdir().expect("index dir");
     let written = {
         let index = open_index(&dir);
         // About 6.7 MB of JSON: a multipart upload of two parts.
         fill(&index, 0, 25_000).await
     };
-    let spec = serde_json::to_string(&(dir.path(), &target_cfg)).expect("spec");
+    let spec = serde_json::to_string(&(dir.path(), &through_proxy)).expect("spec");
+    let child_log = dir.path().join("child.log");
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args(["multipart_round_child", "--exact", "--test-threads=1"])
         .env("ZLTEST_MULTIPART_CHILD", spec)
         .env("ZLTEST_STOP_AT", "collector-mid-multipart")
-        .stdout(std::fs::File::create(dir.path().join("child.log")).expect("child log"))
+        .stdout(std::fs::File::create(&child_log).expect("child log"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the child");
@@ -718,7 +744,7 @@ async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "the child ended ({status}) before its multipart upload: {}",
-                std::fs::read_to_string(dir.path().join("child.log")).unwrap_or_default()
+                std::fs::read_to_string(&child_log).unwrap_or_default()
             );
         }
         assert!(
@@ -727,12 +753,25 @@ async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap");
+    match how {
+        CutShort::Kill => child.kill().expect("SIGKILL the child"),
+        CutShort::TargetGone => {
+            proxy.cut();
+            std::process::Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status()
+                .expect("kill -CONT");
+        }
+    }
+    let status = child.wait().expect("reap");
+    let log = std::fs::read_to_string(&child_log).unwrap_or_default();
+    if matches!(how, CutShort::TargetGone) {
+        assert!(!status.success(), "the child's round fails: {log}");
+    }
     assert_eq!(
         uploads_in_progress(&zone, &bucket).await,
         1,
-        "the killed round left its upload"
+        "the cut round left its upload: {log}"
     );
 
     // The next leader, once the dead one's lease ran out.
@@ -755,4 +794,18 @@ async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
         .map(|(_, r)| (r.key.clone(), r.version_id.clone()))
         .collect();
     assert_eq!(keys.len(), written.len(), "no change twice");
+}
+
+/// Issue 16, faults: a round killed (-9) in the middle of a multipart upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_left_by_a_killed_round_is_aborted() {
+    a_multipart_upload_cut_short_is_aborted(CutShort::Kill).await;
+}
+
+/// Issue 16, faults: the target goes away in the middle of a multipart
+/// upload (as RGW restarting does to its clients), so the round fails and
+/// cannot abort the upload itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_the_target_cut_short_is_aborted_later() {
+    a_multipart_upload_cut_short_is_aborted(CutShort::TargetGone).await;
 }
