@@ -218,6 +218,7 @@ impl Target {
             part_size: part_size.max(1),
             pending: Vec::new(),
             multipart: None,
+            created: None,
             upload_id: None,
             size: 0,
             sha256: Sha256::new(),
@@ -275,6 +276,9 @@ pub struct Upload {
     part_size: usize,
     pending: Vec<u8>,
     multipart: Option<WriteMultipart>,
+    /// A multipart upload created but sent nothing yet: the caller learns
+    /// its id (and records it) before the first part goes out.
+    created: Option<Box<dyn MultipartUpload>>,
     /// The S3 multipart upload's id, once there is one.
     upload_id: Option<String>,
     size: u64,
@@ -304,7 +308,7 @@ impl Upload {
                 self.part_fill = 0;
             }
         }
-        if self.multipart.is_none() {
+        if self.multipart.is_none() && self.created.is_none() {
             if self.pending.len() + bytes.len() <= self.threshold {
                 self.pending.extend_from_slice(bytes);
                 return Ok(());
@@ -322,11 +326,18 @@ impl Upload {
                 self.target
                     .error(format!("start multipart upload of {}", self.path), e)
             })?;
-            let mut multipart = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-            multipart.write(&std::mem::take(&mut self.pending));
-            self.multipart = Some(multipart);
+            // Held until the next write: one chunk past the threshold.
+            self.created = Some(upload);
+            self.pending.extend_from_slice(bytes);
+            return Ok(());
         }
-        let multipart = self.multipart.as_mut().expect("multipart started above");
+        self.send_parts();
+        let Some(multipart) = self.multipart.as_mut() else {
+            return Err(self.target.error(
+                format!("upload part of {}", self.path),
+                "no multipart upload was started",
+            ));
+        };
         while !bytes.is_empty() {
             // Two parts in flight at most: bounded memory, steady throughput.
             multipart.wait_for_capacity(2).await.map_err(|e| {
@@ -340,8 +351,20 @@ impl Upload {
         Ok(())
     }
 
+    /// The multipart upload, sending from now on: what was held back since
+    /// it was created goes first.
+    fn send_parts(&mut self) {
+        if let Some(upload) = self.created.take() {
+            let mut multipart = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+            multipart.write(&std::mem::take(&mut self.pending));
+            self.multipart = Some(multipart);
+        }
+    }
+
     /// The S3 multipart upload this object is being sent as, once it is
-    /// one: what to abort if the round does not finish it.
+    /// one: what to abort if the round does not finish it. Known after the
+    /// write that created the upload and before any part is sent (parts
+    /// go out from the next write on).
     pub fn upload_id(&self) -> Option<&str> {
         self.upload_id.as_deref()
     }
@@ -351,6 +374,9 @@ impl Upload {
     pub async fn finish(mut self) -> Result<Uploaded, SinkError> {
         let expected_etag;
         let parts;
+        if self.created.is_some() {
+            self.send_parts();
+        }
         match self.multipart.take() {
             None => {
                 let md5 = Md5::digest(&self.pending);
@@ -421,6 +447,11 @@ impl Upload {
     /// Gives up an unfinished object (a multipart upload is aborted so the
     /// target does not keep its parts).
     pub async fn abort(mut self) {
+        if let Some(mut created) = self.created.take() {
+            if let Err(e) = created.abort().await {
+                tracing::warn!(object = %self.path, error = %e, "could not abort a multipart upload");
+            }
+        }
         if let Some(multipart) = self.multipart.take() {
             if let Err(e) = multipart.abort().await {
                 tracing::warn!(object = %self.path, error = %e, "could not abort a multipart upload");
