@@ -24,10 +24,23 @@ use zonelog::lease::{process_holder_id, LeaseStore};
 use zonelog::logfmt::{compression_of, decompressor};
 use zonelog::sink::Target;
 
+/// `zonelog --version`: what is built in, for a bug report or a fleet check.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ZONELOG_GIT_COMMIT"),
+    ")\n",
+    "index backends: embedded (redb), rados (librados)\n",
+    "capture sources: rgw (data and bucket-index logs), notify (S3 event notifications)\n",
+    "log targets: s3, directory; log compression: zstd, gzip, none\n",
+    "backup destinations: s3, directory",
+);
+
 #[derive(Parser)]
 #[command(
     name = "zonelog",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ZONELOG_GIT_COMMIT"), ")"),
+    long_version = LONG_VERSION,
     about = "A complete, ordered log of every object change in an S3 / Ceph RGW zone"
 )]
 struct Cli {

@@ -673,3 +673,39 @@ async fn a_full_index_disk_stops_capture_until_space_returns_and_loses_nothing()
         expected.len()
     );
 }
+
+/// `zonelog --version` names the version, the commit it was built from
+/// and what is built in (issue 17).
+#[test]
+fn version_names_the_commit_and_the_backends() {
+    let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .arg("--version")
+        .output()
+        .expect("zonelog --version");
+    assert!(out.status.success());
+    let text = text(&out);
+    let first = text.lines().next().unwrap_or_default();
+    let prefix = format!("zonelog {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = first
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{first}"));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert!(commit.starts_with(&head), "{commit} is not HEAD {head}"),
+        None => assert_eq!(commit, "unknown"),
+    }
+    for built_in in [
+        "index backends: embedded (redb), rados",
+        "capture sources: rgw",
+        "log targets: s3, directory",
+    ] {
+        assert!(text.contains(built_in), "{built_in:?} in {text}");
+    }
+}

@@ -1,0 +1,43 @@
+//! Puts the git commit zonelog is built from into `ZONELOG_GIT_COMMIT`, for
+//! `zonelog --version`. A build outside a git checkout (a source tarball, a
+//! package build) takes `ZONELOG_GIT_COMMIT` from the environment, or says
+//! "unknown".
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=ZONELOG_GIT_COMMIT");
+    // The commit only, no "-dirty": watching the work tree for that would
+    // rerun this (and rebuild zonelog) after every `git status`.
+    let commit = std::env::var("ZONELOG_GIT_COMMIT")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
+    // Rebuilt when HEAD moves (a commit, a checkout), not on every build:
+    // only files that exist are named, since cargo reruns a build script
+    // on every build for a path that is missing.
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let mut watched = vec![format!("{dir}/HEAD")];
+        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(format!("{dir}/{head}"));
+        }
+        watched.push(format!("{dir}/packed-refs"));
+        for path in watched {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    } else {
+        println!("cargo:rerun-if-changed=build.rs");
+    }
+    println!(
+        "cargo:rustc-env=ZONELOG_GIT_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".into())
+    );
+}
