@@ -1,6 +1,6 @@
-//! Puts the git commit zonelog is built from into `ZONELOG_GIT_COMMIT`, for
+//! Puts the git commit zonelog is built from into `BUILD_GIT_COMMIT`, for
 //! `zonelog --version`. A build outside a git checkout (a source tarball, a
-//! package build) takes `ZONELOG_GIT_COMMIT` from the environment, or says
+//! package build) takes `BUILD_GIT_COMMIT` from the environment, or says
 //! "unknown".
 
 use std::process::Command;
@@ -13,10 +13,10 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=ZONELOG_GIT_COMMIT");
+    println!("cargo:rerun-if-env-changed=BUILD_GIT_COMMIT");
     // The commit only, no "-dirty": watching the work tree for that would
     // rerun this (and rebuild zonelog) after every `git status`.
-    let commit = std::env::var("ZONELOG_GIT_COMMIT")
+    let commit = std::env::var("BUILD_GIT_COMMIT")
         .ok()
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
     // Rebuilt when HEAD moves (a commit, a checkout), not on every build:
@@ -37,7 +37,7 @@ fn main() {
         println!("cargo:rerun-if-changed=build.rs");
     }
     println!(
-        "cargo:rustc-env=ZONELOG_GIT_COMMIT={}",
+        "cargo:rustc-env=BUILD_GIT_COMMIT={}",
         commit.unwrap_or_else(|| "unknown".into())
     );
 }

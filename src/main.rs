@@ -28,7 +28,7 @@ use zonelog::sink::Target;
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("ZONELOG_GIT_COMMIT"),
+    env!("BUILD_GIT_COMMIT"),
     ")\n",
     "index backends: embedded (redb), rados (librados)\n",
     "capture sources: rgw (data and bucket-index logs), notify (S3 event notifications)\n",
@@ -39,7 +39,7 @@ const LONG_VERSION: &str = concat!(
 #[derive(Parser)]
 #[command(
     name = "zonelog",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ZONELOG_GIT_COMMIT"), ")"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")"),
     long_version = LONG_VERSION,
     about = "A complete, ordered log of every object change in an S3 / Ceph RGW zone"
 )]
