@@ -49,6 +49,10 @@ struct Snapshot {
     notify: Option<Arc<NotifyCounters>>,
     collector: Option<Arc<CollectorCounters>>,
     stats: Mutex<IndexStats>,
+    /// Whether the last scrape could read the index's statistics; when
+    /// not (a full disk, a RADOS outage), the others are still served and
+    /// the index figures are the last ones read.
+    index_readable: std::sync::atomic::AtomicBool,
 }
 
 fn now_ns() -> u64 {
@@ -222,6 +226,16 @@ impl MetricsCollector for Snapshot {
                 .oldest_time_ns()
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1e9),
         )?;
+        gauge(
+            &mut encoder,
+            "zonelog_index_readable",
+            "1 when this scrape read the index's statistics; 0 when it could not (the index figures are then the last ones read)",
+            if self.index_readable.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
         if let Some(c) = &self.collector {
             counter(
                 &mut encoder,
@@ -368,7 +382,7 @@ struct AppState {
 /// The rendered `/metrics` page.
 pub async fn render_metrics(observed: &Observed) -> Result<String, String> {
     let (registry, snapshot) = registry(observed);
-    refresh(&observed.index, &snapshot).await?;
+    refresh(&observed.index, &snapshot).await;
     encode(&registry)
 }
 
@@ -378,16 +392,27 @@ fn registry(observed: &Observed) -> (Registry, Arc<Snapshot>) {
         notify: observed.notify.clone(),
         collector: observed.collector.clone(),
         stats: Mutex::new(IndexStats::default()),
+        index_readable: std::sync::atomic::AtomicBool::new(true),
     });
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot.clone()));
     (registry, snapshot)
 }
 
-async fn refresh(index: &Arc<dyn ChangeIndex>, snapshot: &Snapshot) -> Result<(), String> {
-    let stats = index.stats().await.map_err(|e| e.to_string())?;
-    *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
-    Ok(())
+/// Reads the index's statistics for a scrape. A failure is reported by
+/// `zonelog_index_readable` and the log, not by failing the scrape: the
+/// counters matter most exactly when the index is in trouble.
+async fn refresh(index: &Arc<dyn ChangeIndex>, snapshot: &Snapshot) {
+    match index.stats().await {
+        Ok(stats) => {
+            *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+            snapshot.index_readable.store(true, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the index's statistics; serving the last ones");
+            snapshot.index_readable.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 fn encode(registry: &Registry) -> Result<String, String> {
@@ -398,10 +423,8 @@ fn encode(registry: &Registry) -> Result<String, String> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match refresh(&state.index, &state.snapshot)
-        .await
-        .and_then(|()| encode(&state.registry))
-    {
+    refresh(&state.index, &state.snapshot).await;
+    match encode(&state.registry) {
         Ok(body) => (
             StatusCode::OK,
             [(

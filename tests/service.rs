@@ -361,13 +361,15 @@ fn metric(text: &str, series: &str) -> f64 {
         .fold(0.0, |a, b| a + b)
 }
 
+/// The /metrics page, which must be served whatever state the index is in.
 async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
+    let reply = reqwest::get(format!("{base}/metrics"))
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
+        .expect("metrics");
+    let status = reply.status();
+    let text = reply.text().await.expect("metrics text");
+    assert_eq!(status, 200, "/metrics answered {status}: {text}");
+    text
 }
 
 /// Issue 16, faults: the log target is unreachable for a while (cut
