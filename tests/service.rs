@@ -273,23 +273,37 @@ async fn the_http_listener_requires_its_token_and_pages_changes() {
     assert!(run.wait().expect("wait").success());
 }
 
+/// A `zonelog run` child that is killed if the test panics before it
+/// stopped it ([`stop_run`]): a failed test must not leave a capture
+/// polling the zone under the tests that follow.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `zonelog run -c config` with its log in `log`, once `/readyz` answers;
-/// returns the child (the caller stops it: [`stop_run`]) and the HTTP base
-/// URL.
-#[allow(clippy::zombie_processes)]
+/// returns the child and the HTTP base URL.
 async fn run_until_ready(
     config: &std::path::Path,
     log: &std::path::Path,
     port: u16,
-) -> (std::process::Child, String) {
-    let mut run = Command::new(env!("CARGO_BIN_EXE_zonelog"))
-        .args(["run", "-c"])
-        .arg(config)
-        .env("ZONELOG_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("start zonelog run");
+) -> (Running, String) {
+    let run = Running(
+        Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("ZONELOG_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start zonelog run"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -300,8 +314,7 @@ async fn run_until_ready(
             }
         }
         if Instant::now() > deadline {
-            let _ = run.kill();
-            let _ = run.wait();
+            drop(run);
             panic!(
                 "never ready: {}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -311,12 +324,12 @@ async fn run_until_ready(
 }
 
 /// SIGTERM, which must exit 0; returns the run's log.
-fn stop_run(run: &mut std::process::Child, log: &std::path::Path) -> String {
+fn stop_run(run: &mut Running, log: &std::path::Path) -> String {
     Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
+        .args(["-TERM", &run.0.id().to_string()])
         .status()
         .expect("kill -TERM");
-    let exit = run.wait().expect("reap");
+    let exit = run.0.wait().expect("reap");
     let log_text = std::fs::read_to_string(log).unwrap_or_default();
     assert!(exit.success(), "SIGTERM exits 0: {exit}\n{log_text}");
     log_text
