@@ -702,13 +702,7 @@ async fn a_multipart_upload_cut_short_is_aborted(how: CutShort) {
     let Some(zone) = dev_zone() else { return };
     let (target_cfg, target) = fresh(&zone, "mp").await;
     let bucket = target_cfg.bucket.clone().expect("target bucket");
-    let rgw = zone
-        .endpoint
-        .socket_addrs(|| None)
-        .expect("rgw address")
-        .into_iter()
-        .next()
-        .expect("an address");
+    let rgw = zone.rgw_addr();
     let proxy = common::CutProxy::start(rgw).await;
     let through_proxy = TargetConfig {
         endpoint: Some(
@@ -736,12 +730,7 @@ async fn a_multipart_upload_cut_short_is_aborted(how: CutShort) {
         .expect("start the child");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().chars().next());
-        if state == Some(Some('T')) {
+        if common::is_stopped(child.id()) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {

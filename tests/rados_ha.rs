@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::target::{fresh, read_logs};
-use common::{dev_zone, put_delete_changes, spawn_put_delete_workload, unique_bucket, DevZone, S3};
+use common::{
+    dev_zone, is_stopped, put_delete_changes, spawn_put_delete_workload, unique_bucket, DevZone, S3,
+};
 use zonelog::capture::leased::{CAPTURE_LEASE, NOTIFY_LEASE};
 use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
@@ -297,17 +299,6 @@ async fn killing_the_leader_hands_over_and_loses_or_doubles_nothing() {
     sigterm(&mut survivor, "the survivor");
     assert_each_change_once(&records, written);
     eprintln!("{written} puts and their deletes, each in exactly one log object; takeover after {takeover:?}");
-}
-
-/// Whether the process is stopped (SIGSTOP): state `T` in its stat.
-fn is_stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat.rsplit_once(')')?.1.trim_start().to_string();
-            after_name.chars().next()
-        })
-        == Some('T')
 }
 
 fn last_window(value: Option<Vec<u8>>) -> u64 {

@@ -404,13 +404,7 @@ async fn a_target_down_for_a_while_loses_nothing_and_lands_everything_once() {
     );
     let bucket = unique_bucket("zlout");
     let (target_cfg, target) = fresh(&zone, "out").await;
-    let rgw = zone
-        .endpoint
-        .socket_addrs(|| None)
-        .expect("rgw address")
-        .into_iter()
-        .next()
-        .expect("an address");
+    let rgw = zone.rgw_addr();
     let proxy = CutProxy::start(rgw).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();

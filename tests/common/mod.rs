@@ -621,3 +621,23 @@ impl CutProxy {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Whether the process is stopped (SIGSTOP): state `T` in its stat.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
+        == Some('T')
+}
+
+impl DevZone {
+    /// The RGW's socket address, for a proxy in front of it.
+    pub fn rgw_addr(&self) -> std::net::SocketAddr {
+        self.endpoint
+            .socket_addrs(|| None)
+            .expect("rgw address")
+            .into_iter()
+            .next()
+            .expect("an address")
+    }
+}
