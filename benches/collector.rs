@@ -23,7 +23,7 @@ use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
 use zonelog::lease::LeaseStore;
 use zonelog::record::{Op, Provenance};
-use zonelog::sink::Target;
+use zonelog::target::Target;
 
 fn rss_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

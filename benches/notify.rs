@@ -109,7 +109,7 @@ async fn bench() {
     )
     .await
     .expect("start receiver");
-    let url = format!("http://{}/v1/events", server.local_addr);
+    let url = format!("http://{}/v1/events?token={TOKEN}", server.local_addr);
     let counters = server.counters.clone();
     let serving = tokio::spawn(server.run());
     println!(
@@ -142,13 +142,7 @@ async fn bench() {
                     let body = serde_json::to_vec(&serde_json::json!({ "Records": records }))
                         .expect("json");
                     let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .query(&[("token", TOKEN)])
-                        .body(body)
-                        .send()
-                        .await
-                        .expect("post");
+                    let response = client.post(&url).body(body).send().await.expect("post");
                     assert_eq!(response.status().as_u16(), 200);
                     let _ = response.bytes().await;
                     latencies.push(sent.elapsed());

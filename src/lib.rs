@@ -2,7 +2,8 @@
 //! object-store zone. See DESIGN.md (shared) and docs/ for the architecture.
 //!
 //! Modules follow the data flow: `capture` → `filter` → `index` (+ `lease`)
-//! → collector → log encoding → sinks → consumers (`backup`).
+//! → collector → log encoding → `target` → consumers (`backup`); `s3` is
+//! the one S3 client under the target and the backup.
 
 pub mod backup;
 pub mod capture;
@@ -16,8 +17,8 @@ pub mod logfmt;
 pub mod ops;
 pub mod rados;
 pub mod record;
-pub mod sink;
-mod sink_multipart;
+pub mod s3;
 pub mod status;
+pub mod target;
 #[doc(hidden)]
 pub mod testing;

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use futures::TryStreamExt as _;
-use object_store::ObjectStoreExt as _;
 use reqwest::Method;
 use tokio::sync::watch;
 use zonelog::capture::rgw::admin::{encode_path, SignedClient};
@@ -22,7 +20,7 @@ use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::ChangeIndex;
 use zonelog::lease::{process_holder_id, LeaseStore};
 use zonelog::logfmt::{compression_of, decompressor};
-use zonelog::sink::Target;
+use zonelog::target::Target;
 
 /// `zonelog --version`: what is built in, for a bug report or a fleet check.
 const LONG_VERSION: &str = concat!(
@@ -530,26 +528,9 @@ async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<Exi
                 println!("the target is a directory; nothing to create");
                 return Ok(ExitCode::SUCCESS);
             };
-            let client = SignedClient::new(endpoint.clone(), access, secret.clone(), &t.region)?;
-            let url = client.url(&format!("/{}", encode_path(bucket)), &[]);
-            match client
-                .send(
-                    Method::PUT,
-                    url,
-                    Vec::new(),
-                    &format!("create bucket {bucket}"),
-                )
-                .await
-            {
-                Ok(_) => println!("created bucket {bucket} on {endpoint}"),
-                Err(e)
-                    if e.to_string().contains("BucketAlreadyOwnedByYou")
-                        || e.to_string().contains("BucketAlreadyExists") =>
-                {
-                    println!("bucket {bucket} already exists on {endpoint}")
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let s3 = zonelog::s3::S3::new("target", endpoint, &t.region, access, secret.expose());
+            s3.create_bucket(bucket).await?;
+            println!("bucket {bucket} is ready on {endpoint}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {
@@ -1082,16 +1063,12 @@ async fn logs(command: LogsCommand) -> Result<ExitCode> {
     };
     let cfg = load_config(&config)?;
     let target = target(&cfg)?;
-    let prefix = object_store::path::Path::from(target.prefix());
-    let mut objects: Vec<object_store::ObjectMeta> = target
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
+    let objects = target
+        .list(target.prefix(), None)
         .await
         .with_context(|| format!("cannot list {}", target.describe()))?;
-    objects.sort_by(|a, b| a.location.cmp(&b.location));
-    for meta in objects {
-        let name = meta.location.to_string();
+    for listed in objects {
+        let name = listed.key;
         let Some(compression) = compression_of(&name) else {
             continue;
         };
@@ -1099,18 +1076,15 @@ async fn logs(command: LogsCommand) -> Result<ExitCode> {
             continue;
         }
         if !cat {
-            println!("{name}\t{}", meta.size);
+            println!("{name}\t{}", listed.size);
             continue;
         }
         // Streamed: a log object of any size passes through bounded buffers.
         let stream = target
-            .store()
-            .get(&meta.location)
+            .open_key(&name)
             .await
-            .with_context(|| format!("cannot read {name}"))?
-            .into_stream()
-            .map_err(std::io::Error::other);
-        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            .with_context(|| format!("cannot read {name}"))?;
+        let reader = tokio_util::io::SyncIoBridge::new(stream);
         tokio::task::spawn_blocking(move || -> Result<()> {
             let mut decoded = decompressor(compression, reader)?;
             std::io::copy(&mut decoded, &mut std::io::stdout().lock())

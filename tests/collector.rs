@@ -18,7 +18,7 @@ use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
 use zonelog::lease::LeaseStore;
 use zonelog::record::{ChangeRecord, Op};
-use zonelog::sink::Target;
+use zonelog::target::Target;
 
 const NOW_NS: u64 = 1_764_000_000_000_000_000;
 
@@ -561,7 +561,7 @@ async fn directory_round_child() {
     );
 }
 
-/// `object_store` writes a directory target's files without fsync. Before
+/// A directory target writes its files without fsync (a staging file renamed). Before
 /// a round trims what it wrote, the log object, its manifest and every
 /// directory from theirs up to the target's root must be fsynced, or a
 /// power loss can leave the entries trimmed and the object gone. Seen with

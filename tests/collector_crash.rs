@@ -24,7 +24,7 @@ use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
 use zonelog::lease::LeaseStore;
 use zonelog::record::Op;
-use zonelog::sink::Target;
+use zonelog::target::Target;
 
 const RUNS: u32 = 30;
 const PER_RUN: u64 = 8_000;

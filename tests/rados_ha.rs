@@ -24,7 +24,7 @@ use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
 use zonelog::lease::{LeaseStore, CONTROL_LEASE};
 use zonelog::logfmt::LogRecord;
-use zonelog::sink::Target;
+use zonelog::target::Target;
 
 const LEASE: Duration = Duration::from_secs(3);
 const PERIOD: Duration = Duration::from_secs(1);

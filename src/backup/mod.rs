@@ -8,7 +8,7 @@
 //! replays at most one batch and ends where an uninterrupted run ends.
 
 pub mod dest;
-pub mod s3;
+pub use crate::s3;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -18,15 +18,13 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt as _, TryStreamExt as _};
-use object_store::path::Path as StorePath;
-use object_store::ObjectStoreExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{BackupConfig, DeletePolicy};
 use crate::logfmt::{compression_of, decompressor, LogRecord};
 use crate::record::Op;
-use crate::sink::Target;
+use crate::target::Target;
 use dest::Destination;
 use s3::{ObjectInfo, S3Error, S3};
 
@@ -206,21 +204,19 @@ impl Backup {
     /// Log objects after `after`, oldest first (log names sort by time).
     async fn list_log_objects(&self, after: Option<&str>) -> Result<Vec<String>, BackupError> {
         let prefix = self.logs.path(&self.zone);
-        let store = self.logs.store();
-        let listing = match after {
-            Some(after) => store.list_with_offset(Some(&prefix), &StorePath::from(after)),
-            None => store.list(Some(&prefix)),
-        };
-        let mut names: Vec<String> = listing
-            .map_ok(|meta| meta.location.to_string())
-            .try_filter(|name| std::future::ready(compression_of(name).is_some()))
-            .try_collect()
+        let mut names: Vec<String> = self
+            .logs
+            .list(&prefix, after)
             .await
             .map_err(|e| BackupError::Logs {
                 target: self.logs.describe().to_string(),
                 what: "list log objects".into(),
                 reason: e.to_string(),
-            })?;
+            })?
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|name| compression_of(name).is_some())
+            .collect();
         names.sort();
         if let Some(after) = after {
             names.retain(|n| n.as_str() > after);
@@ -376,13 +372,10 @@ impl Backup {
             compression_of(name).ok_or_else(|| logs_error("read", &"not a log object name"))?;
         let stream = self
             .logs
-            .store()
-            .get(&StorePath::from(name))
+            .open_key(name)
             .await
-            .map_err(|e| logs_error("read", &e))?
-            .into_stream()
-            .map_err(std::io::Error::other);
-        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            .map_err(|e| logs_error("read", &e))?;
+        let reader = tokio_util::io::SyncIoBridge::new(stream);
         let (tx, rx) = mpsc::channel::<Result<LogRecord, BackupError>>(1024);
         let object = name.to_string();
         tokio::task::spawn_blocking(move || {

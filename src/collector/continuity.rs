@@ -16,9 +16,6 @@
 //! - every manifest names the index that wrote it (`collector/index-id`),
 //!   and a window is never uploaded over another index's object.
 
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore as _, ObjectStoreExt as _};
-
 use super::{manifest_name, Collector, CollectorError, LastWindow, Manifest, LAST};
 use crate::index::{Fence, WriteBatch};
 use crate::logfmt::compression_of;
@@ -105,16 +102,11 @@ impl Collector {
         index_id: &str,
     ) -> Result<(), CollectorError> {
         let path = self.target.path(&manifest_name(object));
-        let bytes = match self.target.store().get(&path).await {
-            Ok(got) => got
-                .bytes()
-                .await
-                .map_err(|e| self.store_error("GET", &path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(self.store_error("GET", &path, e)),
+        let Some(bytes) = self.target.read_key(&path).await? else {
+            return Ok(());
         };
         let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| self.state_error(path.as_ref(), e))?;
+            serde_json::from_slice(&bytes).map_err(|e| self.state_error(&path, e))?;
         if !manifest.index.is_empty() && manifest.index != index_id {
             return Err(CollectorError::ForeignObject {
                 target: self.target.describe().to_string(),
@@ -128,27 +120,26 @@ impl Collector {
     /// The newest log object of this zone in the target (its name below
     /// the target prefix), found by descending the newest date level.
     async fn newest_log_object(&self) -> Result<Option<String>, CollectorError> {
-        let store = self.target.store();
         let mut level = self.target.path(&self.zone);
         for _ in 0..DATE_LEVELS {
-            let listing = store
-                .list_with_delimiter(Some(&level))
-                .await
-                .map_err(|e| self.store_error("LIST", &level, e))?;
-            match listing.common_prefixes.into_iter().max() {
+            match self
+                .target
+                .list_level(&level)
+                .await?
+                .prefixes
+                .into_iter()
+                .max()
+            {
                 Some(newest) => level = newest,
                 None => return Ok(None),
             }
         }
-        let listing = store
-            .list_with_delimiter(Some(&level))
-            .await
-            .map_err(|e| self.store_error("LIST", &level, e))?;
+        let listing = self.target.list_level(&level).await?;
         let prefix = self.target.prefix();
         Ok(listing
             .objects
             .into_iter()
-            .map(|m| m.location.to_string())
+            .map(|o| o.key)
             .filter(|n| compression_of(n).is_some())
             .max()
             .map(
@@ -158,16 +149,7 @@ impl Collector {
                 },
             ))
     }
-
-    fn store_error(&self, verb: &str, at: &StorePath, e: object_store::Error) -> CollectorError {
-        CollectorError::Sink(crate::sink::SinkError::Store {
-            target: self.target.describe().to_string(),
-            what: format!("{verb} {at}"),
-            reason: e.to_string(),
-        })
-    }
 }
-
 /// The window number and cutoff of a log object name
 /// (`…/<number>_<start>_<end>.jsonl…`).
 fn parse_object_name(name: &str) -> Option<(u64, u64)> {

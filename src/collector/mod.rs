@@ -39,7 +39,7 @@ use crate::index::{
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
 use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
-use crate::sink::{SinkError, Target, Uploaded};
+use crate::target::{Target, TargetError, Uploaded};
 
 const PENDING: &str = "collector/pending";
 const LAST: &str = "collector/last";
@@ -58,7 +58,7 @@ pub enum CollectorError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Target(#[from] TargetError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error("the control lease was lost during window {window}; stopping before the next upload or trim")]

@@ -332,11 +332,9 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 /// back what was written there.
 pub mod target {
     use super::*;
-    use futures::TryStreamExt;
-    use object_store::ObjectStoreExt as _;
     use zonelog::config::{Compression, TargetConfig};
     use zonelog::logfmt::{compression_of, decode_all, LogRecord};
-    use zonelog::sink::Target;
+    use zonelog::target::Target;
 
     pub async fn fresh(zone: &DevZone, prefix: &str) -> (TargetConfig, Target) {
         let bucket = unique_bucket("zl-target");
@@ -356,14 +354,13 @@ pub mod target {
 
     /// Every object below the prefix, by name.
     pub async fn names(target: &Target) -> Vec<String> {
-        let prefix = object_store::path::Path::from(target.prefix());
         let mut names: Vec<String> = target
-            .store()
-            .list(Some(&prefix))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
+            .list(target.prefix(), None)
             .await
-            .expect("list target");
+            .expect("list target")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         names.sort();
         names
     }
@@ -377,23 +374,17 @@ pub mod target {
                 continue;
             };
             let bytes = target
-                .store()
-                .get(&object_store::path::Path::from(name.as_str()))
+                .read_key(&name)
                 .await
                 .expect("get")
-                .bytes()
-                .await
-                .expect("bytes");
+                .expect("listed object exists");
             let records = decode_all(compression, &bytes).expect("decode log object");
             let manifest_path = zonelog::collector::manifest_name(&name);
             let manifest = target
-                .store()
-                .get(&object_store::path::Path::from(manifest_path.as_str()))
+                .read_key(&manifest_path)
                 .await
-                .expect("manifest exists")
-                .bytes()
-                .await
-                .expect("manifest bytes");
+                .expect("manifest read")
+                .expect("manifest exists");
             let manifest: zonelog::collector::Manifest =
                 serde_json::from_slice(&manifest).expect("manifest JSON");
             assert_eq!(manifest.count, records.len() as u64, "{name}");

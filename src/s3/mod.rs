@@ -1,10 +1,19 @@
-//! The S3 calls of `zonelog backup`, through the AWS SDK.
+//! The one S3 client of zonelog, through the AWS SDK: the log target, the
+//! backup's source and destination, and `target create-bucket` all speak S3
+//! through it (docs/decisions.md, "One S3 client stack").
 //!
-//! The SDK, not `object_store`, because a backup must address every key
-//! S3 allows, byte for byte: `object_store` paths cannot hold control
-//! characters, empty segments (`a//b`, `dir/`) or `.`/`..` segments, and it
-//! has no version-id reads or user-metadata copy on every call we need
-//! (docs/decisions.md).
+//! The SDK, because a backup must address every key S3 allows, byte for
+//! byte (control characters, empty segments such as `a//b` or `dir/`, `.`
+//! and `..` segments), read given versions, copy user metadata, and because
+//! the collector must know its multipart uploads' ids to abort one a killed
+//! round left behind. Only the RGW admin API, which is not S3, is signed by
+//! hand (`capture::rgw::admin`).
+
+mod list;
+mod multipart;
+
+pub use list::{Level, ListedObject};
+pub use multipart::MultipartWriter;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,8 +25,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use url::Url;
 
 use crate::config::S3EndpointConfig;
@@ -298,129 +306,6 @@ impl S3 {
         }
     }
 
-    /// Writes `body` (of `info.size` bytes) with its content type and user
-    /// metadata: one PUT up to `threshold`, else a multipart upload that
-    /// holds one part in memory at a time. Returns the bytes written.
-    pub async fn put_stream(
-        &self,
-        bucket: &str,
-        key: &str,
-        info: &ObjectInfo,
-        mut body: ByteStream,
-        threshold: u64,
-        part_size: usize,
-    ) -> Result<u64, S3Error> {
-        let target = format!("{bucket}/{key}");
-        if info.size <= threshold {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| self.stream_error("GET body", target.clone(), e.to_string()))?
-                .into_bytes();
-            return self.put_bytes(bucket, key, info, bytes).await;
-        }
-        self.count();
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .set_content_type(info.content_type.clone())
-            .set_metadata(Some(info.metadata.clone()))
-            .send()
-            .await
-            .map_err(|e| self.error("create multipart upload", target.clone(), e))?;
-        let Some(upload_id) = upload.upload_id().map(str::to_string) else {
-            return Err(self.stream_error(
-                "create multipart upload",
-                target,
-                "the answer has no UploadId".into(),
-            ));
-        };
-        let result = self
-            .upload_parts(bucket, key, &upload_id, &mut body, part_size)
-            .await;
-        match result {
-            Ok(written) => Ok(written),
-            Err(e) => {
-                // Best effort: an abandoned upload only costs space until
-                // the bucket's lifecycle rule (or this abort) removes it.
-                self.count();
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn upload_parts(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        body: &mut ByteStream,
-        part_size: usize,
-    ) -> Result<u64, S3Error> {
-        let target = format!("{bucket}/{key}");
-        let mut parts = Vec::new();
-        let mut buffer = BytesMut::with_capacity(part_size);
-        let mut written = 0u64;
-        let mut finished = false;
-        while !finished {
-            match body.try_next().await {
-                Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
-                Ok(None) => finished = true,
-                Err(e) => return Err(self.stream_error("GET body", target.clone(), e.to_string())),
-            }
-            while buffer.len() >= part_size || (finished && !buffer.is_empty()) {
-                let take = buffer.len().min(part_size);
-                let part = buffer.split_to(take).freeze();
-                let number = parts.len() as i32 + 1;
-                written += part.len() as u64;
-                self.count();
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .content_length(part.len() as i64)
-                    .body(ByteStream::from(part))
-                    .send()
-                    .await
-                    .map_err(|e| self.error("upload part", target.clone(), e))?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(out.e_tag().map(str::to_string))
-                        .build(),
-                );
-            }
-        }
-        self.count();
-        self.client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.error("complete multipart upload", target, e))?;
-        Ok(written)
-    }
-
     pub async fn put_bytes(
         &self,
         bucket: &str,
@@ -503,52 +388,6 @@ impl S3 {
             .iter()
             .filter_map(|b| b.name().map(str::to_string))
             .collect())
-    }
-
-    /// One page of a bucket's listing in key order, after `start_after`;
-    /// the second value says whether more pages follow. A missing bucket
-    /// lists as empty.
-    pub async fn list_page(
-        &self,
-        bucket: &str,
-        continuation: Option<String>,
-    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
-        self.count();
-        let out = match self
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(continuation)
-            .max_keys(1000)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let err = self.error("list", bucket.to_string(), e);
-                if err.kind == S3ErrorKind::NoSuchBucket {
-                    return Ok((Vec::new(), None));
-                }
-                return Err(err);
-            }
-        };
-        let listed = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(Listed {
-                    key: o.key()?.to_string(),
-                    size: o.size().unwrap_or_default().max(0) as u64,
-                    etag: o.e_tag().unwrap_or_default().to_string(),
-                })
-            })
-            .collect();
-        let next = if out.is_truncated() == Some(true) {
-            out.next_continuation_token().map(str::to_string)
-        } else {
-            None
-        };
-        Ok((listed, next))
     }
 }
 

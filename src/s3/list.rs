@@ -1,0 +1,142 @@
+//! Listings: a bucket page by page (backup `verify`), every key below a
+//! prefix (the log objects), and one level below a prefix (`/` as the
+//! delimiter, for finding the newest log object without listing them all).
+
+use super::{Listed, S3Error, S3ErrorKind, S3};
+
+/// An object below a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One level below a prefix: the "directories" (without their trailing
+/// `/`) and the objects directly in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Level {
+    pub prefixes: Vec<String>,
+    pub objects: Vec<ListedObject>,
+}
+
+impl S3 {
+    /// One page of a bucket's listing in key order, after `start_after`;
+    /// the second value says whether more pages follow. A missing bucket
+    /// lists as empty.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        continuation: Option<String>,
+    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
+        self.count();
+        let out = match self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(continuation)
+            .max_keys(1000)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = self.error("list", bucket.to_string(), e);
+                if err.kind == S3ErrorKind::NoSuchBucket {
+                    return Ok((Vec::new(), None));
+                }
+                return Err(err);
+            }
+        };
+        let listed = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok((listed, next))
+    }
+
+    /// Every object whose key starts with `prefix`, after `start_after`,
+    /// in key order. Unlike [`S3::list_page`] a missing bucket is an
+    /// error: a log target that vanished must not read as empty.
+    pub async fn list_all(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ListedObject>, S3Error> {
+        let mut all = Vec::new();
+        let mut continuation = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_start_after(start_after.map(str::to_string))
+                .set_continuation_token(continuation)
+                .max_keys(1000)
+                .send()
+                .await
+                .map_err(|e| self.error("list", format!("{bucket}/{prefix}"), e))?;
+            all.extend(out.contents().iter().filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                })
+            }));
+            continuation = match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(token)) => Some(token.to_string()),
+                _ => return Ok(all),
+            };
+        }
+    }
+
+    /// The level directly below `prefix` (which ends in `/`, or is empty
+    /// for the bucket's top).
+    pub async fn list_level(&self, bucket: &str, prefix: &str) -> Result<Level, S3Error> {
+        let mut level = Level::default();
+        let mut continuation = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(continuation)
+                .max_keys(1000)
+                .send()
+                .await
+                .map_err(|e| self.error("list", format!("{bucket}/{prefix}"), e))?;
+            level.prefixes.extend(
+                out.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix())
+                    .map(|p| p.trim_end_matches('/').to_string()),
+            );
+            level.objects.extend(out.contents().iter().filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                })
+            }));
+            continuation = match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(token)) => Some(token.to_string()),
+                _ => return Ok(level),
+            };
+        }
+    }
+}
