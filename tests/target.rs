@@ -2,7 +2,6 @@
 //! and an S3 bucket on the dev zone) gives the collector, `zonelog logs`
 //! and backup the same answers.
 
-#[allow(dead_code)]
 mod common;
 
 use tokio::io::AsyncReadExt as _;
