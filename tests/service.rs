@@ -392,7 +392,7 @@ async fn metrics(base: &str) -> String {
 /// back every change lands, each in exactly one log object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_down_for_a_while_loses_nothing_and_lands_everything_once() {
-    use common::target::{fresh, read_logs};
+    use common::target::{fresh, read_landed_logs, read_logs};
     use common::{put_delete_changes, spawn_put_delete_workload, CutProxy};
     use std::sync::atomic::{AtomicBool, Ordering};
     let Some(zone) = dev_zone() else { return };
@@ -452,7 +452,7 @@ listen = "127.0.0.1:{port}"
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let writer = spawn_put_delete_workload(client.clone(), bucket.clone(), stop.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while read_logs(&target).await.is_empty() {
+    while read_landed_logs(&target).await.is_empty() {
         assert!(Instant::now() < deadline, "no log object before the outage");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -460,7 +460,7 @@ listen = "127.0.0.1:{port}"
     proxy.cut();
     let cut_at = Instant::now();
     let before = metrics(&base).await;
-    let objects_at_cut = read_logs(&target).await.len();
+    let objects_at_cut = read_landed_logs(&target).await.len();
     let captured = |m: &str| {
         metric(
             m,
@@ -493,7 +493,7 @@ listen = "127.0.0.1:{port}"
         metric(&late, "zonelog_index_entries")
     );
     assert!(
-        read_logs(&target).await.len() >= objects_at_cut,
+        read_landed_logs(&target).await.len() >= objects_at_cut,
         "nothing written meanwhile was lost"
     );
 
@@ -504,15 +504,17 @@ listen = "127.0.0.1:{port}"
     let written = writer.await.expect("writer");
     let expected = put_delete_changes(written);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let records = loop {
-        let records = read_logs(&target).await;
+    loop {
+        let records = read_landed_logs(&target).await;
         if records.len() >= expected.len() || Instant::now() > deadline {
-            break records;
+            break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    }
     let caught_up = restored.elapsed();
     let log_text = stop_run(&mut run, &log);
+    // Stopped: every object has its manifest now.
+    let records = read_logs(&target).await;
     assert_each_once(
         records
             .iter()

@@ -75,37 +75,25 @@ impl S3 {
         prefix: &str,
         start_after: Option<&str>,
     ) -> Result<Vec<ListedObject>, S3Error> {
-        let mut all = Vec::new();
-        let mut continuation = None;
-        loop {
-            self.count();
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_start_after(start_after.map(str::to_string))
-                .set_continuation_token(continuation)
-                .max_keys(1000)
-                .send()
-                .await
-                .map_err(|e| self.error("list", format!("{bucket}/{prefix}"), e))?;
-            all.extend(out.contents().iter().filter_map(|o| {
-                Some(ListedObject {
-                    key: o.key()?.to_string(),
-                    size: o.size().unwrap_or_default().max(0) as u64,
-                })
-            }));
-            continuation = match (out.is_truncated(), out.next_continuation_token()) {
-                (Some(true), Some(token)) => Some(token.to_string()),
-                _ => return Ok(all),
-            };
-        }
+        Ok(self
+            .list_pages(bucket, prefix, None, start_after)
+            .await?
+            .objects)
     }
 
     /// The level directly below `prefix` (which ends in `/`, or is empty
     /// for the bucket's top).
     pub async fn list_level(&self, bucket: &str, prefix: &str) -> Result<Level, S3Error> {
+        self.list_pages(bucket, prefix, Some("/"), None).await
+    }
+
+    async fn list_pages(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<Level, S3Error> {
         let mut level = Level::default();
         let mut continuation = None;
         loop {
@@ -115,7 +103,8 @@ impl S3 {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
-                .delimiter("/")
+                .set_delimiter(delimiter.map(str::to_string))
+                .set_start_after(start_after.map(str::to_string))
                 .set_continuation_token(continuation)
                 .max_keys(1000)
                 .send()

@@ -89,11 +89,13 @@ impl Directory {
     }
 }
 
-/// Every file below `dir`, as keys (`prefix` + its path below `dir`).
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<ListedObject>) -> std::io::Result<()> {
+/// What `dir` holds directly, as keys (`prefix` + the entry's name);
+/// staging files are not listed, a missing directory holds nothing.
+fn read_level(dir: &Path, prefix: &str) -> std::io::Result<Level> {
+    let mut level = Level::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(level),
         Err(e) => return Err(e),
     };
     for entry in entries {
@@ -102,16 +104,26 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ListedObject>) -> std::io::Resul
         if name.starts_with(STAGING) {
             continue;
         }
-        let key = format!("{prefix}{name}");
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            walk(&entry.path(), &format!("{key}/"), out)?;
+            level.prefixes.push(format!("{prefix}{name}"));
         } else if kind.is_file() {
-            out.push(ListedObject {
-                key,
+            level.objects.push(ListedObject {
+                key: format!("{prefix}{name}"),
                 size: entry.metadata()?.len(),
             });
         }
+    }
+    Ok(level)
+}
+
+/// Every file below `dir`, as keys (`prefix` + its path below `dir`).
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<ListedObject>) -> std::io::Result<()> {
+    let level = read_level(dir, prefix)?;
+    out.extend(level.objects);
+    for sub in level.prefixes {
+        let name = sub.rsplit('/').next().unwrap_or_default().to_string();
+        walk(&dir.join(name), &format!("{sub}/"), out)?;
     }
     Ok(())
 }
@@ -222,28 +234,7 @@ impl LogStore for Directory {
         let dir = self.dir_of(prefix)?;
         let prefix = prefix.to_string();
         blocking(dir.clone(), move || {
-            let mut level = Level::default();
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(level),
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
-                let entry = entry?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(STAGING) {
-                    continue;
-                }
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    level.prefixes.push(format!("{prefix}{name}"));
-                } else if kind.is_file() {
-                    level.objects.push(ListedObject {
-                        key: format!("{prefix}{name}"),
-                        size: entry.metadata()?.len(),
-                    });
-                }
-            }
+            let mut level = read_level(&dir, &prefix)?;
             level.prefixes.sort();
             level.objects.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(level)
