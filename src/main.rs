@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use reqwest::Method;
 use tokio::sync::watch;
 use zonelog::capture::rgw::admin::{encode_path, SignedClient};
 use zonelog::capture::rgw::{RgwAdmin, RgwCapture};
@@ -552,7 +551,7 @@ async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<Exi
                 stride: stride.max(1),
                 content,
             };
-            workload(&client, &bucket, &shape).await?;
+            workload(&client.s3("source"), &bucket, &shape).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1103,7 +1102,7 @@ struct WorkloadShape {
     content: String,
 }
 
-async fn workload(client: &SignedClient, bucket: &str, shape: &WorkloadShape) -> Result<()> {
+async fn workload(s3: &zonelog::s3::S3, bucket: &str, shape: &WorkloadShape) -> Result<()> {
     use futures::StreamExt as _;
     let WorkloadShape {
         objects,
@@ -1111,33 +1110,19 @@ async fn workload(client: &SignedClient, bucket: &str, shape: &WorkloadShape) ->
         stride,
         ref content,
     } = *shape;
-    let url = client.url(&format!("/{}", encode_path(bucket)), &[]);
-    if let Err(e) = client
-        .send(Method::PUT, url, Vec::new(), "create bucket")
-        .await
-    {
-        if !e.to_string().contains("BucketAlreadyOwnedByYou") {
-            return Err(e.into());
-        }
-    }
+    s3.create_bucket(bucket).await?;
+    let plain = zonelog::s3::ObjectInfo::default();
     let started = std::time::Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..objects)
-        .map(|n| async move {
-            let n = n * stride;
-            let key = format!("demo/{n:06}.txt");
-            let url = client.url(
-                &format!("/{}/{}", encode_path(bucket), encode_path(&key)),
-                &[],
-            );
-            client
-                .send(
-                    Method::PUT,
-                    url,
-                    format!("{content} {n}\n").into_bytes(),
-                    "put",
-                )
-                .await?;
-            Ok(())
+        .map(|n| {
+            let plain = &plain;
+            async move {
+                let n = n * stride;
+                let key = format!("demo/{n:06}.txt");
+                let body = bytes::Bytes::from(format!("{content} {n}\n"));
+                s3.put_bytes(bucket, &key, plain, body).await?;
+                Ok(())
+            }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -1146,16 +1131,14 @@ async fn workload(client: &SignedClient, bucket: &str, shape: &WorkloadShape) ->
     // A few overwrites and deletes, so the log shows more than puts.
     for n in 0..objects.min(3) {
         let key = format!("demo/{n:06}.txt");
-        let url = client.url(
-            &format!("/{}/{}", encode_path(bucket), encode_path(&key)),
-            &[],
-        );
-        client
-            .send(Method::PUT, url.clone(), b"changed\n".to_vec(), "overwrite")
-            .await?;
-        client
-            .send(Method::DELETE, url, Vec::new(), "delete")
-            .await?;
+        s3.put_bytes(
+            bucket,
+            &key,
+            &plain,
+            bytes::Bytes::from_static(b"changed\n"),
+        )
+        .await?;
+        s3.delete(bucket, &key).await?;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

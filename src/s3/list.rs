@@ -1,6 +1,7 @@
 //! Listings: a bucket page by page (backup `verify`), every key below a
 //! prefix (the log objects), and one level below a prefix (`/` as the
-//! delimiter, for finding the newest log object without listing them all).
+//! delimiter, for finding the newest log object without listing them all),
+//! and a bucket's object versions page by page (the capture's full sync).
 
 use super::{Listed, S3Error, S3ErrorKind, S3};
 
@@ -19,7 +20,79 @@ pub struct Level {
     pub objects: Vec<ListedObject>,
 }
 
+/// A listed object version or delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    /// As S3 names it: `null` for the version of an unversioned object.
+    pub version_id: Option<String>,
+    pub delete_marker: bool,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    pub etag: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// One page of `ListObjectVersions`: versions first, then delete markers,
+/// as the SDK parts them; and where the next page starts, after this key
+/// and version id (`None` at the end).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionsPage {
+    pub versions: Vec<ObjectVersion>,
+    pub next: Option<(String, Option<String>)>,
+}
+
 impl S3 {
+    /// One page of a bucket's object versions and delete markers, after
+    /// `key_marker`/`version_id_marker`. A missing bucket is an error of
+    /// kind `NoSuchBucket`.
+    pub async fn list_versions_page(
+        &self,
+        bucket: &str,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+    ) -> Result<VersionsPage, S3Error> {
+        self.count();
+        let out = self
+            .client
+            .list_object_versions()
+            .bucket(bucket)
+            .max_keys(1000)
+            .set_key_marker(key_marker.map(str::to_string))
+            .set_version_id_marker(version_id_marker.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| self.error("list versions", bucket.to_string(), e))?;
+        let versions = out.versions().iter().filter_map(|v| {
+            Some(ObjectVersion {
+                key: v.key()?.to_string(),
+                version_id: v.version_id().map(str::to_string),
+                delete_marker: false,
+                last_modified: v.last_modified().and_then(super::utc),
+                etag: v.e_tag().map(str::to_string),
+                size: v.size().map(|s| s.max(0) as u64),
+            })
+        });
+        let markers = out.delete_markers().iter().filter_map(|m| {
+            Some(ObjectVersion {
+                key: m.key()?.to_string(),
+                version_id: m.version_id().map(str::to_string),
+                delete_marker: true,
+                last_modified: m.last_modified().and_then(super::utc),
+                etag: None,
+                size: None,
+            })
+        });
+        let versions = versions.chain(markers).collect();
+        let next = match (out.is_truncated(), out.next_key_marker()) {
+            (Some(true), Some(key)) => Some((
+                key.to_string(),
+                out.next_version_id_marker().map(str::to_string),
+            )),
+            _ => None,
+        };
+        Ok(VersionsPage { versions, next })
+    }
+
     /// One page of a bucket's listing in key order, after `start_after`;
     /// the second value says whether more pages follow. A missing bucket
     /// lists as empty.

@@ -11,9 +11,11 @@
 
 mod list;
 mod multipart;
+mod notification;
 
-pub use list::{Level, ListedObject};
+pub use list::{Level, ListedObject, ObjectVersion, VersionsPage};
 pub use multipart::MultipartWriter;
+pub use notification::TopicNotification;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -83,6 +85,8 @@ pub struct ObjectInfo {
     pub version_id: Option<String>,
     pub content_type: Option<String>,
     pub metadata: HashMap<String, String>,
+    /// `Last-Modified`, whole seconds.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A listed object.
@@ -260,6 +264,7 @@ impl S3 {
                     version_id: out.version_id().map(str::to_string),
                     content_type: out.content_type().map(str::to_string),
                     metadata: out.metadata().cloned().unwrap_or_default(),
+                    last_modified: out.last_modified().and_then(utc),
                 };
                 Ok(Some((info, out.body)))
             }
@@ -279,12 +284,24 @@ impl S3 {
 
     /// An object's current state; `None` when it does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, S3Error> {
+        self.head_version(bucket, key, None).await
+    }
+
+    /// A given version's state (or the current one's); `None` when it does
+    /// not exist.
+    pub async fn head_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectInfo>, S3Error> {
         self.count();
         match self
             .client
             .head_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_string))
             .send()
             .await
         {
@@ -294,6 +311,7 @@ impl S3 {
                 version_id: out.version_id().map(str::to_string),
                 content_type: out.content_type().map(str::to_string),
                 metadata: out.metadata().cloned().unwrap_or_default(),
+                last_modified: out.last_modified().and_then(utc),
             })),
             Err(e) => {
                 let err = self.error("HEAD", format!("{bucket}/{key}"), e);
@@ -400,6 +418,11 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     fn status(&self) -> u16 {
         aws_sdk_s3::config::http::HttpResponse::status(self).as_u16()
     }
+}
+
+/// The SDK's time as chrono's; `None` outside chrono's range.
+fn utc(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
 /// An S3 ETag without its quotes.

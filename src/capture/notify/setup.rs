@@ -16,12 +16,17 @@
 //!   after a topic changes the notifications are written again;
 //! - `DELETE /BUCKET?notification=ID` removes one notification (an RGW
 //!   extension to S3); `remove-notifications` uses it to undo a setup.
+//!
+//! The S3 calls (the user's buckets, a bucket's notifications) go through
+//! the one S3 client; the SNS topic API and the `DELETE` extension, which
+//! S3 does not have, are signed by hand.
 
 use url::Url;
 
 use crate::capture::rgw::admin::{encode_path, encode_query, AdminError, SignedClient};
 use crate::config::Secret;
 use crate::filter::Filter;
+use crate::s3::{TopicNotification, S3};
 use reqwest::Method;
 
 const EVENTS: [&str; 2] = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"];
@@ -72,6 +77,7 @@ pub struct RemoveReport {
 
 pub struct NotifySetup {
     client: SignedClient,
+    s3: S3,
     topic: String,
     /// The push endpoint with the token: what RGW stores.
     endpoint: String,
@@ -92,6 +98,7 @@ impl NotifySetup {
         };
         let shown = format!("{push_endpoint}{separator}token=<redacted>");
         NotifySetup {
+            s3: client.s3("rgw"),
             client,
             topic: topic.to_string(),
             endpoint: with_token.to_string(),
@@ -151,82 +158,45 @@ impl NotifySetup {
 
     /// Buckets the keys' user owns (the ones whose notifications it may set).
     pub async fn list_buckets(&self) -> Result<Vec<String>, AdminError> {
-        let url = self.client.url("/", &[]);
-        let reply = self
-            .client
-            .send(Method::GET, url, Vec::new(), "list buckets")
-            .await?;
-        let body = String::from_utf8_lossy(&reply.body);
-        Ok(elements(&body, "Bucket")
-            .into_iter()
-            .filter_map(|b| element(b, "Name"))
-            .collect())
+        Ok(self.s3.list_buckets().await?)
     }
 
     /// Whether the bucket already sends both event families to `arn` under
     /// our notification id.
     pub async fn bucket_configured(&self, bucket: &str, arn: &str) -> Result<bool, AdminError> {
-        Ok(self.our_notification(bucket).await?.is_some_and(|c| {
-            let events: Vec<String> = elements(&c, "Event")
-                .into_iter()
-                .map(|e| unescape(e.trim()))
-                .collect();
-            element(&c, "Topic").as_deref() == Some(arn)
-                && EVENTS.iter().all(|e| events.iter().any(|x| x == e))
+        Ok(self.our_notification(bucket).await?.is_some_and(|n| {
+            n.topic_arn == arn && EVENTS.iter().all(|e| n.events.iter().any(|x| x == e))
         }))
     }
 
-    /// The bucket's notification with our id (its `TopicConfiguration`
-    /// XML), whatever topic and events it names.
-    async fn our_notification(&self, bucket: &str) -> Result<Option<String>, AdminError> {
-        let url = self.client.url(
-            &format!("/{}", encode_path(bucket)),
-            &[("notification", None)],
-        );
-        let reply = self
-            .client
-            .send(
-                Method::GET,
-                url,
-                Vec::new(),
-                &format!("get notifications of {bucket}"),
-            )
-            .await?;
-        let body = String::from_utf8_lossy(&reply.body);
-        Ok(elements(&body, "TopicConfiguration")
+    /// The bucket's notification with our id, whatever topic and events it
+    /// names.
+    async fn our_notification(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<TopicNotification>, AdminError> {
+        Ok(self
+            .s3
+            .topic_notifications(bucket)
+            .await?
             .into_iter()
-            .find(|c| element(c, "Id").as_deref() == Some(self.topic.as_str()))
-            .map(str::to_string))
+            .find(|n| n.id == self.topic))
     }
 
+    /// Adds our notification to the bucket or replaces it. RGW 16 keeps a
+    /// bucket's notifications in one RADOS object updated with a version
+    /// check, so a setup racing another one can get a 500; the S3 client
+    /// tries such a call again.
     pub async fn put_notification(&self, bucket: &str, arn: &str) -> Result<(), AdminError> {
-        let url = self.client.url(
-            &format!("/{}", encode_path(bucket)),
-            &[("notification", None)],
-        );
-        let events: String = EVENTS
-            .iter()
-            .map(|e| format!("<Event>{e}</Event>"))
-            .collect();
-        let body = format!(
-            "<NotificationConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-             <TopicConfiguration><Id>{}</Id><Topic>{}</Topic>{events}</TopicConfiguration>\
-             </NotificationConfiguration>",
-            escape(&self.topic),
-            escape(arn)
-        );
-        let what = format!("put notification on {bucket}");
-        retry(|| {
-            self.client.send_with_headers(
-                Method::PUT,
-                url.clone(),
-                &[("content-type", "application/xml")],
-                body.clone().into_bytes(),
-                &what,
-            )
-        })
-        .await
-        .map(|_| ())
+        let notification = TopicNotification {
+            id: self.topic.clone(),
+            topic_arn: arn.to_string(),
+            events: EVENTS.iter().map(|e| e.to_string()).collect(),
+        };
+        Ok(self
+            .s3
+            .put_topic_notification(bucket, &notification)
+            .await?)
     }
 
     /// Removes our notification from a bucket.
@@ -439,10 +409,10 @@ impl NotifySetup {
     }
 }
 
-/// RGW 16 keeps a tenant's topics and a bucket's notifications in single
-/// RADOS objects updated with version checks, so two setups at once (or a
-/// setup racing an operator) can get a 500 for the loser's write; it
-/// succeeds when tried again. Only transient errors are retried.
+/// RGW 16 keeps a tenant's topics in one RADOS object updated with a
+/// version check, so two setups at once (or a setup racing an operator)
+/// can get a 500 for the loser's write; it succeeds when tried again. Only
+/// transient errors are retried.
 async fn retry<F, Fut>(mut call: F) -> Result<crate::capture::rgw::admin::Reply, AdminError>
 where
     F: FnMut() -> Fut,
@@ -485,12 +455,6 @@ fn unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The first 300 bytes of a reply at most, cut at a character boundary.

@@ -63,6 +63,10 @@ pub enum AdminError {
     },
     #[error("cannot sign the request for {what}: {reason}")]
     Signing { what: String, reason: String },
+    /// An S3 call (a listing, a HEAD, a bucket's notifications), made
+    /// through the one S3 client with the same endpoint and keys.
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
 }
 
 impl AdminError {
@@ -72,6 +76,7 @@ impl AdminError {
         match self {
             AdminError::Unreachable { .. } => true,
             AdminError::Http { status, .. } => *status >= 500 || *status == 429,
+            AdminError::S3(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -120,6 +125,19 @@ impl SignedClient {
 
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// The same endpoint and keys as the one S3 client, for the S3 calls
+    /// (this client signs only what S3 has no call for: the admin API,
+    /// RGW's topics and its extensions).
+    pub fn s3(&self, role: &'static str) -> crate::s3::S3 {
+        crate::s3::S3::new(
+            role,
+            &self.endpoint,
+            &self.region,
+            &self.access_key,
+            self.secret_key.expose(),
+        )
     }
 
     /// Builds the URL for `path` (already percent-encoded) and `query`

@@ -10,6 +10,7 @@ use super::admin::{AdminError, SignedClient};
 #[derive(Clone)]
 pub struct RgwAdmin {
     client: SignedClient,
+    s3: crate::s3::S3,
 }
 
 /// One data-log entry: a bucket shard that changed.
@@ -304,11 +305,17 @@ pub const BILOG_PAGE: usize = 1000;
 
 impl RgwAdmin {
     pub fn new(client: SignedClient) -> Self {
-        RgwAdmin { client }
+        let s3 = client.s3("rgw");
+        RgwAdmin { client, s3 }
     }
 
     pub fn client(&self) -> &SignedClient {
         &self.client
+    }
+
+    /// The zone's S3 API with the same keys: listings and HEADs.
+    pub fn s3(&self) -> &crate::s3::S3 {
+        &self.s3
     }
 
     /// The number of data-log shards (128 by default).

@@ -1,40 +1,10 @@
 //! Listing a bucket's object versions (S3 `ListObjectVersions`), for a full
 //! sync: the starting point when `initial = "full"`.
 
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use chrono::Utc;
 
-use super::admin::{encode_path, AdminError, SignedClient};
 use crate::record::{ChangeRecord, Op, Provenance};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListVersionsResult {
-    #[serde(default)]
-    is_truncated: bool,
-    #[serde(default)]
-    next_key_marker: Option<String>,
-    #[serde(default)]
-    next_version_id_marker: Option<String>,
-    #[serde(default, rename = "Version")]
-    versions: Vec<ListedVersion>,
-    #[serde(default, rename = "DeleteMarker")]
-    delete_markers: Vec<ListedVersion>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListedVersion {
-    key: String,
-    #[serde(default)]
-    version_id: Option<String>,
-    #[serde(default)]
-    last_modified: Option<String>,
-    #[serde(default, rename = "ETag")]
-    etag: Option<String>,
-    #[serde(default)]
-    size: Option<u64>,
-}
+use crate::s3::{ObjectVersion, S3ErrorKind, S3};
 
 /// Where a listing continues: after this key and version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,69 +33,63 @@ impl ListPosition {
 }
 
 /// One page of a bucket's versions as change records, and where the next
-/// page starts (`None` at the end).
+/// page starts (`None` at the end). A bucket gone meanwhile lists as empty.
 pub async fn list_page(
-    client: &SignedClient,
+    s3: &S3,
     bucket: &str,
     after: Option<&ListPosition>,
     reason: &str,
-) -> Result<(Vec<ChangeRecord>, Option<ListPosition>), AdminError> {
-    let mut query: Vec<(&str, Option<&str>)> = vec![("versions", None), ("max-keys", Some("1000"))];
-    if let Some(p) = after {
-        query.push(("key-marker", Some(p.key.as_str())));
-        if !p.version_id.is_empty() {
-            query.push(("version-id-marker", Some(p.version_id.as_str())));
-        }
-    }
-    let url = client.url(&format!("/{}", encode_path(bucket)), &query);
-    let what = format!("listing of bucket {bucket}");
-    let reply = client
-        .send(reqwest::Method::GET, url, Vec::new(), &what)
-        .await?;
-    let text = String::from_utf8_lossy(&reply.body);
-    let page: ListVersionsResult =
-        quick_xml::de::from_str(&text).map_err(|e| AdminError::Decode {
-            endpoint: client.endpoint().to_string(),
-            what: what.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut records = Vec::with_capacity(page.versions.len() + page.delete_markers.len());
-    let listed = page.versions.into_iter().map(|v| (v, Op::Put)).chain(
-        page.delete_markers
-            .into_iter()
-            .map(|v| (v, Op::DeleteMarker)),
-    );
-    for (v, op) in listed {
-        let time = v
-            .last_modified
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(Utc::now);
-        // "null" is S3's name for the version of an unversioned object.
-        let version_id = v.version_id.filter(|id| id != "null" && !id.is_empty());
-        records.push(ChangeRecord {
-            bucket: bucket.to_string(),
-            key: v.key,
-            version_id,
-            op,
-            time,
-            size: (op == Op::Put).then_some(v.size).flatten(),
-            etag: v.etag.map(|e| e.trim_matches('"').to_string()),
-            mtime: (op == Op::Put).then_some(time),
-            source: Provenance::Listing {
-                reason: reason.to_string(),
-            },
-        });
-    }
-    let next = match (page.is_truncated, page.next_key_marker) {
-        (true, Some(key)) => Some(ListPosition {
-            key,
-            version_id: page.next_version_id_marker.unwrap_or_default(),
-        }),
-        _ => None,
+) -> Result<(Vec<ChangeRecord>, Option<ListPosition>), crate::s3::S3Error> {
+    let (key_marker, version_marker) = match after {
+        Some(p) => (
+            Some(p.key.as_str()),
+            Some(p.version_id.as_str()).filter(|v| !v.is_empty()),
+        ),
+        None => (None, None),
     };
+    let page = match s3
+        .list_versions_page(bucket, key_marker, version_marker)
+        .await
+    {
+        Ok(page) => page,
+        Err(e) if e.kind == S3ErrorKind::NoSuchBucket => return Ok((Vec::new(), None)),
+        Err(e) => return Err(e),
+    };
+    let records = page
+        .versions
+        .into_iter()
+        .map(|v| record_of(bucket, v, reason))
+        .collect();
+    let next = page.next.map(|(key, version_id)| ListPosition {
+        key,
+        version_id: version_id.unwrap_or_default(),
+    });
     Ok((records, next))
+}
+
+/// A listed version as the change that made it.
+fn record_of(bucket: &str, v: ObjectVersion, reason: &str) -> ChangeRecord {
+    let op = if v.delete_marker {
+        Op::DeleteMarker
+    } else {
+        Op::Put
+    };
+    let time = v.last_modified.unwrap_or_else(Utc::now);
+    // "null" is S3's name for the version of an unversioned object.
+    let version_id = v.version_id.filter(|id| id != "null" && !id.is_empty());
+    ChangeRecord {
+        bucket: bucket.to_string(),
+        key: v.key,
+        version_id,
+        op,
+        time,
+        size: (op == Op::Put).then_some(v.size).flatten(),
+        etag: v.etag.map(|e| e.trim_matches('"').to_string()),
+        mtime: (op == Op::Put).then_some(time),
+        source: Provenance::Listing {
+            reason: reason.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -143,17 +107,46 @@ mod tests {
     }
 
     #[test]
-    fn parses_versions_and_delete_markers_interleaved() {
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
-<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextKeyMarker>obj</NextKeyMarker><NextVersionIdMarker>v1</NextVersionIdMarker>
-<DeleteMarker><Key>obj</Key><VersionId>dm</VersionId><IsLatest>true</IsLatest><LastModified>2026-11-25T10:44:36.165Z</LastModified></DeleteMarker>
-<Version><Key>obj</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest><LastModified>2026-11-25T10:44:36.154Z</LastModified><ETag>"abc"</ETag><Size>2</Size><StorageClass>STANDARD</StorageClass></Version>
-<Version><Key>plain</Key><VersionId>null</VersionId><IsLatest>true</IsLatest><LastModified>2026-11-25T10:44:36.100Z</LastModified><ETag>"def"</ETag><Size>1</Size></Version>
-</ListVersionsResult>"#;
-        let page: ListVersionsResult = quick_xml::de::from_str(xml).unwrap();
-        assert!(page.is_truncated);
-        assert_eq!(page.versions.len(), 2);
-        assert_eq!(page.delete_markers.len(), 1);
-        assert_eq!(page.versions[1].version_id.as_deref(), Some("null"));
+    fn a_listed_version_becomes_its_change() {
+        let time = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:44:36.154Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let version = ObjectVersion {
+            key: "obj".into(),
+            version_id: Some("v2".into()),
+            delete_marker: false,
+            last_modified: Some(time),
+            etag: Some("\"abc\"".into()),
+            size: Some(2),
+        };
+        let put = record_of("b", version.clone(), "full");
+        assert_eq!(put.op, Op::Put);
+        assert_eq!(put.version_id.as_deref(), Some("v2"));
+        assert_eq!((put.size, put.etag.as_deref()), (Some(2), Some("abc")));
+        assert_eq!((put.time, put.mtime), (time, Some(time)));
+
+        let unversioned = record_of(
+            "b",
+            ObjectVersion {
+                version_id: Some("null".into()),
+                ..version.clone()
+            },
+            "full",
+        );
+        assert_eq!(unversioned.version_id, None);
+
+        let marker = record_of(
+            "b",
+            ObjectVersion {
+                version_id: Some("dm".into()),
+                delete_marker: true,
+                etag: None,
+                size: None,
+                ..version
+            },
+            "full",
+        );
+        assert_eq!(marker.op, Op::DeleteMarker);
+        assert_eq!((marker.size, marker.mtime), (None, None));
     }
 }

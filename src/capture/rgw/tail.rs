@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use reqwest::Method;
 use tokio::sync::watch;
 
-use super::admin::{encode_path, AdminError};
+use super::admin::AdminError;
 use super::api::RgwAdmin;
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
@@ -34,6 +33,7 @@ use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
 use crate::index::{ChangeIndex, IndexError, WriteBatch};
 use crate::record::{ChangeRecord, Op};
+use crate::s3::S3ErrorKind;
 
 const INITIALIZED: &str = "rgw/initialized";
 pub(super) const BILOG_PREFIX: &str = "rgw/bilog/";
@@ -572,12 +572,9 @@ impl RgwCapture {
         let reason = "initial = \"full\": every object version at the first start";
         tracing::info!(bucket = %bucket, resumed = position.is_some(), "rgw capture: full sync of a bucket: listing all object versions");
         loop {
-            let (records, next) =
-                match list_page(self.admin.client(), bucket, position.as_ref(), reason).await {
-                    Ok(page) => page,
-                    Err(AdminError::NotFound { .. }) => (Vec::new(), None),
-                    Err(e) => return Err(e.into()),
-                };
+            let (records, next) = list_page(self.admin.s3(), bucket, position.as_ref(), reason)
+                .await
+                .map_err(AdminError::from)?;
             let mut batch = WriteBatch::new();
             for record in records {
                 if self.filter.matches(&record.bucket, &record.key) {
@@ -1020,33 +1017,22 @@ impl RgwCapture {
         if !matches!(record.op, Op::Put | Op::Metadata) {
             return Ok(());
         }
-        let client = self.admin.client();
-        let path = format!(
-            "/{}/{}",
-            encode_path(&record.bucket),
-            encode_path(&record.key)
-        );
-        let query: Vec<(&str, Option<&str>)> = match &record.version_id {
-            Some(v) => vec![("versionId", Some(v.as_str()))],
-            None => Vec::new(),
-        };
-        let url = client.url(&path, &query);
-        let what = format!("HEAD {}/{}", record.bucket, record.key);
-        let reply = match client.send(Method::HEAD, url, Vec::new(), &what).await {
-            Ok(r) => r,
-            Err(AdminError::NotFound { .. }) => return Ok(()),
-            Err(AdminError::Http { status: 404, .. }) => return Ok(()),
+        let head = self
+            .admin
+            .s3()
+            .head_version(&record.bucket, &record.key, record.version_id.as_deref())
+            .await;
+        let info = match head {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(()),
             // Another user's object: the record stands without the fields.
-            Err(e @ AdminError::Http { status: 403, .. }) => {
+            Err(e) if e.kind == S3ErrorKind::Denied => {
                 tracing::warn!(bucket = %record.bucket, error = %e, "rgw capture: enrich refused; record kept without size and etag");
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(AdminError::from(e).into()),
         };
-        let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok());
-        let mtime = header("last-modified")
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.with_timezone(&chrono::Utc));
+        let mtime = info.last_modified;
         // Without a version id the HEAD answers whatever is current now.
         // The change's time is its object's mtime; a Last-Modified (whole
         // seconds) of another second is another object, whose size and
@@ -1057,8 +1043,8 @@ impl RgwCapture {
             self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        record.size = header("content-length").and_then(|v| v.parse().ok());
-        record.etag = header("etag").map(|v| v.trim_matches('"').to_string());
+        record.size = Some(info.size);
+        record.etag = info.etag.map(|v| v.trim_matches('"').to_string());
         record.mtime = mtime;
         Ok(())
     }
