@@ -555,6 +555,16 @@ pub struct LogConfig {
     pub level: String,
 }
 
+impl LogConfig {
+    /// `level` as a filter: a default level and levels per target
+    /// (`info,zonelog::capture=debug`).
+    pub fn filter(
+        &self,
+    ) -> Result<tracing_subscriber::filter::Targets, tracing_subscriber::filter::ParseError> {
+        self.level.parse()
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -686,6 +696,15 @@ impl Config {
     /// filters that could never match.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_name("zone", &self.zone)?;
+        if let Err(e) = self.log.filter() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not a log filter ({e}); write LEVEL or TARGET=LEVEL, comma-separated, e.g. \"info,zonelog=debug\"",
+                    self.log.level
+                ),
+            ));
+        }
         let http_token = self.http.token.as_ref().filter(|t| !t.is_empty());
         if http_token.is_none() && !self.http.listen.ip().is_loopback() {
             return Err(invalid(

@@ -272,23 +272,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZONELOG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+fn init_logging(format: LogFormat, filter: tracing_subscriber::filter::Targets) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
     };
 }
 
 fn load_config(path: &Path) -> Result<Config> {
     let cfg =
         Config::load(path).with_context(|| format!("invalid configuration {}", path.display()))?;
-    init_logging(cfg.log.format, &cfg.log.level);
+    // ZONELOG_LOG overrides the configured filter for one run.
+    let filter = match std::env::var("ZONELOG_LOG") {
+        Ok(directives) => directives
+            .parse()
+            .with_context(|| format!("ZONELOG_LOG={directives:?} is not a log filter"))?,
+        Err(_) => cfg.log.filter()?,
+    };
+    init_logging(cfg.log.format, filter);
     Ok(cfg)
 }
 

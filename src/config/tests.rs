@@ -395,3 +395,16 @@ fn an_http_listener_beyond_loopback_needs_a_token() {
     let local = format!("{GOOD}\n[http]\nlisten = \"[::1]:9464\"\n");
     assert!(load(&local).is_ok());
 }
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_named() {
+    for good in ["info", "warn,zonelog=debug", "zonelog::capture=trace"] {
+        let c = load(&format!("{GOOD}\n[log]\nlevel = \"{good}\"\n")).unwrap();
+        assert!(c.log.filter().is_ok(), "{good}");
+    }
+    let err = error_of(&format!("{GOOD}\n[log]\nlevel = \"zonelog=loud\"\n"));
+    assert!(
+        err.contains("log.level") && err.contains("zonelog=loud"),
+        "{err}"
+    );
+}
