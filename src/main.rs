@@ -134,6 +134,11 @@ enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
+    /// Print the shell completion script for SHELL (the Debian package
+    /// installs bash, zsh and fish ones).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), generated from this command line.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -270,6 +275,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `zonelog completions SHELL` (`Some`) and `zonelog man` (`None`):
+/// generated from the command definitions, so they follow the CLI.
+fn print_cli_docs(shell: Option<clap_complete::Shell>) -> Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut text = Vec::new();
+    match shell {
+        Some(shell) => clap_complete::generate(shell, &mut cmd, "zonelog", &mut text),
+        None => clap_mangen::Man::new(cmd).render(&mut text)?,
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat, filter: tracing_subscriber::filter::Targets) {
@@ -518,6 +539,8 @@ async fn dispatch(command: Command, held: Option<HeldStopSignals>) -> Result<Exi
             command: RgwCommand::RemoveNotifications { config, dry_run },
         } => remove_notifications(&load_config(&config)?, dry_run).await,
         Command::Logs { command } => logs(command).await,
+        Command::Completions { shell } => print_cli_docs(Some(shell)),
+        Command::Man => print_cli_docs(None),
         Command::Backup { config, once } => backup(&load_config(&config)?, once).await,
         Command::Verify { config, bucket } => verify(&load_config(&config)?, bucket).await,
         Command::Target {

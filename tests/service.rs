@@ -720,3 +720,38 @@ fn version_names_the_commit_and_the_backends() {
         assert!(text.contains(built_in), "{built_in:?} in {text}");
     }
 }
+
+/// `zonelog man` and `zonelog completions SHELL` print what the Debian
+/// package installs: a man page naming the subcommands and a completion
+/// script per shell (issue 17).
+#[test]
+fn man_page_and_completions_come_from_the_command_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+            .args(args)
+            .output()
+            .expect("zonelog runs");
+        assert!(out.status.success(), "zonelog {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let man = run(&["man"]);
+    assert!(man.starts_with(".ie"), "roff: {man:.200}");
+    assert!(man.contains(".TH zonelog 1"), "{man:.400}");
+    for subcommand in ["run", "config", "backup", "completions"] {
+        assert!(man.contains(subcommand), "{subcommand} in {man}");
+    }
+    for (shell, marker) in [
+        ("bash", "complete -F _zonelog"),
+        ("zsh", "#compdef zonelog"),
+        ("fish", "complete -c zonelog"),
+    ] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script:.300}");
+        assert!(script.contains("backup"), "{shell}: {script:.300}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("zonelog runs");
+    assert!(!out.status.success());
+}

@@ -408,3 +408,30 @@ fn a_log_filter_that_does_not_parse_is_named() {
         "{err}"
     );
 }
+
+/// The Debian package's /etc/zonelog/zonelog.toml checks as shipped, and
+/// the secrets go in through the environment (/etc/zonelog/env).
+#[test]
+fn the_packaged_config_loads_and_takes_secrets_from_the_environment() {
+    let path = "packaging/deb/zonelog.toml";
+    let text = std::fs::read_to_string(path).expect("packaged config exists");
+    let c = load(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(c.index.backend, IndexBackend::Embedded);
+    assert_eq!(c.index.path, Path::new("/var/lib/zonelog/index"));
+    assert!(c.http.listen.ip().is_loopback());
+    let c = load_env(
+        &text,
+        &[
+            ("ZONELOG_SOURCES__RGW__SECRET_KEY", "rgw-secret"),
+            ("ZONELOG_TARGET__SECRET_KEY", "target-secret"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{path} with secrets from the environment: {e}"));
+    let rgw = c.sources.rgw.as_ref().expect("[sources.rgw]");
+    assert_eq!(rgw.secret_key.expose(), "rgw-secret");
+    let target = c.target.as_ref().expect("[target]");
+    assert_eq!(
+        target.secret_key.as_ref().map(Secret::expose),
+        Some("target-secret")
+    );
+}
