@@ -22,12 +22,15 @@ fn main() {
     // Rebuilt when HEAD moves (a commit, a checkout), not on every build:
     // only files that exist are named, since cargo reruns a build script
     // on every build for a path that is missing.
-    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        let mut watched = vec![format!("{dir}/HEAD")];
+    // `--git-path`, not `--git-dir`: in a worktree HEAD is the worktree's
+    // own, while branch refs and packed-refs live in the shared directory.
+    let git_path = |name: &str| git(&["rev-parse", "--git-path", name]);
+    if let Some(head_file) = git_path("HEAD") {
+        let mut watched = vec![head_file];
         if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watched.push(format!("{dir}/{head}"));
+            watched.extend(git_path(&head));
         }
-        watched.push(format!("{dir}/packed-refs"));
+        watched.extend(git_path("packed-refs"));
         for path in watched {
             if std::path::Path::new(&path).exists() {
                 println!("cargo:rerun-if-changed={path}");
