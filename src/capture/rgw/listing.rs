@@ -84,7 +84,7 @@ fn record_of(bucket: &str, v: ObjectVersion, reason: &str) -> ChangeRecord {
         op,
         time,
         size: (op == Op::Put).then_some(v.size).flatten(),
-        etag: v.etag.map(|e| e.trim_matches('"').to_string()),
+        etag: v.etag.map(|e| crate::s3::bare_etag(&e).to_string()),
         mtime: (op == Op::Put).then_some(time),
         source: Provenance::Listing {
             reason: reason.to_string(),

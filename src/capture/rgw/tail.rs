@@ -1044,7 +1044,10 @@ impl RgwCapture {
             return Ok(());
         }
         record.size = Some(info.size);
-        record.etag = info.etag.map(|v| v.trim_matches('"').to_string());
+        record.etag = info
+            .etag
+            .as_deref()
+            .map(|v| crate::s3::bare_etag(v).to_string());
         record.mtime = mtime;
         Ok(())
     }
