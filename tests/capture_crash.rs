@@ -29,6 +29,43 @@ impl Rng {
     }
 }
 
+/// A random generator seeded from the clock; the seed is printed so that a
+/// failing run can be told apart.
+fn seeded_rng(what: &str) -> Rng {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    eprintln!("{what} seed {seed}");
+    Rng(seed | 1)
+}
+
+/// Starts `zonelog run -c config`, its log (warnings) to `stderr`.
+fn start_run(config: &std::path::Path, stderr: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("ZONELOG_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start zonelog run")
+}
+
+/// The capture's index in `dir/index`, opened once the run has stopped.
+fn open_index(dir: &std::path::Path) -> Arc<dyn ChangeIndex> {
+    Arc::new(
+        EmbeddedIndex::open(
+            &dir.join("index"),
+            IndexLayout {
+                shards: 8,
+                mode: IndexMode::EveryWrite,
+            },
+        )
+        .expect("open index"),
+    )
+}
+
 async fn wait_ready(port: u16) {
     let ready_url = format!("http://127.0.0.1:{port}/readyz");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -82,34 +119,19 @@ async fn sigkill_during_capture_loses_and_doubles_nothing() {
     let Some(zone) = dev_zone() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let bucket = unique_bucket("zlkill");
-    let index_dir = dir.path().join("index");
     let port = common::free_port();
     let config = capture_config(
         &zone,
         dir.path(),
         &format!("buckets = [\"{bucket}\"]"),
         port,
+        "",
     );
     let client = zone.admin_client();
     S3(&client).create_bucket(&bucket).await;
 
-    let start = |rng: &mut Rng| {
-        let _ = rng;
-        Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("ZONELOG_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start zonelog run")
-    };
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    eprintln!("capture crash test seed {seed}");
-    let mut rng = Rng(seed | 1);
+    let start = |_: &mut Rng| start_run(&config, Stdio::null());
+    let mut rng = seeded_rng("capture crash test");
     // The first start records the positions; the workload begins once the
     // service says it is ready.
     let mut child = start(&mut rng);
@@ -135,16 +157,7 @@ async fn sigkill_during_capture_loses_and_doubles_nothing() {
     let status = stop_child(&mut child, false);
     assert!(status.success(), "zonelog run exits 0 on SIGTERM: {status}");
 
-    let index: Arc<dyn ChangeIndex> = Arc::new(
-        EmbeddedIndex::open(
-            &index_dir,
-            IndexLayout {
-                shards: 8,
-                mode: IndexMode::EveryWrite,
-            },
-        )
-        .expect("open index"),
-    );
+    let index = open_index(dir.path());
     let mut seen: BTreeMap<(String, String), u32> = BTreeMap::new();
     for e in read_all(&index).await {
         *seen
@@ -166,17 +179,19 @@ async fn sigkill_during_capture_loses_and_doubles_nothing() {
     eprintln!("{RUNS} stops (SIGKILL and SIGTERM); {written} puts and their deletes, each in the index exactly once");
 }
 
-/// Writes the config of a capture whose `[filter]` is `filter` (one TOML
-/// line), with its index in `dir/index`.
 /// Buckets written at once at the end, and puts into each.
 const BURST_BUCKETS: usize = 50;
 const BURST_PUTS: usize = 4;
 
+/// Writes the config of a capture whose `[filter]` is `filter` (one TOML
+/// line) and whose `[sources.rgw]` has `rgw_extra` (TOML lines) besides
+/// the zone's endpoint and keys, with its index in `dir/index`.
 fn capture_config(
     zone: &common::DevZone,
     dir: &std::path::Path,
     filter: &str,
     port: u16,
+    rgw_extra: &str,
 ) -> std::path::PathBuf {
     let config = dir.join("zonelog.toml");
     std::fs::write(
@@ -188,6 +203,7 @@ endpoint = "{endpoint}"
 access_key = "{ak}"
 secret_key = "{sk}"
 poll_interval = "100ms"
+{rgw_extra}
 [filter]
 {filter}
 [index]
@@ -227,6 +243,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
         dir.path(),
         &format!("bucket_prefixes = [\"{prefix}\"]"),
         port,
+        "",
     );
     let log_path = dir.path().join("zonelog.log");
     let start = || {
@@ -235,14 +252,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
             .append(true)
             .open(&log_path)
             .expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("ZONELOG_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start zonelog run")
+        start_run(&config, log.into())
     };
     let log_tail = || {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -364,12 +374,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
             .await;
         })
     };
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    eprintln!("lifecycle crash test seed {seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = seeded_rng("lifecycle crash test");
     let mut run = 0;
     while !events.is_finished() || run < 10 {
         std::thread::sleep(Duration::from_millis(100 + rng.next() % 1500));
@@ -395,16 +400,7 @@ async fn sigkill_through_reshard_removal_and_bursts_loses_and_doubles_nothing() 
         std::thread::sleep(Duration::from_secs(8));
         assert!(stop_child(&mut child, false).success(), "SIGTERM exits 0");
 
-        let index: Arc<dyn ChangeIndex> = Arc::new(
-            EmbeddedIndex::open(
-                &dir.path().join("index"),
-                IndexLayout {
-                    shards: 8,
-                    mode: IndexMode::EveryWrite,
-                },
-            )
-            .expect("open index"),
-        );
+        let index = open_index(dir.path());
         // (bucket, key, op) → records from the logs, and from listings.
         let mut logged: BTreeMap<(String, String, String), u32> = BTreeMap::new();
         let mut listed: BTreeMap<(String, String), u32> = BTreeMap::new();
@@ -536,16 +532,8 @@ async fn sigkill_during_a_full_listing_loses_and_doubles_nothing() {
         dir.path(),
         &format!("buckets = [\"{bucket}\"]"),
         port,
+        "initial = \"full\"",
     );
-    let text = std::fs::read_to_string(&config).expect("read config");
-    std::fs::write(
-        &config,
-        text.replace(
-            "poll_interval = \"100ms\"",
-            "poll_interval = \"100ms\"\ninitial = \"full\"",
-        ),
-    )
-    .expect("write config");
     let client = zone.admin_client();
     S3(&client).create_bucket(&bucket).await;
     let mut keys: Vec<String> = (0..3500).map(|n| format!("obj/{n:05}")).collect();
@@ -571,22 +559,8 @@ async fn sigkill_during_a_full_listing_loses_and_doubles_nothing() {
         })
         .await;
 
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_zonelog"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("ZONELOG_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start zonelog run")
-    };
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    eprintln!("listing crash test seed {seed}");
-    let mut rng = Rng(seed | 1);
+    let start = || start_run(&config, Stdio::null());
+    let mut rng = seeded_rng("listing crash test");
     let mut child = start();
     for _ in 0..6 {
         std::thread::sleep(Duration::from_millis(150 + rng.next() % 600));
@@ -598,16 +572,7 @@ async fn sigkill_during_a_full_listing_loses_and_doubles_nothing() {
     let status = stop_child(&mut child, false);
     assert!(status.success(), "zonelog run exits 0 on SIGTERM: {status}");
 
-    let index: Arc<dyn ChangeIndex> = Arc::new(
-        EmbeddedIndex::open(
-            &dir.path().join("index"),
-            IndexLayout {
-                shards: 8,
-                mode: IndexMode::EveryWrite,
-            },
-        )
-        .expect("open index"),
-    );
+    let index = open_index(dir.path());
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for e in read_all(&index).await {
         *seen.entry(e.record.key).or_default() += 1;
