@@ -1750,3 +1750,65 @@ async fn rgw_restarted_during_polls_loses_and_doubles_nothing() {
         zone.release
     );
 }
+
+/// A tag change logs a `write` stamped with the object's old mtime (Reef,
+/// or the old mtime + 1 ns on Squid and Tentacle): the changes logged
+/// before it in the page must keep their own times, not be pulled back to
+/// that old one (Pacific stamps the tag write "now").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_change_stamped_with_an_old_mtime_does_not_pull_earlier_times_back() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    // One bilog shard, so the put and the tag change share a page.
+    let bucket = "zonelog-unsharded-a";
+    let tag = unique_bucket("zltag");
+    let (old, new) = (format!("{tag}-old"), format!("{tag}-new"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &bucket_filter(bucket));
+    cap.poll_once().await.expect("first poll");
+    s3.put(bucket, &old, b"o").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_new = chrono::Utc::now();
+    s3.put(bucket, &new, b"n").await;
+    s3.tag(bucket, &old).await;
+    // Three records: both puts and the tag change (a `put` until issue 19).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        cap.poll_once().await.expect("poll");
+        let records: Vec<_> = read_all(&index)
+            .await
+            .into_iter()
+            .map(|e| e.record)
+            .filter(|r| r.key.starts_with(&tag))
+            .collect();
+        if records.len() >= 3 {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: {records:?}",
+            zone.release
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let new_time = records
+        .iter()
+        .find(|r| r.key == new)
+        .unwrap_or_else(|| panic!("no record of {new}: {records:?}"))
+        .time;
+    // 50 ms for the clocks of this process and radosgw (same machine).
+    assert!(
+        new_time >= before_new - chrono::Duration::milliseconds(50),
+        "Ceph {}: the put of {new} made at or after {before_new} was given {new_time}",
+        zone.release
+    );
+    let times: Vec<_> = records.iter().map(|r| r.time).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "Ceph {}: times out of log order: {records:?}",
+        zone.release
+    );
+}

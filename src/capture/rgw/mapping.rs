@@ -95,45 +95,68 @@ fn stamps_removed_mtime(entry: &BilogEntry) -> bool {
     matches!(entry.op.as_str(), "del" | "unlink_instance")
 }
 
+/// Which entries of a page carry the time of their own change. A removal
+/// does not (above), and neither does an entry stamped earlier than an
+/// entry before it in the log: on Reef and later a tag, ACL or retention
+/// change logs a `write` stamped with the object's old mtime (+ 1 ns on
+/// Squid and Tentacle), long before the op. Trusting that stamp would pull
+/// the changes logged before it back in time; a daemon whose clock is
+/// behind looks the same and is handled the same way.
+fn carries_own_time(entries: &[BilogEntry]) -> Vec<bool> {
+    // Every complete entry's stamp, a removal's too (the removed object
+    // existed then), is a time the entries after it cannot precede.
+    let mut latest: Option<DateTime<Utc>> = None;
+    entries
+        .iter()
+        .map(|entry| {
+            if entry.state != "complete" {
+                return false;
+            }
+            let stamp = entry_time(entry);
+            let in_order = latest.is_none_or(|l| stamp >= l);
+            latest = latest.max(Some(stamp));
+            in_order && !stamps_removed_mtime(entry)
+        })
+        .collect()
+}
+
 /// The change time of each entry of one page of a shard's log, in order.
-/// A write, a version link or a delete marker carries its own time. A
-/// removal happened after what it removed and before the next entry of
-/// the shard, so it gets the time of the next entry that carries its own,
-/// or `now` (when we read it) when none follows: never before an earlier
-/// change of its key, never after a later one, whatever the clocks say.
-/// Within one key, time order is then the log's order.
+/// An entry that carries its own time (see [`carries_own_time`]) gets it.
+/// Any other change happened after the entries before it and before the
+/// next entry of the shard, so it gets the time of the next entry that
+/// carries its own, or `now` (when we read it) when none follows: never
+/// before an earlier change of its key, never after a later one, whatever
+/// the clocks say. Within one key, time order is then the log's order.
 pub fn change_times(entries: &[BilogEntry], now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let own_time = carries_own_time(entries);
     let mut times = vec![now; entries.len()];
     let mut next = now;
     for (i, entry) in entries.iter().enumerate().rev() {
         if entry.state != "complete" {
             times[i] = entry_time(entry).min(next);
-        } else if stamps_removed_mtime(entry) {
+        } else if !own_time[i] {
             times[i] = next;
         } else {
-            let own = entry_time(entry).min(now);
-            // Clocks of several radosgw daemons may disagree; the log's
-            // order wins.
-            times[i] = own.min(next);
+            // A stamp after `now` (a clock ahead of ours) must not put the
+            // change after the time we read it.
+            times[i] = entry_time(entry).min(next);
             next = times[i];
         }
     }
     times
 }
 
-/// How many entries of a page that RGW says continues to commit now: a
-/// trailing removal's time comes from the entry after it, which is on the
-/// next page, so the page is cut after its last entry that carries its own
-/// time, and the rest is read again with the next page. A page of nothing
-/// but removals is committed whole.
+/// How many entries of a page that RGW says continues to commit now: the
+/// time of a trailing entry that does not carry its own (a removal, an
+/// entry stamped with an old time) comes from the entry after it, which is
+/// on the next page, so the page is cut after its last entry that carries
+/// its own time, and the rest is read again with the next page. A page
+/// with no such entry is committed whole.
 pub fn committable(entries: &[BilogEntry], truncated: bool) -> usize {
     if !truncated {
         return entries.len();
     }
-    match entries
-        .iter()
-        .rposition(|e| e.state == "complete" && !stamps_removed_mtime(e))
-    {
+    match carries_own_time(entries).iter().rposition(|own| *own) {
         Some(last) => last + 1,
         None => entries.len(),
     }
@@ -318,6 +341,60 @@ mod tests {
         let times = change_times(&page, now);
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         assert!(times.iter().all(|x| *x <= now));
+    }
+
+    #[test]
+    fn a_write_stamped_before_an_earlier_entry_leaves_the_earlier_times_alone() {
+        let now = t("2026-12-01T10:00:10Z");
+        let page = [
+            at("write", "2026-12-01T10:00:01Z"),
+            at("write", "2026-12-01T10:00:05Z"),
+            // A tag change of the first object: its old mtime + 1 ns.
+            at("write", "2026-12-01T10:00:01.000000001Z"),
+            at("write", "2026-12-01T10:00:07Z"),
+        ];
+        assert_eq!(
+            change_times(&page, now),
+            [
+                t("2026-12-01T10:00:01Z"),
+                t("2026-12-01T10:00:05Z"),
+                t("2026-12-01T10:00:07Z"),
+                t("2026-12-01T10:00:07Z"),
+            ]
+        );
+        assert_eq!(change_times(&page[..3], now)[2], now);
+        assert_eq!(committable(&page[..3], true), 2);
+        assert_eq!(committable(&page, true), 4);
+    }
+
+    proptest::proptest! {
+        /// Whatever the stamps (old mtimes, clocks ahead or behind): times
+        /// follow the log's order, none is after `now`, and no complete
+        /// change is put before its own stamp, so a late-logged entry never
+        /// pulls the changes before it back in time.
+        #[test]
+        fn change_times_keep_log_order_and_never_precede_a_stamp(
+            page in proptest::collection::vec(
+                (proptest::sample::select(vec!["write", "link_olh", "del", "unlink_instance"]),
+                 0i64..20_000),
+                0..12),
+        ) {
+            let base = t("2026-12-01T10:00:00Z");
+            let now = base + chrono::Duration::milliseconds(15_000);
+            let page: Vec<BilogEntry> = page
+                .iter()
+                .map(|(op, ms)| {
+                    let stamp = base + chrono::Duration::milliseconds(*ms);
+                    at(op, &stamp.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+                })
+                .collect();
+            let times = change_times(&page, now);
+            proptest::prop_assert!(times.windows(2).all(|w| w[0] <= w[1]), "{:?}", times);
+            for (entry, time) in page.iter().zip(&times) {
+                proptest::prop_assert!(*time <= now);
+                proptest::prop_assert!(*time >= entry_time(entry).min(now), "{:?}", times);
+            }
+        }
     }
 
     #[test]
