@@ -114,6 +114,20 @@ extern "C" {
         iter: *mut rados_omap_iter_t,
         prval: *mut c_int,
     );
+    pub fn rados_read_op_stat(
+        read_op: rados_read_op_t,
+        psize: *mut u64,
+        pmtime: *mut libc::time_t,
+        prval: *mut c_int,
+    );
+    pub fn rados_read_op_read(
+        read_op: rados_read_op_t,
+        offset: u64,
+        len: usize,
+        buffer: *mut c_char,
+        bytes_read: *mut usize,
+        prval: *mut c_int,
+    );
     pub fn rados_aio_read_op_operate(
         read_op: rados_read_op_t,
         io: rados_ioctx_t,
@@ -139,6 +153,7 @@ extern "C" {
     pub fn rados_aio_wait_for_complete(c: rados_completion_t) -> c_int;
     pub fn rados_aio_get_return_value(c: rados_completion_t) -> c_int;
     pub fn rados_aio_release(c: rados_completion_t);
+    pub fn rados_aio_get_version(c: rados_completion_t) -> u64;
 
     pub fn rados_lock_exclusive(
         io: rados_ioctx_t,

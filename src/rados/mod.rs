@@ -12,6 +12,8 @@
 //! this is our own FFI and not a binding crate.
 
 mod ffi;
+mod stat;
+pub use stat::ObjectStat;
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_uchar};
@@ -38,7 +40,7 @@ impl RadosError {
         }
     }
 
-    fn invalid(op: &'static str, target: &str) -> Self {
+    pub(crate) fn invalid(op: &'static str, target: &str) -> Self {
         RadosError {
             op,
             target: target.to_string(),

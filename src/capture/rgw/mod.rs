@@ -6,6 +6,7 @@ mod generations;
 mod lifecycle;
 pub mod listing;
 pub mod mapping;
+pub mod probe;
 pub mod tail;
 mod trims;
 
