@@ -49,12 +49,7 @@ impl BuiltStat {
         // SAFETY: the out slots are boxed in `op`, which outlives the
         // operation (it is waited for before `op` is dropped).
         unsafe {
-            ffi::rados_read_op_stat(
-                op.handle,
-                &mut *op.size,
-                &mut *op.mtime,
-                &mut *op.stat_rval,
-            );
+            ffi::rados_read_op_stat(op.handle, &mut *op.size, &mut *op.mtime, &mut *op.stat_rval);
             if head_len > 0 {
                 ffi::rados_read_op_read(
                     op.handle,
@@ -131,4 +126,3 @@ impl IoCtx {
             .collect()
     }
 }
-

@@ -28,6 +28,7 @@ use super::api::RgwAdmin;
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
 use super::mapping::{change_times, committable, entry_marker, map_entry, unescape_object_name};
+use super::probe::{DatalogProbe, Sweep};
 use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
@@ -56,6 +57,11 @@ const LISTING_DONE: &[u8] = b"done";
 /// on every poll keeps the lag at one poll interval instead of up to a
 /// window.
 const KEEP_ACTIVE: Duration = Duration::from_secs(90);
+
+/// With a probe, one data-log shard is read over REST this often whatever
+/// the probe says, in turn: a wrong probe costs at most one full turn
+/// (128 shards: about 21 minutes) of latency, never a change.
+pub const SAFETY_NET_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +278,12 @@ pub struct CaptureCounters {
     pub datalog_trims: AtomicU64,
     /// Changes the index refused (e.g. a name over S3's limits), skipped.
     pub invalid: AtomicU64,
+    /// Data-log shards read over REST (each one list, or more when long).
+    pub datalog_shard_reads: AtomicU64,
+    /// Sweeps of the data-log probe, and those that failed (every shard
+    /// was then read over REST).
+    pub probe_sweeps: AtomicU64,
+    pub probe_failures: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -319,6 +331,13 @@ pub struct RgwCapture {
     /// Held while a replaced or removed instance is settled.
     pub(super) settling: tokio::sync::Mutex<()>,
     pub counters: Arc<CaptureCounters>,
+    /// Tells which data-log shards changed, so that only those are read.
+    probe: Option<Arc<DatalogProbe>>,
+    /// The data log's shard count and when it was asked for: it changes
+    /// only with RGW's configuration, so it is asked every `check_interval`.
+    shard_count: Mutex<Option<(u32, Instant)>>,
+    /// The probe's safety net: one more shard read on schedule, in turn.
+    safety_net: Mutex<(u32, Option<Instant>)>,
 }
 
 impl RgwCapture {
@@ -340,7 +359,62 @@ impl RgwCapture {
             last_datalog_check: Mutex::new(None),
             settling: tokio::sync::Mutex::new(()),
             counters: Arc::new(CaptureCounters::default()),
+            probe: None,
+            shard_count: Mutex::new(None),
+            safety_net: Mutex::new((0, None)),
         }
+    }
+
+    /// Reads only the data-log shards `probe` says changed, plus one shard
+    /// in turn every [`SAFETY_NET_INTERVAL`] in case the probe is wrong.
+    pub fn with_probe(mut self, probe: Arc<DatalogProbe>) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    pub(super) async fn datalog_shard_count(&self) -> Result<u32, CaptureError> {
+        if let Some((count, asked)) = *self.shard_count.lock().unwrap_or_else(|p| p.into_inner()) {
+            if asked.elapsed() < self.config.check_interval {
+                return Ok(count);
+            }
+        }
+        let count = self.admin.datalog_shard_count().await?;
+        *self.shard_count.lock().unwrap_or_else(|p| p.into_inner()) = Some((count, Instant::now()));
+        Ok(count)
+    }
+
+    /// The data-log shards to read in this poll: all of them, or with a
+    /// probe those it found changed plus the safety net's turn.
+    async fn datalog_shards_to_read(&self, shards: u32) -> Vec<u32> {
+        let Some(probe) = self.probe.clone() else {
+            return (0..shards).collect();
+        };
+        self.counters.probe_sweeps.fetch_add(1, Ordering::Relaxed);
+        let swept = tokio::task::spawn_blocking(move || probe.sweep(shards)).await;
+        let mut changed = match swept {
+            Ok(Ok(Sweep::Changed(changed))) => changed,
+            Ok(Ok(Sweep::All)) => return (0..shards).collect(),
+            Ok(Err(e)) => {
+                self.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "rgw capture: the data-log probe failed; reading every shard");
+                return (0..shards).collect();
+            }
+            Err(e) => {
+                self.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "rgw capture: the data-log probe stopped; reading every shard");
+                return (0..shards).collect();
+            }
+        };
+        let mut net = self.safety_net.lock().unwrap_or_else(|p| p.into_inner());
+        if shards > 0 && net.1.is_none_or(|t| t.elapsed() >= SAFETY_NET_INTERVAL) {
+            let turn = net.0 % shards;
+            net.0 = turn + 1;
+            net.1 = Some(Instant::now());
+            if !changed.contains(&turn) {
+                changed.push(turn);
+            }
+        }
+        changed
     }
 
     /// Polls until `shutdown` turns true, retrying failures with backoff.
@@ -404,17 +478,22 @@ impl RgwCapture {
         // Before the data log is read: reading it moves our positions
         // past a trimmed stretch, which then could no longer be seen.
         report.add(&self.check_datalog_trims().await?);
-        let shards = self.admin.datalog_shard_count().await?;
+        let shards = self.datalog_shard_count().await?;
+        let to_read = self.datalog_shards_to_read(shards).await;
         let mut first_error = None;
-        let results: Vec<Result<PollReport, CaptureError>> = stream::iter(0..shards)
-            .map(|shard| self.poll_datalog_shard(shard))
+        let results: Vec<(u32, Result<PollReport, CaptureError>)> = stream::iter(to_read)
+            .map(|shard| async move { (shard, self.poll_datalog_shard(shard).await) })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        for r in results {
+        for (shard, r) in results {
             match r {
                 Ok(r) => report.add(&r),
                 Err(e) => {
+                    // Not read to its end: the probe must report it again.
+                    if let Some(probe) = &self.probe {
+                        probe.forget(shard);
+                    }
                     first_error.get_or_insert(e);
                 }
             }
@@ -748,6 +827,9 @@ impl RgwCapture {
         let name = datalog_marker_name(shard);
         let mut marker = self.stored_marker(&name).await?;
         let mut report = PollReport::default();
+        self.counters
+            .datalog_shard_reads
+            .fetch_add(1, Ordering::Relaxed);
         loop {
             let page = self.admin.datalog_list(shard, marker.as_deref()).await?;
             report.datalog_entries += page.entries.len() as u64;

@@ -74,7 +74,7 @@ impl RgwCapture {
             }
             *last = Some(Instant::now());
         }
-        let shards = self.admin.datalog_shard_count().await?;
+        let shards = self.datalog_shard_count().await?;
         let checked: Vec<Result<Option<WriteBatch>, CaptureError>> = stream::iter(0..shards)
             .map(|shard| self.datalog_trimmed_past_us(shard))
             .buffer_unordered(self.config.concurrency.max(1))

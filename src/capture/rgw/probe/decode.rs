@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn the_newest_generation_wins_and_later_fields_are_skipped() {
         let mut bytes = 2u32.to_le_bytes().to_vec();
-        for (gen, kind, extra) in [(0u64, 1u8, vec![1u8, 9, 9, 9, 9, 9, 9, 9, 9]), (1, 0, vec![0])] {
+        for (gen, kind, extra) in [
+            (0u64, 1u8, vec![1u8, 9, 9, 9, 9, 9, 9, 9, 9]),
+            (1, 0, vec![0]),
+        ] {
             bytes.extend(gen.to_le_bytes());
             bytes.extend([1, 1]);
             bytes.extend((9 + extra.len() as u32).to_le_bytes());
