@@ -112,7 +112,7 @@ pub struct LagHistogram {
 }
 
 const LAG_BOUNDS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 impl Default for LagHistogram {
@@ -748,48 +748,25 @@ impl RgwCapture {
             last = last.marker(datalog_marker_name(shard), marker.into_bytes());
         }
         let mut batch = WriteBatch::new();
-        let buckets = self.admin.list_buckets().await?;
+        let buckets: Vec<String> = self
+            .admin
+            .list_buckets()
+            .await?
+            .into_iter()
+            .filter(|b| self.filter.matches_bucket(b))
+            .collect();
         let mut positioned = 0usize;
-        for bucket in buckets.iter().filter(|b| self.filter.matches_bucket(b)) {
-            let instance = match self.admin.bucket_instance(bucket).await {
-                Ok(i) => i,
-                // Removed since the listing: nothing to position.
-                Err(AdminError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        // Several buckets at once (RGW answers each in a few ms, a zone may
+        // have 10 000), in order, so the batches stay bounded as before.
+        let mut starts = stream::iter(buckets)
+            .map(|bucket| async move { self.start_positions(&bucket).await })
+            .buffered(self.config.concurrency.max(1));
+        while let Some(start) = starts.next().await {
+            let Some((markers, shards)) = start? else {
+                continue;
             };
-            // Positions in the newest generation; the older ones predate
-            // the start and are done as far as zonelog is concerned.
-            let first_shard = (instance.num_shards > 0).then_some(0);
-            let latest_gen = self
-                .admin
-                .bilog_info(&BucketShard::first(
-                    bucket,
-                    &instance.instance_id,
-                    first_shard,
-                ))
-                .await?
-                .latest_gen;
-            batch = Self::with_instance_created(batch, &instance);
-            if latest_gen > 0 {
-                batch = batch.marker(
-                    generation_marker_name(bucket, &instance.instance_id),
-                    latest_gen.to_string().into_bytes(),
-                );
-            }
-            for shard in shard_ids(instance.num_shards) {
-                let bs = BucketShard {
-                    gen: latest_gen,
-                    ..BucketShard::first(bucket, &instance.instance_id, shard)
-                };
-                let info = self.admin.bilog_info(&bs).await?;
-                batch = batch.marker(position_name(&bs), info.position().as_bytes().to_vec());
-                positioned += 1;
-            }
-            if self.config.initial == InitialSync::Full {
-                // Listed after the positions above are committed, so a
-                // change during the listing is seen by the logs as well.
-                batch = batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new());
-            }
+            batch.markers.extend(markers.markers);
+            positioned += shards;
             if batch.markers.len() >= INIT_MARKERS_PER_WRITE {
                 self.index.write(std::mem::take(&mut batch)).await?;
             }
@@ -808,6 +785,56 @@ impl RgwCapture {
             "rgw capture: first start; positions recorded, capturing changes from now on"
         );
         Ok(())
+    }
+
+    /// The markers that position `bucket` at the end of its logs on a
+    /// first start, and how many bucket shards they position; `None` when
+    /// the bucket was removed since it was listed.
+    async fn start_positions(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<(WriteBatch, usize)>, CaptureError> {
+        let instance = match self.admin.bucket_instance(bucket).await {
+            Ok(i) => i,
+            // Removed since the listing: nothing to position.
+            Err(AdminError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // Positions in the newest generation; the older ones predate
+        // the start and are done as far as zonelog is concerned.
+        let first_shard = (instance.num_shards > 0).then_some(0);
+        let latest_gen = self
+            .admin
+            .bilog_info(&BucketShard::first(
+                bucket,
+                &instance.instance_id,
+                first_shard,
+            ))
+            .await?
+            .latest_gen;
+        let mut batch = Self::with_instance_created(WriteBatch::new(), &instance);
+        if latest_gen > 0 {
+            batch = batch.marker(
+                generation_marker_name(bucket, &instance.instance_id),
+                latest_gen.to_string().into_bytes(),
+            );
+        }
+        let mut positioned = 0;
+        for shard in shard_ids(instance.num_shards) {
+            let bs = BucketShard {
+                gen: latest_gen,
+                ..BucketShard::first(bucket, &instance.instance_id, shard)
+            };
+            let info = self.admin.bilog_info(&bs).await?;
+            batch = batch.marker(position_name(&bs), info.position().as_bytes().to_vec());
+            positioned += 1;
+        }
+        if self.config.initial == InitialSync::Full {
+            // Listed after the positions above are committed, so a
+            // change during the listing is seen by the logs as well.
+            batch = batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new());
+        }
+        Ok(Some((batch, positioned)))
     }
 
     pub(super) async fn stored_marker(&self, name: &str) -> Result<Option<String>, CaptureError> {
