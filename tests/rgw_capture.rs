@@ -19,7 +19,7 @@ use zonelog::filter::Filter;
 use zonelog::index::conformance::read_all;
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
-use zonelog::rados::{Cluster, IoCtx};
+use zonelog::rados::{Cluster, IoCtx, WriteOp};
 use zonelog::record::{Op, Provenance};
 
 type Change = (String, String, Option<String>, Op);
@@ -1816,18 +1816,99 @@ async fn a_tag_change_stamped_with_an_old_mtime_does_not_pull_earlier_times_back
     );
 }
 
-/// A probe of the dev zone's data log, read from RADOS as `client.admin`.
-fn data_log_probe() -> Arc<DatalogProbe> {
+fn dev_cluster() -> Arc<Cluster> {
     let conf = std::env::var("CEPH_CONF").expect("CEPH_CONF (from scripts/ceph-dev env)");
-    let cluster = Cluster::connect(
+    Cluster::connect(
         std::path::Path::new(&conf),
         "admin",
         None,
         Duration::from_secs(30),
     )
-    .expect("connect to the dev cluster");
-    let io = IoCtx::new(&cluster, "default.rgw.log", "").expect("the zone's log pool");
+    .expect("connect to the dev cluster")
+}
+
+/// A probe of the dev zone's data log, read from RADOS as `client.admin`.
+fn data_log_probe() -> Arc<DatalogProbe> {
+    let io = IoCtx::new(&dev_cluster(), "default.rgw.log", "").expect("the zone's log pool");
     Arc::new(DatalogProbe::new(io, "data_log"))
+}
+
+/// A probe pointed at objects RGW never writes (a wrong pool and prefix
+/// that happen to hold a data log's shape) sees no change, ever: the
+/// safety net finds entries the probe missed, and the probe is turned off,
+/// so every shard is read on every poll from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_watches_the_wrong_objects_is_caught_and_turned_off() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let prefix = unique_bucket("zlwrongprobe");
+    let shards = RgwAdmin::new(zone.admin_client())
+        .datalog_shard_count()
+        .await
+        .expect("shard count");
+    // An omap data log of generation 0 with `shards` empty shard objects.
+    let io = IoCtx::new(&dev_cluster(), "zonelog-test", &prefix).expect("test pool");
+    let ops: Vec<(String, WriteOp)> = (0..shards)
+        .map(|n| (format!("fake_log.{n}"), WriteOp::new().create(false)))
+        .collect();
+    for r in io.operate_many(&ops) {
+        r.expect("create a fake shard object");
+    }
+    let generations: &[u8] = &[
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut put = std::process::Command::new("rados")
+        .args([
+            "-p",
+            "zonelog-test",
+            "-N",
+            &prefix,
+            "put",
+            "fake_loggenerations_metadata",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("rados (scripts/ceph-dev env)");
+    std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), generations).expect("write");
+    assert!(put.wait().expect("rados put").success());
+    let probe = Arc::new(DatalogProbe::new(io, "fake_log"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = capture(&zone, index.clone(), &prefix_filter(&prefix)).with_probe(probe);
+    cap.poll_once().await.expect("first poll");
+    // Changes in enough buckets that every data-log shard gets entries
+    // within one turn of the safety net.
+    let mut expected = Vec::new();
+    let buckets: Vec<String> = (0..40).map(|i| format!("{prefix}-{i}")).collect();
+    for bucket in &buckets {
+        s3.create_bucket(bucket).await;
+        s3.put(bucket, "k", b"x").await;
+        expected.push((bucket.clone(), "k".to_string(), None, Op::Put));
+    }
+    // The safety net reads one shard every 10 s: the probe is found out
+    // by the first shard with entries, a few turns at most.
+    let deadline = Instant::now() + Duration::from_secs(15 * 60);
+    while cap.counters.probe_failures.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: the wrong probe was not caught",
+            zone.release
+        );
+        cap.poll_once().await.expect("poll");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    poll_until(&cap, &index, expected).await;
+    let before = cap.counters.datalog_shard_reads.load(Ordering::Relaxed);
+    cap.poll_once().await.expect("poll");
+    assert_eq!(
+        cap.counters.datalog_shard_reads.load(Ordering::Relaxed) - before,
+        u64::from(shards),
+        "Ceph {}: with the probe off, a poll reads every shard",
+        zone.release
+    );
 }
 
 /// The probe's promise: every data-log shard that got an entry between two

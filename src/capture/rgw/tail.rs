@@ -337,7 +337,22 @@ pub struct RgwCapture {
     /// only with RGW's configuration, so it is asked every `check_interval`.
     shard_count: Mutex<Option<(u32, Instant)>>,
     /// The probe's safety net: one more shard read on schedule, in turn.
-    safety_net: Mutex<(u32, Option<Instant>)>,
+    safety_net: Mutex<SafetyNet>,
+}
+
+/// The probe's safety net, which also checks the probe: a shard the net
+/// read, not the probe, that had new entries must be reported changed by
+/// the next sweep (its signature was taken before the entries were read);
+/// if it is not, the probe watches the wrong objects and is turned off.
+#[derive(Default)]
+struct SafetyNet {
+    next_turn: u32,
+    last: Option<Instant>,
+    /// The shard the net added to the current poll.
+    reading: Option<u32>,
+    /// Shards with entries the probe did not report, to check.
+    to_verify: Vec<u32>,
+    probe_off: bool,
 }
 
 impl RgwCapture {
@@ -361,7 +376,7 @@ impl RgwCapture {
             counters: Arc::new(CaptureCounters::default()),
             probe: None,
             shard_count: Mutex::new(None),
-            safety_net: Mutex::new((0, None)),
+            safety_net: Mutex::new(SafetyNet::default()),
         }
     }
 
@@ -389,6 +404,14 @@ impl RgwCapture {
         let Some(probe) = self.probe.clone() else {
             return (0..shards).collect();
         };
+        if self
+            .safety_net
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .probe_off
+        {
+            return (0..shards).collect();
+        }
         self.counters.probe_sweeps.fetch_add(1, Ordering::Relaxed);
         let swept = tokio::task::spawn_blocking(move || probe.sweep(shards)).await;
         let mut changed = match swept {
@@ -406,12 +429,28 @@ impl RgwCapture {
             }
         };
         let mut net = self.safety_net.lock().unwrap_or_else(|p| p.into_inner());
-        if shards > 0 && net.1.is_none_or(|t| t.elapsed() >= SAFETY_NET_INTERVAL) {
-            let turn = net.0 % shards;
-            net.0 = turn + 1;
-            net.1 = Some(Instant::now());
+        let missed: Vec<u32> = std::mem::take(&mut net.to_verify)
+            .into_iter()
+            .filter(|shard| !changed.contains(shard))
+            .collect();
+        if !missed.is_empty() {
+            self.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                shards = ?missed,
+                "rgw capture: the data-log probe did not see entries RGW listed; it is turned off, \
+                 every shard is read on every poll (check [sources.rgw.rados] log_pool)"
+            );
+            net.probe_off = true;
+            return (0..shards).collect();
+        }
+        net.reading = None;
+        if shards > 0 && net.last.is_none_or(|t| t.elapsed() >= SAFETY_NET_INTERVAL) {
+            let turn = net.next_turn % shards;
+            net.next_turn = turn + 1;
+            net.last = Some(Instant::now());
             if !changed.contains(&turn) {
                 changed.push(turn);
+                net.reading = Some(turn);
             }
         }
         changed
@@ -486,9 +525,24 @@ impl RgwCapture {
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
+        let net_reading = self
+            .safety_net
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reading
+            .take();
         for (shard, r) in results {
             match r {
-                Ok(r) => report.add(&r),
+                Ok(r) => {
+                    if net_reading == Some(shard) && r.datalog_entries > 0 {
+                        self.safety_net
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .to_verify
+                            .push(shard);
+                    }
+                    report.add(&r);
+                }
                 Err(e) => {
                     // Not read to its end: the probe must report it again.
                     if let Some(probe) = &self.probe {
