@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{dev_zone, radosgw_admin, unique_bucket, DevZone, S3};
 use futures::stream::{self, StreamExt};
 use tempfile::TempDir;
-use zonelog::capture::rgw::probe::{DatalogProbe, Sweep};
+use zonelog::capture::rgw::probe::{BilogProbe, DatalogProbe, Sweep};
 use zonelog::capture::rgw::{BucketShard, RgwAdmin, RgwCapture};
 use zonelog::config::{FilterConfig, InitialSync, RgwSourceConfig, Secret};
 use zonelog::filter::Filter;
@@ -1827,6 +1827,12 @@ fn dev_cluster() -> Arc<Cluster> {
     .expect("connect to the dev cluster")
 }
 
+/// A probe of the dev zone's bucket-index objects.
+fn index_probe() -> Arc<BilogProbe> {
+    let io = IoCtx::new(&dev_cluster(), "default.rgw.buckets.index", "").expect("index pool");
+    Arc::new(BilogProbe::new(io))
+}
+
 /// A probe of the dev zone's data log, read from RADOS as `client.admin`.
 fn data_log_probe() -> Arc<DatalogProbe> {
     let io = IoCtx::new(&dev_cluster(), "default.rgw.log", "").expect("the zone's log pool");
@@ -2001,7 +2007,9 @@ async fn a_capture_with_a_probe_reads_only_changed_shards_and_loses_nothing() {
     let buckets: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
-    let cap = capture(&zone, index.clone(), &prefix_filter(&prefix)).with_probe(data_log_probe());
+    let cap = capture(&zone, index.clone(), &prefix_filter(&prefix))
+        .with_probe(data_log_probe())
+        .with_index_probe(index_probe());
     cap.poll_once().await.expect("first poll");
     let shards = RgwAdmin::new(zone.admin_client())
         .datalog_shard_count()
@@ -2025,10 +2033,21 @@ async fn a_capture_with_a_probe_reads_only_changed_shards_and_loses_nothing() {
         poll_until(&cap, &index, expected.clone()).await;
     }
     let before = cap.counters.datalog_shard_reads.load(Ordering::Relaxed);
+    let bilog_before = cap.counters.bilog_shard_reads.load(Ordering::Relaxed);
+    let active = cap.counters.active_bucket_shards.load(Ordering::Relaxed);
+    assert!(active > 0, "the buckets' shards are in the hot set");
     for _ in 0..5 {
         cap.poll_once().await.expect("idle poll");
     }
     let idle_reads = cap.counters.datalog_shard_reads.load(Ordering::Relaxed) - before;
+    // Nothing was written to these buckets: the index probe skips every
+    // hot shard (without it, 5 × `active` reads).
+    assert_eq!(
+        cap.counters.bilog_shard_reads.load(Ordering::Relaxed) - bilog_before,
+        0,
+        "Ceph {}: idle polls read bilogs of {active} hot shards",
+        zone.release
+    );
     // Other tests may write meanwhile; without the probe this is 5 × shards.
     assert!(
         idle_reads < shards,

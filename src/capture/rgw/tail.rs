@@ -28,7 +28,7 @@ use super::api::RgwAdmin;
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
 use super::mapping::{change_times, committable, entry_marker, map_entry, unescape_object_name};
-use super::probe::{DatalogProbe, Sweep};
+use super::probe::{BilogProbe, DatalogProbe, Sweep};
 use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
 use crate::filter::Filter;
@@ -280,6 +280,8 @@ pub struct CaptureCounters {
     pub invalid: AtomicU64,
     /// Data-log shards read over REST (each one list, or more when long).
     pub datalog_shard_reads: AtomicU64,
+    /// Bucket-index log shards read over REST, likewise.
+    pub bilog_shard_reads: AtomicU64,
     /// Sweeps of the data-log probe, and those that failed (every shard
     /// was then read over REST).
     pub probe_sweeps: AtomicU64,
@@ -333,6 +335,8 @@ pub struct RgwCapture {
     pub counters: Arc<CaptureCounters>,
     /// Tells which data-log shards changed, so that only those are read.
     probe: Option<Arc<DatalogProbe>>,
+    /// Tells which recently active bucket shards changed, likewise.
+    index_probe: Option<Arc<BilogProbe>>,
     /// The data log's shard count and when it was asked for: it changes
     /// only with RGW's configuration, so it is asked every `check_interval`.
     shard_count: Mutex<Option<(u32, Instant)>>,
@@ -375,6 +379,7 @@ impl RgwCapture {
             settling: tokio::sync::Mutex::new(()),
             counters: Arc::new(CaptureCounters::default()),
             probe: None,
+            index_probe: None,
             shard_count: Mutex::new(None),
             safety_net: Mutex::new(SafetyNet::default()),
         }
@@ -385,6 +390,34 @@ impl RgwCapture {
     pub fn with_probe(mut self, probe: Arc<DatalogProbe>) -> Self {
         self.probe = Some(probe);
         self
+    }
+
+    /// Drains only the recently active bucket shards whose index object
+    /// `probe` says changed.
+    pub fn with_index_probe(mut self, probe: Arc<BilogProbe>) -> Self {
+        self.index_probe = Some(probe);
+        self
+    }
+
+    /// The recently active bucket shards to drain in this poll: all, or
+    /// with an index probe those whose index object changed (or could not
+    /// be read).
+    async fn active_shards_to_drain(&self, active: Vec<BucketShard>) -> Vec<BucketShard> {
+        let Some(probe) = self.index_probe.clone() else {
+            return active;
+        };
+        let asked = active.clone();
+        match tokio::task::spawn_blocking(move || probe.changed(&asked)).await {
+            Ok(changed) => active
+                .into_iter()
+                .zip(changed)
+                .filter_map(|(bs, changed)| changed.then_some(bs))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "rgw capture: the index probe stopped; reading every active shard");
+                active
+            }
+        }
     }
 
     pub(super) async fn datalog_shard_count(&self) -> Result<u32, CaptureError> {
@@ -561,15 +594,22 @@ impl RgwCapture {
                 .store(active.len() as u64, Ordering::Relaxed);
             active.keys().cloned().collect()
         };
-        let results: Vec<Result<PollReport, CaptureError>> = stream::iter(active)
-            .map(|bs| async move { self.drain(&bs).await })
+        let to_drain = self.active_shards_to_drain(active).await;
+        let results: Vec<(BucketShard, Result<PollReport, CaptureError>)> = stream::iter(to_drain)
+            .map(|bs| async move {
+                let drained = self.drain(&bs).await;
+                (bs, drained)
+            })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        for r in results {
+        for (bs, r) in results {
             match r {
                 Ok(r) => report.add(&r),
                 Err(e) => {
+                    if let Some(probe) = &self.index_probe {
+                        probe.forget(&bs);
+                    }
                     first_error.get_or_insert(e);
                 }
             }
@@ -958,6 +998,9 @@ impl RgwCapture {
     /// Reads a bucket shard's index log from its marker to the end, writing
     /// each page's records with the page's last marker in one commit.
     pub(super) async fn drain(&self, bs: &BucketShard) -> Result<PollReport, CaptureError> {
+        self.counters
+            .bilog_shard_reads
+            .fetch_add(1, Ordering::Relaxed);
         let name = position_name(bs);
         let mut marker = self.stored_marker(&name).await?;
         let mut report = PollReport {
