@@ -147,6 +147,30 @@ impl MetricsCollector for Snapshot {
             )?;
             counter(
                 &mut encoder,
+                "zonelog_capture_datalog_shard_reads",
+                "Data-log shards read over REST (with a probe: only those that changed)",
+                c.datalog_shard_reads.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_bilog_shard_reads",
+                "Bucket-index log shards read over REST",
+                c.bilog_shard_reads.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_probe_sweeps",
+                "Sweeps of the RADOS data-log probe",
+                c.probe_sweeps.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "zonelog_capture_probe_failures",
+                "Probe sweeps that failed or missed a change (every shard was read instead)",
+                c.probe_failures.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
                 "zonelog_capture_polls",
                 "Capture polls of the source",
                 c.polls.load(Ordering::Relaxed),
