@@ -234,5 +234,14 @@ pub(crate) enum DevCommand {
         /// changes content but not size.
         #[arg(long, default_value = "object")]
         content: String,
+        /// Spread the objects over this many buckets, `{bucket}-{i:05}`
+        /// (object n goes to bucket n mod BUCKETS); 1: `{bucket}` alone.
+        /// With `--objects 0`, only makes the buckets.
+        #[arg(long, default_value_t = 1)]
+        buckets: usize,
+        /// At most this many puts per second (evenly paced); default: as
+        /// fast as `--concurrency` allows.
+        #[arg(long)]
+        rate: Option<f64>,
     },
 }

@@ -74,7 +74,19 @@ pub(crate) async fn dispatch(command: Command, held: Option<HeldStopSignals>) ->
                     concurrency,
                     stride,
                     content,
+                    buckets,
+                    rate,
                 },
-        } => dev::workload_command(config, bucket, objects, concurrency, stride, content).await,
+        } => {
+            let shape = dev::WorkloadShape {
+                objects,
+                concurrency,
+                stride: stride.max(1),
+                content,
+                buckets: buckets.max(1),
+                rate,
+            };
+            dev::workload_command(config, bucket, shape).await
+        }
     }
 }
