@@ -1,4 +1,5 @@
 use super::*;
+use crate::index::IndexMode;
 
 const GOOD: &str = r#"
 zone = "default"
