@@ -43,6 +43,7 @@ fn source_config(zone: &DevZone) -> RgwSourceConfig {
         trim_source: false,
         trim_interval: Duration::from_secs(60),
         check_interval: Duration::from_secs(300),
+        rados: None,
     }
 }
 

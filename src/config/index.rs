@@ -78,14 +78,25 @@ fn default_shards() -> u32 {
 fn default_mode() -> IndexMode {
     IndexMode::EveryWrite
 }
-fn default_ceph_conf() -> PathBuf {
+pub(super) fn default_ceph_conf() -> PathBuf {
     PathBuf::from("/etc/ceph/ceph.conf")
 }
-fn default_rados_op_timeout() -> Duration {
+pub(super) fn default_rados_op_timeout() -> Duration {
     Duration::from_secs(30)
 }
-fn default_rados_user() -> String {
+pub(super) fn default_rados_user() -> String {
     "admin".into()
+}
+
+/// A Ceph client name as librados wants it: without `client.`.
+pub(super) fn validate_rados_user(field: &str, user: &str) -> Result<(), ConfigError> {
+    if user.is_empty() || user.starts_with("client.") {
+        return Err(invalid(
+            field,
+            format!("{user:?}: give the client name without \"client.\", e.g. \"zonelog\""),
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -114,15 +125,7 @@ impl Config {
                     return Err(invalid("index.rados.pool", "is empty"));
                 }
                 positive("index.rados.op_timeout", rados.op_timeout)?;
-                if rados.user.is_empty() || rados.user.starts_with("client.") {
-                    return Err(invalid(
-                        "index.rados.user",
-                        format!(
-                            "{:?}: give the client name without \"client.\", e.g. \"zonelog\"",
-                            rados.user
-                        ),
-                    ));
-                }
+                validate_rados_user("index.rados.user", &rados.user)?;
             }
         }
         Ok(())

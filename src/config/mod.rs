@@ -31,7 +31,8 @@ pub use index::{IndexBackend, IndexConfig, RadosConfig};
 pub use log::{LogConfig, LogFormat};
 pub use secret::Secret;
 pub use source::{
-    default_check_interval, InitialSync, KeyEncoding, NotifySourceConfig, RgwSourceConfig, Sources,
+    default_check_interval, InitialSync, KeyEncoding, NotifySourceConfig, RgwRadosConfig,
+    RgwSourceConfig, Sources,
 };
 pub use target::TargetConfig;
 

@@ -1,12 +1,16 @@
 //! `[sources.rgw]` and `[sources.notify]`: where changes are captured.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::index::{
+    default_ceph_conf, default_rados_op_timeout, default_rados_user, validate_rados_user,
+};
 use super::{
     default_region, invalid, positive, require_credentials, validate_http_url, validate_name,
     Config, ConfigError, S3EndpointConfig, Secret,
@@ -57,6 +61,48 @@ pub struct RgwSourceConfig {
     /// past zonelog's position (RGW's autotrim in a realm).
     #[serde(default = "default_check_interval", with = "humantime_serde")]
     pub check_interval: Duration,
+    /// Read-only RADOS access to the zone's log and index pools: a poll
+    /// then reads only the logs whose objects changed.
+    #[serde(default)]
+    pub rados: Option<RgwRadosConfig>,
+}
+
+impl RgwSourceConfig {
+    /// The pause between polls: with the RADOS probes an idle poll costs
+    /// RGW nothing, so it is short.
+    pub fn pause(&self) -> Duration {
+        self.rados
+            .as_ref()
+            .map_or(self.poll_interval, |r| r.sweep_interval)
+    }
+}
+
+/// `[sources.rgw.rados]` (docs/decisions.md, "Capture: which data-log
+/// shards changed, seen from RADOS").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RgwRadosConfig {
+    #[serde(default = "default_ceph_conf")]
+    pub ceph_conf: PathBuf,
+    /// Ceph client name without the `client.` prefix.
+    #[serde(default = "default_rados_user")]
+    pub user: String,
+    pub keyring: Option<PathBuf>,
+    /// The zone's log pool, where the data log lives.
+    #[serde(default = "default_log_pool")]
+    pub log_pool: String,
+    /// The zone's bucket-index pool (of its default placement).
+    #[serde(default = "default_index_pool")]
+    pub index_pool: String,
+    /// RGW's `rgw_data_log_obj_prefix`.
+    #[serde(default = "default_datalog_prefix")]
+    pub datalog_prefix: String,
+    /// The pause between polls (replaces `poll_interval`).
+    #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// librados' timeout for each OSD and monitor call.
+    #[serde(default = "default_rados_op_timeout", with = "humantime_serde")]
+    pub op_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +151,18 @@ pub enum KeyEncoding {
     Raw,
 }
 
+fn default_log_pool() -> String {
+    "default.rgw.log".into()
+}
+fn default_index_pool() -> String {
+    "default.rgw.buckets.index".into()
+}
+fn default_datalog_prefix() -> String {
+    "data_log".into()
+}
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
 }
@@ -149,6 +207,20 @@ impl Config {
                     "sources.rgw.concurrency",
                     format!("must be 1 to 256, not {}", rgw.concurrency),
                 ));
+            }
+            if let Some(rados) = &rgw.rados {
+                validate_rados_user("sources.rgw.rados.user", &rados.user)?;
+                for (field, pool) in [
+                    ("sources.rgw.rados.log_pool", &rados.log_pool),
+                    ("sources.rgw.rados.index_pool", &rados.index_pool),
+                    ("sources.rgw.rados.datalog_prefix", &rados.datalog_prefix),
+                ] {
+                    if pool.is_empty() {
+                        return Err(invalid(field, "is empty"));
+                    }
+                }
+                positive("sources.rgw.rados.sweep_interval", rados.sweep_interval)?;
+                positive("sources.rgw.rados.op_timeout", rados.op_timeout)?;
             }
         }
         if let Some(notify) = &self.sources.notify {

@@ -121,7 +121,7 @@ fn carries_own_time(entries: &[BilogEntry]) -> Vec<bool> {
 }
 
 /// The change time of each entry of one page of a shard's log, in order.
-/// An entry that carries its own time (see [`carries_own_time`]) gets it.
+/// An entry that carries its own time (see `carries_own_time`) gets it.
 /// Any other change happened after the entries before it and before the
 /// next entry of the shard, so it gets the time of the next entry that
 /// carries its own, or `now` (when we read it) when none follows: never

@@ -506,12 +506,12 @@ impl RgwCapture {
                                 "rgw capture: indexed changes"
                             );
                         }
-                        self.config.poll_interval
+                        self.config.pause()
                     }
                     Err(e) => {
                         failures += 1;
                         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                        let pause = backoff(self.config.poll_interval, failures);
+                        let pause = backoff(self.config.pause(), failures);
                         if e.is_transient() {
                             tracing::warn!(error = %e, retry_in = ?pause, "rgw capture: poll failed; nothing skipped, retrying");
                         } else {
