@@ -1,3 +1,5 @@
+//! [`ChangeIndex`] for the embedded index.
+
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;

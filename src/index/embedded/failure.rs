@@ -1,3 +1,5 @@
+//! Why a commit group failed, and which redb errors need the file reopened.
+
 /// Why a group did not commit; every request in it gets this answer.
 #[derive(Debug)]
 pub(super) struct Failure {

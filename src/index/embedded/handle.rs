@@ -1,3 +1,6 @@
+//! The handle: options, opening (or creating) the file, starting the
+//! writer thread, and closing it on drop.
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

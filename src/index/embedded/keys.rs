@@ -1,3 +1,6 @@
+//! Keys of the `blocks` table (shard ‖ first EntryId) and the check that a
+//! stored block matches its key.
+
 use std::path::Path;
 
 use crate::index::block::Block;

@@ -1,3 +1,6 @@
+//! Leases and fencing: kept in the `leases` table and changed only by the
+//! writer thread, in the same transactions as the writes they fence.
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,3 +1,6 @@
+//! The `meta` table at open: the layout check, the writer session, and the
+//! per-shard counts rebuilt from the blocks.
+
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _};

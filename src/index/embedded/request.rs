@@ -1,3 +1,5 @@
+//! What callers hand the writer thread, and the replies it owes them.
+
 use std::time::Duration;
 
 use tokio::sync::oneshot;

@@ -1,3 +1,5 @@
+//! Reading a shard's entries out of its blocks.
+
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase as _};

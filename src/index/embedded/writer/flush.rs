@@ -1,3 +1,5 @@
+//! The group's edits written into blocks just before the commit.
+
 use std::ops::Bound;
 
 use redb::{ReadableTable as _, WriteTransaction};

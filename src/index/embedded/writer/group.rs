@@ -1,3 +1,5 @@
+//! What a commit group adds to and removes from the shards before `flush`.
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::index::EntryId;

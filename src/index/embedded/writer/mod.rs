@@ -1,3 +1,6 @@
+//! The writer thread: gathers waiting requests into a group and commits
+//! the group in one transaction.
+
 mod flush;
 mod group;
 mod trim;

@@ -1,3 +1,5 @@
+//! Trims applied inside a group.
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 

@@ -1,3 +1,5 @@
+//! A write batch (and its markers) applied inside a group.
+
 use redb::{ReadableTable as _, WriteTransaction};
 
 use super::group::{Group, Pending};
