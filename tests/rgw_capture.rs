@@ -1831,13 +1831,13 @@ fn dev_cluster() -> Arc<Cluster> {
 /// A probe of the dev zone's bucket-index objects.
 fn index_probe() -> Arc<BilogProbe> {
     let io = IoCtx::new(&dev_cluster(), "default.rgw.buckets.index", "").expect("index pool");
-    Arc::new(BilogProbe::new(io))
+    Arc::new(BilogProbe::new(Arc::new(io)))
 }
 
 /// A probe of the dev zone's data log, read from RADOS as `client.admin`.
 fn data_log_probe() -> Arc<DatalogProbe> {
     let io = IoCtx::new(&dev_cluster(), "default.rgw.log", "").expect("the zone's log pool");
-    Arc::new(DatalogProbe::new(io, "data_log"))
+    Arc::new(DatalogProbe::new(Arc::new(io), "data_log"))
 }
 
 /// A probe pointed at objects RGW never writes (a wrong pool and prefix
@@ -1881,7 +1881,7 @@ async fn a_probe_that_watches_the_wrong_objects_is_caught_and_turned_off() {
         .expect("rados (scripts/ceph-dev env)");
     std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), generations).expect("write");
     assert!(put.wait().expect("rados put").success());
-    let probe = Arc::new(DatalogProbe::new(io, "fake_log"));
+    let probe = Arc::new(DatalogProbe::new(Arc::new(io), "fake_log"));
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
     let cap = capture(&zone, index.clone(), &prefix_filter(&prefix)).with_probe(probe);

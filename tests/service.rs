@@ -755,3 +755,92 @@ fn man_page_and_completions_come_from_the_command_line() {
         .expect("zonelog runs");
     assert!(!out.status.success());
 }
+
+/// `[sources.rgw.rados]`: `zonelog run` probes the zone's log objects, so
+/// an idle poll reads few data-log shards, and every change still lands
+/// once. A pool that does not exist stops `run` at once, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_the_rados_probes_captures_and_polls_little() {
+    let Some(zone) = dev_zone() else { return };
+    let conf = std::env::var("CEPH_CONF").expect("CEPH_CONF (scripts/ceph-dev env)");
+    let rados = |log_pool: &str| {
+        format!(
+            "[sources.rgw.rados]\nceph_conf = {conf:?}\nuser = \"admin\"\nlog_pool = {log_pool:?}\n\
+             sweep_interval = \"500ms\"\n"
+        )
+    };
+    let bucket = unique_bucket("zlsvcprobe");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = dir.path().join("zonelog.toml");
+    let log = dir.path().join("run.log");
+
+    std::fs::write(
+        &config,
+        pipeline_config(
+            &zone,
+            "probe-zone",
+            &[&bucket],
+            dir.path(),
+            port,
+            &rados("no-such-pool"),
+        ),
+    )
+    .expect("config");
+    let refused = Command::new(env!("CARGO_BIN_EXE_zonelog"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run zonelog");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "a missing pool stops run");
+    assert!(
+        said.contains("sources.rgw.rados") && said.contains("no-such-pool"),
+        "{said}"
+    );
+
+    std::fs::write(
+        &config,
+        pipeline_config(
+            &zone,
+            "probe-zone",
+            &[&bucket],
+            dir.path(),
+            port,
+            &rados("default.rgw.log"),
+        ),
+    )
+    .expect("config");
+    let (mut run, base) = run_until_ready(&config, &log, port).await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    s3.create_bucket(&bucket).await;
+    for n in 0..5 {
+        s3.put(&bucket, &format!("obj-{n}"), b"x").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&metrics(&base).await, "zonelog_changes_captured_total") < 5.0 {
+        assert!(Instant::now() < deadline, "changes never captured");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = metrics(&base).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = metrics(&base).await;
+    let sweeps = metric(&after, "zonelog_capture_probe_sweeps_total")
+        - metric(&before, "zonelog_capture_probe_sweeps_total");
+    let reads = metric(&after, "zonelog_capture_datalog_shard_reads_total")
+        - metric(&before, "zonelog_capture_datalog_shard_reads_total");
+    assert!(sweeps >= 3.0, "a sweep every 500 ms: {sweeps} in 3 s");
+    // Without the probe each sweep reads all 128 shards.
+    assert!(
+        reads < 2.0 * sweeps + 4.0,
+        "{reads} data-log shard reads in {sweeps} sweeps"
+    );
+    assert_eq!(metric(&after, "zonelog_capture_probe_failures_total"), 0.0);
+    assert_eq!(
+        metric(&after, "zonelog_changes_captured_total"),
+        5.0,
+        "each change once"
+    );
+    stop_run(&mut run, &log);
+}

@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::watch;
+use zonelog::capture::rgw::probe::ProbeSource;
 use zonelog::capture::rgw::{RgwAdmin, RgwCapture};
 use zonelog::config::{Config, IndexBackend};
 use zonelog::filter::Filter;
@@ -95,12 +96,25 @@ pub(crate) async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<E
     }
     if let Some(rgw) = &cfg.sources.rgw {
         let (client, _) = rgw_client(cfg)?;
-        let capture = RgwCapture::new(
+        let probes = match rgw.rados.clone() {
+            Some(rados) => Some(Arc::new(
+                tokio::task::spawn_blocking(move || ProbeSource::connect(&rados))
+                    .await
+                    .context("sources.rgw.rados: the connection task stopped")?
+                    .context("sources.rgw.rados")?,
+            )),
+            None => None,
+        };
+        let with_probes = move |capture: RgwCapture| match &probes {
+            Some(probes) => capture.with_probes(probes),
+            None => capture,
+        };
+        let capture = with_probes(RgwCapture::new(
             RgwAdmin::new(client.clone()),
             index.index.clone(),
             Filter::new(&cfg.filter),
             rgw.clone(),
-        );
+        ));
         let counters = capture.counters.clone();
         capture_counters = Some(counters.clone());
         let shutdown = shutdown.clone();
@@ -108,12 +122,12 @@ pub(crate) async fn run(cfg: &Config, mut stop_signals: StopSignals) -> Result<E
             // The index is shared: one instance captures, the others stand by.
             let (filter, rgw) = (Filter::new(&cfg.filter), rgw.clone());
             let make = move |fenced| {
-                let mut capture = RgwCapture::new(
+                let mut capture = with_probes(RgwCapture::new(
                     RgwAdmin::new(client.clone()),
                     fenced,
                     filter.clone(),
                     rgw.clone(),
-                );
+                ));
                 capture.counters = counters.clone();
                 capture
             };

@@ -392,6 +392,12 @@ impl RgwCapture {
         self
     }
 
+    /// Both probes, fresh from `source`.
+    pub fn with_probes(self, source: &super::probe::ProbeSource) -> Self {
+        let (datalog, index) = source.probes();
+        self.with_probe(datalog).with_index_probe(index)
+    }
+
     /// Drains only the recently active bucket shards whose index object
     /// `probe` says changed.
     pub fn with_index_probe(mut self, probe: Arc<BilogProbe>) -> Self {

@@ -5,7 +5,7 @@
 //! (the hot set); this probe lets it skip those that did not change.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::capture::rgw::BucketShard;
 use crate::rados::IoCtx;
@@ -24,12 +24,12 @@ pub fn index_object(bs: &BucketShard) -> String {
 /// Versions of the index objects of the shards it was asked about, through
 /// an I/O context on the zone's bucket-index pool.
 pub struct BilogProbe {
-    io: IoCtx,
+    io: Arc<IoCtx>,
     seen: Mutex<HashMap<BucketShard, u64>>,
 }
 
 impl BilogProbe {
-    pub fn new(io: IoCtx) -> Self {
+    pub fn new(io: Arc<IoCtx>) -> Self {
         BilogProbe {
             io,
             seen: Mutex::new(HashMap::new()),

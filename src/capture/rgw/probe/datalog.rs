@@ -7,7 +7,7 @@
 //! every shard.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
@@ -59,7 +59,7 @@ struct ProbeState {
 /// Probes the data-log shards of one zone through an I/O context on the
 /// zone's log pool.
 pub struct DatalogProbe {
-    io: IoCtx,
+    io: Arc<IoCtx>,
     prefix: String,
     state: Mutex<ProbeState>,
 }
@@ -67,7 +67,7 @@ pub struct DatalogProbe {
 impl DatalogProbe {
     /// `prefix` is RGW's data-log object prefix, `data_log` unless the
     /// zone was set up otherwise.
-    pub fn new(io: IoCtx, prefix: impl Into<String>) -> Self {
+    pub fn new(io: Arc<IoCtx>, prefix: impl Into<String>) -> Self {
         DatalogProbe {
             io,
             prefix: prefix.into(),
