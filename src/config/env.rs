@@ -7,7 +7,11 @@ use super::{invalid, Config, ConfigError};
 
 /// Environment variables with these prefixes belong to tools around zonelog
 /// (the dev zone script, test settings), not to the configuration.
-const NON_CONFIG_ENV_PREFIXES: &[&str] = &["ZONELOG_DEV_", "ZONELOG_CEPH_", "ZONELOG_LOG"];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["ZONELOG_DEV_", "ZONELOG_CEPH_"];
+/// Nor do these: `ZONELOG_LOG` is the log filter of one run (its section's
+/// fields, `ZONELOG_LOG__LEVEL` etc., are configuration), `ZONELOG_CONFIG`
+/// the config file's path.
+const NON_CONFIG_ENV_VARS: &[&str] = &["ZONELOG_LOG", "ZONELOG_CONFIG"];
 const ENV_PREFIX: &str = "ZONELOG_";
 
 /// Lays `ZONELOG_A__B=v` onto `a.b`; returns which paths came from which
@@ -21,6 +25,7 @@ pub(super) fn apply_env_overrides(
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .filter(|(k, _)| !NON_CONFIG_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| !NON_CONFIG_ENV_VARS.contains(&k.as_str()))
         .collect();
     vars.sort();
     for (var, raw) in vars {

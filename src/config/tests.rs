@@ -436,3 +436,30 @@ fn the_packaged_config_loads_and_takes_secrets_from_the_environment() {
         Some("target-secret")
     );
 }
+
+/// `ZONELOG_LOG` (the one-run filter) and `ZONELOG_CONFIG` (the file's
+/// path) are not configuration, but `ZONELOG_LOG__FORMAT` and
+/// `ZONELOG_LOG__LEVEL` are, as documented.
+#[test]
+fn log_section_variables_apply_and_zonelog_log_does_not() {
+    let cfg = load_env(
+        GOOD,
+        &[
+            ("ZONELOG_LOG__FORMAT", "json"),
+            ("ZONELOG_LOG__LEVEL", "debug"),
+            ("ZONELOG_LOG", "trace"),
+            // How `-c` can be given (clap reads it); not a config field.
+            ("ZONELOG_CONFIG", "/etc/zonelog/zonelog.toml"),
+        ],
+    )
+    .expect("loads");
+    assert_eq!(cfg.log.format, LogFormat::Json);
+    assert_eq!(cfg.log.level, "debug");
+    let refused = load_env(GOOD, &[("ZONELOG_LOG__LEVEL", "bogus=loud")])
+        .expect_err("a bad filter from the environment is refused")
+        .to_string();
+    assert!(
+        refused.contains("ZONELOG_LOG__LEVEL") || refused.contains("log.level"),
+        "{refused}"
+    );
+}
