@@ -534,6 +534,34 @@ impl IoCtx {
             .collect()
     }
 
+    /// Submits a built read operation on `oid`.
+    ///
+    /// # Safety
+    /// `op` and every slot it writes into must stay alive, and not move,
+    /// until the returned completion has been waited for.
+    unsafe fn submit_read(
+        &self,
+        op: ffi::rados_read_op_t,
+        what: &'static str,
+        oid: &str,
+    ) -> Result<Completion, RadosError> {
+        let c_oid = cstring(what, oid)?;
+        let completion = Completion::new(oid)?;
+        // SAFETY: a live op and completion (the caller keeps `op` alive);
+        // librados copies the object name.
+        let ret = unsafe {
+            ffi::rados_aio_read_op_operate(
+                op,
+                self.handle,
+                completion.0,
+                c_oid.as_ptr(),
+                ffi::LIBRADOS_OPERATION_NOFLAG,
+            )
+        };
+        check(what, oid, ret)?;
+        Ok(completion)
+    }
+
     /// Reads omap pairs of one object; the flag says whether a range read
     /// stopped at `max` with more pairs left.
     pub fn omap_read(
@@ -554,21 +582,10 @@ impl IoCtx {
         let mut inflight = Vec::with_capacity(reads.len());
         for (oid, read) in reads {
             let submitted = (|| {
-                let c_oid = cstring("omap read", oid)?;
                 let built = BuiltReadOp::build(read, oid)?;
-                let completion = Completion::new(oid)?;
-                // SAFETY: as for writes: `built` (op, iterator slot, flags)
-                // and `completion` stay alive in `inflight` until waited for.
-                let ret = unsafe {
-                    ffi::rados_aio_read_op_operate(
-                        built.handle,
-                        self.handle,
-                        completion.0,
-                        c_oid.as_ptr(),
-                        ffi::LIBRADOS_OPERATION_NOFLAG,
-                    )
-                };
-                check("aio omap read", oid, ret)?;
+                // SAFETY: `built` (op, iterator slot, flags) stays alive in
+                // `inflight` until its completion has been waited for.
+                let completion = unsafe { self.submit_read(built.handle, "aio omap read", oid)? };
                 Ok((built, completion))
             })();
             inflight.push(submitted);

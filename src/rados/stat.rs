@@ -8,7 +8,7 @@
 
 use std::os::raw::{c_char, c_int};
 
-use super::{check, cstring, ffi, Completion, IoCtx, RadosError};
+use super::{check, ffi, IoCtx, RadosError};
 
 /// What one stat read of an object gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,21 +81,10 @@ impl IoCtx {
         let mut inflight = Vec::with_capacity(oids.len());
         for oid in oids {
             let submitted = (|| {
-                let c_oid = cstring("stat", oid)?;
                 let built = BuiltStat::build(head_len);
-                let completion = Completion::new(oid)?;
-                // SAFETY: `built` and `completion` stay alive in `inflight`
-                // until the completion has been waited for.
-                let ret = unsafe {
-                    ffi::rados_aio_read_op_operate(
-                        built.handle,
-                        self.handle,
-                        completion.0,
-                        c_oid.as_ptr(),
-                        ffi::LIBRADOS_OPERATION_NOFLAG,
-                    )
-                };
-                check("aio stat", oid, ret)?;
+                // SAFETY: `built` stays alive in `inflight` until its
+                // completion has been waited for.
+                let completion = unsafe { self.submit_read(built.handle, "aio stat", oid)? };
                 Ok((built, completion))
             })();
             inflight.push(submitted);
