@@ -1765,9 +1765,28 @@ async fn a_tag_change_stamped_with_an_old_mtime_does_not_pull_earlier_times_back
     let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
-    // One bilog shard, so the put and the tag change share a page.
-    let bucket = "zonelog-unsharded-a";
+    // One bilog shard, so the put and the tag change share a page (a
+    // bucket of its own: other tests assert on the dev zone's unsharded
+    // buckets while this one runs).
     let tag = unique_bucket("zltag");
+    let bucket = tag.as_str();
+    s3.create_bucket(bucket).await;
+    {
+        let bucket = bucket.to_string();
+        tokio::task::spawn_blocking(move || {
+            radosgw_admin(&[
+                "bucket",
+                "reshard",
+                "--bucket",
+                &bucket,
+                "--num-shards",
+                "1",
+                "--yes-i-really-mean-it",
+            ])
+        })
+        .await
+        .expect("reshard thread");
+    }
     let (old, new) = (format!("{tag}-old"), format!("{tag}-new"));
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
