@@ -342,6 +342,9 @@ pub struct RgwCapture {
     shard_count: Mutex<Option<(u32, Instant)>>,
     /// The probe's safety net: one more shard read on schedule, in turn.
     safety_net: Mutex<SafetyNet>,
+    /// With a probe: the data-log shards it reported changed since the last
+    /// trim check; `None` until a sweep has seen them all (check all).
+    changed_since_trim_check: Mutex<Option<BTreeSet<u32>>>,
 }
 
 /// The probe's safety net, which also checks the probe: a shard the net
@@ -382,6 +385,7 @@ impl RgwCapture {
             index_probe: None,
             shard_count: Mutex::new(None),
             safety_net: Mutex::new(SafetyNet::default()),
+            changed_since_trim_check: Mutex::new(None),
         }
     }
 
@@ -426,6 +430,37 @@ impl RgwCapture {
         }
     }
 
+    /// The shards the trim check must look at: `Some` with a working
+    /// probe (those it reported changed since the last check), `None` for
+    /// all of them. Taking them starts the next period.
+    pub(super) fn take_changed_since_trim_check(&self) -> Option<BTreeSet<u32>> {
+        self.probe.as_ref()?;
+        let mut changed = self
+            .changed_since_trim_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let taken = changed.take();
+        if taken.is_some() {
+            *changed = Some(BTreeSet::new());
+        }
+        taken
+    }
+
+    /// Notes what a sweep reported (`None`: everything, as when the probe
+    /// failed or is off), for the next trim check.
+    fn note_changed_for_trim_check(&self, changed: Option<&[u32]>) {
+        let mut noted = self
+            .changed_since_trim_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match (changed, noted.as_mut()) {
+            (Some(shards), Some(set)) => set.extend(shards),
+            // Not known which changed: the next check looks at every shard.
+            (None, _) => *noted = None,
+            (Some(_), None) => {}
+        }
+    }
+
     pub(super) async fn datalog_shard_count(&self) -> Result<u32, CaptureError> {
         if let Some((count, asked)) = *self.shard_count.lock().unwrap_or_else(|p| p.into_inner()) {
             if asked.elapsed() < self.config.check_interval {
@@ -449,19 +484,28 @@ impl RgwCapture {
             .unwrap_or_else(|p| p.into_inner())
             .probe_off
         {
+            self.note_changed_for_trim_check(None);
             return (0..shards).collect();
         }
         self.counters.probe_sweeps.fetch_add(1, Ordering::Relaxed);
         let swept = tokio::task::spawn_blocking(move || probe.sweep(shards)).await;
         let mut changed = match swept {
-            Ok(Ok(Sweep::Changed(changed))) => changed,
-            Ok(Ok(Sweep::All)) => return (0..shards).collect(),
+            Ok(Ok(Sweep::Changed(changed))) => {
+                self.note_changed_for_trim_check(Some(&changed));
+                changed
+            }
+            Ok(Ok(Sweep::All)) => {
+                self.note_changed_for_trim_check(None);
+                return (0..shards).collect();
+            }
             Ok(Err(e)) => {
+                self.note_changed_for_trim_check(None);
                 self.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "rgw capture: the data-log probe failed; reading every shard");
                 return (0..shards).collect();
             }
             Err(e) => {
+                self.note_changed_for_trim_check(None);
                 self.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "rgw capture: the data-log probe stopped; reading every shard");
                 return (0..shards).collect();
@@ -480,6 +524,8 @@ impl RgwCapture {
                  every shard is read on every poll (check [sources.rgw.rados] log_pool)"
             );
             net.probe_off = true;
+            drop(net);
+            self.note_changed_for_trim_check(None);
             return (0..shards).collect();
         }
         net.reading = None;

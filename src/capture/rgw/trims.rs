@@ -75,7 +75,13 @@ impl RgwCapture {
             *last = Some(Instant::now());
         }
         let shards = self.datalog_shard_count().await?;
-        let checked: Vec<Result<Option<WriteBatch>, CaptureError>> = stream::iter(0..shards)
+        // With a probe, only the shards whose log objects changed since the
+        // last check can have been trimmed (a trim writes them too).
+        let to_check: Vec<u32> = match self.take_changed_since_trim_check() {
+            Some(changed) => changed.into_iter().filter(|s| *s < shards).collect(),
+            None => (0..shards).collect(),
+        };
+        let checked: Vec<Result<Option<WriteBatch>, CaptureError>> = stream::iter(to_check)
             .map(|shard| self.datalog_trimmed_past_us(shard))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
