@@ -567,6 +567,42 @@ async fn a_data_log_shard_empty_at_the_start_then_trimmed_whole_is_caught_up() {
     // The shards that name the bucket, found after our positions, are made
     // to look as they did had they held nothing at the first start (a
     // used dev zone has few such shards left), and then trimmed whole.
+    let naming = data_log_shards_naming(&admin, &index, &bucket).await;
+    for (shard, name) in &naming {
+        index
+            .write(WriteBatch::new().marker(name.clone(), Vec::new()))
+            .await
+            .expect("empty position");
+        let last = admin.datalog_info(*shard).await.expect("info").marker;
+        admin.datalog_trim(*shard, &last).await.expect("trim");
+        assert_eq!(admin.datalog_oldest(*shard).await.expect("oldest"), None);
+    }
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&filter),
+        config,
+    );
+    poll_until(&cap, &index, vec![change(&bucket, "k", None, Op::Put)]).await;
+    drop(cap);
+    drop(index);
+    restart_resumes_exactly(
+        &zone,
+        &dir,
+        &filter,
+        &bucket,
+        vec![change(&bucket, "k", None, Op::Put)],
+    )
+    .await;
+}
+
+/// The data-log shards that name `bucket` after the capture's positions in
+/// `index`, with their position names; waits up to 30 s for RGW to log it.
+async fn data_log_shards_naming(
+    admin: &RgwAdmin,
+    index: &Arc<dyn ChangeIndex>,
+    bucket: &str,
+) -> Vec<(u32, String)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut naming = Vec::new();
     while naming.is_empty() {
@@ -595,32 +631,89 @@ async fn a_data_log_shard_empty_at_the_start_then_trimmed_whole_is_caught_up() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for (shard, name) in &naming {
-        index
-            .write(WriteBatch::new().marker(name.clone(), Vec::new()))
-            .await
-            .expect("empty position");
+    naming
+}
+
+/// RGW's autotrim in a realm (every 20 min, through everything) while
+/// zonelog runs: a data-log shard is trimmed past our position between two
+/// polls, and RGW logs more to it before the next. Reading on from our
+/// position lists only what came after the trim, so the poll itself must
+/// see that the shard no longer holds our position and catch up; the
+/// periodic trim check is minutes away (`check_interval`), as in
+/// production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_log_trimmed_between_two_polls_is_caught_up() {
+    trimmed_between_two_polls(false).await;
+}
+
+/// The same with the data-log probe on: the shard the trim wrote is read,
+/// the gap found, and the shard read again after the catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_log_trimmed_between_two_polls_is_caught_up_with_a_probe() {
+    trimmed_between_two_polls(true).await;
+}
+
+async fn trimmed_between_two_polls(probe: bool) {
+    let Some(zone) = dev_zone() else { return };
+    // Trims data-log shards every other capture of this file reads.
+    let _data_log = DATA_LOG.write().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let prefix = unique_bucket("zlgaptrim");
+    let quiet = format!("{prefix}-quiet");
+    s3.create_bucket(&quiet).await;
+    // One index shard: one data-log entry, in one shard, names its change.
+    reshard(&quiet, 1).await;
+    let filter = prefix_filter(&prefix);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let mut cap = capture(&zone, index.clone(), &filter);
+    if probe {
+        cap = cap.with_probe(data_log_probe());
+    }
+    cap.poll_once().await.expect("first poll");
+    s3.put(&quiet, "k", b"1").await;
+    let naming = data_log_shards_naming(&admin, &index, &quiet).await;
+    let mut trimmed = Vec::new();
+    for (shard, _) in &naming {
         let last = admin.datalog_info(*shard).await.expect("info").marker;
         admin.datalog_trim(*shard, &last).await.expect("trim");
-        assert_eq!(admin.datalog_oldest(*shard).await.expect("oldest"), None);
+        trimmed.push((*shard, last));
     }
-    let cap = RgwCapture::new(
-        RgwAdmin::new(zone.admin_client()),
-        index.clone(),
-        Filter::new(&filter),
-        config,
+    // Later entries in the trimmed shards, from buckets zonelog does not
+    // follow: fresh buckets are written until each shard has one.
+    let filler = unique_bucket("zlgapfill");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for n in 0.. {
+        let mut bare = false;
+        for (shard, last) in &trimmed {
+            let after = admin
+                .datalog_list(*shard, Some(last))
+                .await
+                .expect("data log");
+            bare |= after.entries.is_empty();
+        }
+        if !bare {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: no later entry reached data-log shards {trimmed:?}",
+            zone.release
+        );
+        let bucket = format!("{filler}-{n}");
+        s3.create_bucket(&bucket).await;
+        for k in 0..24 {
+            s3.put(&bucket, &format!("f{k}"), b"f").await;
+        }
+    }
+    poll_until(&cap, &index, vec![change(&quiet, "k", None, Op::Put)]).await;
+    assert!(
+        cap.counters.datalog_trims.load(Ordering::Relaxed) > 0,
+        "Ceph {}: the trim was seen",
+        zone.release
     );
-    poll_until(&cap, &index, vec![change(&bucket, "k", None, Op::Put)]).await;
-    drop(cap);
-    drop(index);
-    restart_resumes_exactly(
-        &zone,
-        &dir,
-        &filter,
-        &bucket,
-        vec![change(&bucket, "k", None, Op::Put)],
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,6 +223,14 @@ pub(super) fn datalog_marker_name(shard: u32) -> String {
     format!("{DATALOG_PREFIX}{shard:03}")
 }
 
+/// One data-log shard read.
+struct ShardRead {
+    report: PollReport,
+    /// The shard was trimmed past our position since the last poll: what
+    /// to commit once caught up. Nothing after the position was used.
+    gap: Option<WriteBatch>,
+}
+
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollReport {
@@ -605,7 +613,7 @@ impl RgwCapture {
         let shards = self.datalog_shard_count().await?;
         let to_read = self.datalog_shards_to_read(shards).await;
         let mut first_error = None;
-        let results: Vec<(u32, Result<PollReport, CaptureError>)> = stream::iter(to_read)
+        let results: Vec<(u32, Result<ShardRead, CaptureError>)> = stream::iter(to_read)
             .map(|shard| async move { (shard, self.poll_datalog_shard(shard).await) })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
@@ -616,9 +624,17 @@ impl RgwCapture {
             .unwrap_or_else(|p| p.into_inner())
             .reading
             .take();
+        let mut gaps = Vec::new();
         for (shard, r) in results {
             match r {
-                Ok(r) => {
+                Ok(ShardRead { report: r, gap }) => {
+                    if let Some(gap) = gap {
+                        gaps.push(gap);
+                        // Read again from where it stopped, next poll.
+                        if let Some(probe) = &self.probe {
+                            probe.forget(shard);
+                        }
+                    }
                     if net_reading == Some(shard) && r.datalog_entries > 0 {
                         self.safety_net
                             .lock()
@@ -637,7 +653,11 @@ impl RgwCapture {
                 }
             }
         }
-        // Data-log drains are done, so no bucket shard is being drained now.
+        // Data-log drains are done, so no bucket shard is being drained now,
+        // and a catch-up may drain them all.
+        if first_error.is_none() {
+            report.add(&self.catch_up_after_trims(gaps).await?);
+        }
         let active: Vec<BucketShard> = {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
             active.retain(|_, seen| seen.elapsed() < KEEP_ACTIVE);
@@ -996,7 +1016,11 @@ impl RgwCapture {
         }
     }
 
-    async fn poll_datalog_shard(&self, shard: u32) -> Result<PollReport, CaptureError> {
+    /// Reads a data-log shard from our position to its end, draining the
+    /// bucket shards it names. Stops before using a page when the shard
+    /// no longer holds our position (trimmed by someone else since the
+    /// last poll): its `gap` is then caught up by the caller.
+    async fn poll_datalog_shard(&self, shard: u32) -> Result<ShardRead, CaptureError> {
         let name = datalog_marker_name(shard);
         let mut marker = self.stored_marker(&name).await?;
         let mut report = PollReport::default();
@@ -1005,6 +1029,14 @@ impl RgwCapture {
             .fetch_add(1, Ordering::Relaxed);
         loop {
             let page = self.admin.datalog_list(shard, marker.as_deref()).await?;
+            if let (false, Some(ours)) = (page.entries.is_empty(), &marker) {
+                let gap = self
+                    .datalog_gap(shard, ours.clone(), page.marker.clone())
+                    .await?;
+                if gap.is_some() {
+                    return Ok(ShardRead { report, gap });
+                }
+            }
             report.datalog_entries += page.entries.len() as u64;
             let changed: BTreeSet<BucketShard> = page
                 .entries
@@ -1033,7 +1065,7 @@ impl RgwCapture {
                 marker = Some(page.marker);
             }
             if !page.truncated {
-                return Ok(report);
+                return Ok(ShardRead { report, gap: None });
             }
             if !advanced {
                 // RGW says there is more but gives no new position: stop

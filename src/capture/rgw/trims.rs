@@ -13,6 +13,14 @@
 //! leaves the data-log positions where they were, so the first poll after
 //! the restart finds the trim again.
 //!
+//! Two places look for such trims. Every `check_interval`, each shard (with
+//! a probe: each that changed) is checked before it is read, which finds a
+//! shard trimmed whole that has logged nothing since. And every read that
+//! lists entries after our position asks, before it uses them, whether the
+//! shard still holds the position: a trim between two polls followed by a
+//! new entry would otherwise be stepped over for good, as reading on moves
+//! the position past the gap. That costs one request per non-empty read.
+//!
 //! RGW trims a data-log shard from its start, and `info` keeps the marker
 //! of the last entry written, trimmed or not. So the shard was trimmed past
 //! our position when it wrote something after it (`info` marker past ours)
@@ -86,31 +94,44 @@ impl RgwCapture {
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        let mut trimmed = 0u64;
-        let mut settled = WriteBatch::new();
+        let mut gaps = Vec::new();
         for c in checked {
-            if let Some(batch) = c? {
-                trimmed += 1;
-                settled.markers.extend(batch.markers);
+            if let Some(settled) = c? {
+                gaps.push(settled);
             }
         }
-        if trimmed > 0 {
-            tracing::warn!(
-                shards = trimmed,
-                "rgw capture: the data log was trimmed past our position (RGW's autotrim in a realm?); \
-                 reading every followed bucket shard and every new bucket"
-            );
-            self.counters
-                .datalog_trims
-                .fetch_add(trimmed, Ordering::Relaxed);
-            let mut report = self.catch_up().await?;
-            report.add(&self.read_unfollowed_buckets().await?);
-            // Caught up: these trims are dealt with, and are not found again
-            // (a crash before this finds them again and catches up again).
-            self.index.write(settled).await?;
-            return Ok(report);
+        self.catch_up_after_trims(gaps).await
+    }
+
+    /// Catches up after data-log shards were found trimmed past our
+    /// positions (`gaps`: what to commit for each once caught up): drains
+    /// every followed bucket shard and reads every matching bucket not
+    /// followed yet, then commits the gaps as dealt with.
+    pub(super) async fn catch_up_after_trims(
+        &self,
+        gaps: Vec<WriteBatch>,
+    ) -> Result<PollReport, CaptureError> {
+        if gaps.is_empty() {
+            return Ok(PollReport::default());
         }
-        Ok(PollReport::default())
+        tracing::warn!(
+            shards = gaps.len(),
+            "rgw capture: the data log was trimmed past our position (RGW's autotrim in a realm?); \
+             reading every followed bucket shard and every new bucket"
+        );
+        self.counters
+            .datalog_trims
+            .fetch_add(gaps.len() as u64, Ordering::Relaxed);
+        let mut report = self.catch_up().await?;
+        report.add(&self.read_unfollowed_buckets().await?);
+        // Caught up: these trims are dealt with, and are not found again
+        // (a crash before this finds them again and catches up again).
+        let mut settled = WriteBatch::new();
+        for gap in gaps {
+            settled.markers.extend(gap.markers);
+        }
+        self.index.write(settled).await?;
+        Ok(report)
     }
 
     /// `Some`: the shard was trimmed past our position, with what to
@@ -123,6 +144,23 @@ impl RgwCapture {
             return Ok(None);
         };
         let last = self.admin.datalog_info(shard).await?.marker;
+        self.datalog_gap(shard, ours, last).await
+    }
+
+    /// Whether a shard that logged up to `last` lost entries after `ours`,
+    /// our position in it: `Some` with what to commit once caught up.
+    ///
+    /// A poll asks this after it listed entries after `ours` and before it
+    /// uses them: RGW trims only from a log's start, so a log that still
+    /// holds `ours` held every entry after it when it was listed, and one
+    /// that no longer does may have lost some before the listing, which
+    /// reading on would step over for good.
+    pub(super) async fn datalog_gap(
+        &self,
+        shard: u32,
+        ours: String,
+        last: String,
+    ) -> Result<Option<WriteBatch>, CaptureError> {
         if last.as_str() <= ours.as_str() {
             // Nothing written after our position: nothing to lose.
             return Ok(None);
