@@ -1548,6 +1548,127 @@ async fn an_unsharded_bucket_is_captured_like_a_sharded_one() {
     restart_resumes_exactly(&zone, &dir, &filter, &plain, want).await;
 }
 
+/// After a trim, capture drains only the bucket shards the trimmed
+/// data-log shards could have named, by RGW's hash: every entry of the
+/// zone's data log (the dev zone's buckets, sharded and not, resharded and
+/// not) sits in the shard it gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_data_log_entry_is_in_the_shard_rgws_hash_gives() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let bucket = unique_bucket("zlhash");
+    s3.create_bucket(&bucket).await;
+    for n in 0..40 {
+        s3.put(&bucket, &format!("k{n}"), b"1").await;
+    }
+    s3.put("zonelog-unsharded-a", &bucket, b"u").await;
+    let shards = admin.datalog_shard_count().await.expect("shards");
+    let mut checked = 0;
+    for shard in 0..shards {
+        let mut marker: Option<String> = None;
+        loop {
+            let page = admin
+                .datalog_list(shard, marker.as_deref())
+                .await
+                .expect("data log");
+            for e in &page.entries {
+                if let Some((b, _, bs)) = e.bucket_shard() {
+                    assert_eq!(
+                        zonelog::capture::rgw::datalog_shard_of(b, bs, shards),
+                        shard,
+                        "Ceph {}: {} in data-log shard {shard}",
+                        zone.release,
+                        e.key
+                    );
+                    checked += 1;
+                }
+            }
+            if !page.truncated || page.marker.is_empty() {
+                break;
+            }
+            marker = Some(page.marker);
+        }
+    }
+    assert!(
+        checked >= 12,
+        "Ceph {}: only {checked} entries",
+        zone.release
+    );
+}
+
+/// A first start positions each bucket from the bucket-index log info of
+/// the whole bucket, one request: RGW's joined markers name the same
+/// position for each shard as asking that shard, in a sharded bucket, in
+/// the new generation of a resharded one (Reef and later) and in an
+/// unsharded one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_bucket_info_names_each_shards_position() {
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let admin = RgwAdmin::new(zone.admin_client());
+    let bucket = unique_bucket("zlwholeinfo");
+    s3.create_bucket(&bucket).await;
+    positions_agree(&zone, &admin, &bucket).await;
+    for n in 0..30 {
+        s3.put(&bucket, &format!("k{n}"), b"1").await;
+    }
+    positions_agree(&zone, &admin, &bucket).await;
+    reshard(&bucket, 5).await;
+    for n in 0..10 {
+        s3.put(&bucket, &format!("r{n}"), b"2").await;
+    }
+    positions_agree(&zone, &admin, &bucket).await;
+    // Shared with tests that write to it: compared while it stands still.
+    positions_agree(&zone, &admin, "zonelog-unsharded-a").await;
+}
+
+async fn positions_agree(zone: &DevZone, admin: &RgwAdmin, bucket: &str) {
+    for _ in 0..20 {
+        let instance = admin.bucket_instance(bucket).await.expect("bucket info");
+        let whole = admin
+            .bilog_info_of_bucket(bucket, &instance.instance_id)
+            .await
+            .expect("whole-bucket info");
+        let positions = whole
+            .shard_positions(instance.num_shards)
+            .unwrap_or_else(|| {
+                panic!(
+                    "Ceph {}: {bucket} ({} shards): max_marker {:?} names each shard once",
+                    zone.release, instance.num_shards, whole.max_marker
+                )
+            });
+        let mut asked = Vec::new();
+        for (shard, _) in &positions {
+            let bs = BucketShard {
+                gen: whole.latest_gen,
+                ..BucketShard::first(bucket, &instance.instance_id, *shard)
+            };
+            let info = admin.bilog_info(&bs).await.expect("shard info");
+            asked.push((*shard, info.position().to_string()));
+        }
+        let again = admin
+            .bilog_info_of_bucket(bucket, &instance.instance_id)
+            .await
+            .expect("whole-bucket info");
+        if again.max_marker != whole.max_marker {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(
+            positions, asked,
+            "Ceph {}: {bucket}: positions from the whole bucket and shard by shard",
+            zone.release
+        );
+        return;
+    }
+    panic!("Ceph {}: {bucket} never stood still", zone.release);
+}
+
 /// One of the unsharded buckets `scripts/ceph-dev up` keeps for a reshard,
 /// not resharded yet by an earlier run on the same zone.
 async fn spare_unsharded_bucket(admin: &RgwAdmin) -> String {

@@ -243,6 +243,32 @@ impl BilogInfo {
     }
 }
 
+impl BilogInfo {
+    /// The position of each of a bucket's `num_shards` shards, in shard
+    /// order, from the info of the whole bucket (asked without a shard):
+    /// RGW joins its shards' newest markers as `0#m0,1#m1,…`. `None`
+    /// unless that names every shard exactly once (a reshard in between
+    /// changes the count), so the caller asks shard by shard instead.
+    pub fn shard_positions(&self, num_shards: u32) -> Option<Vec<(Option<u32>, String)>> {
+        if num_shards == 0 {
+            return Some(vec![(None, self.position().to_string())]);
+        }
+        let mut positions: Vec<Option<String>> = vec![None; num_shards as usize];
+        for part in self.max_marker.split(',') {
+            let (shard, marker) = part.split_once('#')?;
+            let slot = positions.get_mut(shard.parse::<usize>().ok()?)?;
+            if slot.replace(marker.to_string()).is_some() {
+                return None;
+            }
+        }
+        positions
+            .into_iter()
+            .zip(0..)
+            .map(|(marker, shard)| Some((Some(shard), marker?)))
+            .collect()
+    }
+}
+
 fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -469,6 +495,28 @@ impl RgwAdmin {
             .await
     }
 
+    /// The bucket-index log info of a whole bucket instance: the newest
+    /// generation and, in `max_marker`, every shard's newest marker, so a
+    /// first start positions a bucket in one request, not one per shard.
+    pub async fn bilog_info_of_bucket(
+        &self,
+        bucket: &str,
+        instance_id: &str,
+    ) -> Result<BilogInfo, AdminError> {
+        let instance = instance_key(bucket, instance_id, None);
+        self.client
+            .get_json(
+                "/admin/log",
+                &[
+                    ("type", Some("bucket-index")),
+                    ("bucket-instance", Some(instance.as_str())),
+                    ("info", None),
+                ],
+                &format!("bucket-index log info of {instance}"),
+            )
+            .await
+    }
+
     /// Trims a data-log shard up to and including `end_marker` (needs the
     /// `datalog=write` cap).
     pub async fn datalog_trim(&self, shard: u32, end_marker: &str) -> Result<(), AdminError> {
@@ -556,6 +604,50 @@ pub fn instance_key(bucket: &str, instance_id: &str, shard: Option<u32>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(max_marker: &str) -> BilogInfo {
+        BilogInfo {
+            bucket_ver: String::new(),
+            master_ver: String::new(),
+            max_marker: max_marker.to_string(),
+            syncstopped: false,
+            oldest_gen: 0,
+            latest_gen: 0,
+            generations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_whole_bucket_max_marker_gives_each_shard_its_position_or_nothing() {
+        let positions = info("1#00000000002.9.5,0#,2#00000000007.3.6").shard_positions(3);
+        assert_eq!(
+            positions,
+            Some(vec![
+                (Some(0), String::new()),
+                (Some(1), "00000000002.9.5".to_string()),
+                (Some(2), "00000000007.3.6".to_string()),
+            ])
+        );
+        // Unsharded: one log, with or without RGW's `0#`.
+        for m in ["0#00000000004.1.5", "00000000004.1.5"] {
+            assert_eq!(
+                info(m).shard_positions(0),
+                Some(vec![(None, "00000000004.1.5".to_string())])
+            );
+        }
+        // A shard missing, named twice, past the count, or no list at all:
+        // asked shard by shard instead.
+        for (m, n) in [
+            ("0#a,1#b", 3),
+            ("0#a,0#b,1#c", 2),
+            ("0#a,1#b,2#c", 2),
+            ("", 2),
+            ("x#a,1#b", 2),
+            ("00000000004.1.5", 1),
+        ] {
+            assert_eq!(info(m).shard_positions(n), None, "{m:?} over {n}");
+        }
+    }
 
     #[test]
     fn a_last_data_log_page_without_a_marker_ends_at_its_last_entry() {

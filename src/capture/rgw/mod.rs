@@ -15,3 +15,4 @@ pub use api::{
     RgwAdmin,
 };
 pub use tail::{BucketShard, CaptureCounters, CaptureError, PollReport, RgwCapture};
+pub use trims::datalog_shard_of;

@@ -353,6 +353,9 @@ pub struct RgwCapture {
     /// With a probe: the data-log shards it reported changed since the last
     /// trim check; `None` until a sweep has seen them all (check all).
     changed_since_trim_check: Mutex<Option<BTreeSet<u32>>>,
+    /// A data-log entry was found in another shard than `datalog_shard_of`
+    /// gives: catch-ups after a trim then drain every bucket shard.
+    pub(super) shard_map_wrong: AtomicBool,
 }
 
 /// The probe's safety net, which also checks the probe: a shard the net
@@ -394,6 +397,7 @@ impl RgwCapture {
             shard_count: Mutex::new(None),
             safety_net: Mutex::new(SafetyNet::default()),
             changed_since_trim_check: Mutex::new(None),
+            shard_map_wrong: AtomicBool::new(false),
         }
     }
 
@@ -629,7 +633,7 @@ impl RgwCapture {
             match r {
                 Ok(ShardRead { report: r, gap }) => {
                     if let Some(gap) = gap {
-                        gaps.push(gap);
+                        gaps.push((shard, gap));
                         // Read again from where it stopped, next poll.
                         if let Some(probe) = &self.probe {
                             probe.forget(shard);
@@ -851,6 +855,14 @@ impl RgwCapture {
     /// it. A shard the data log named but that had nothing to read yet has
     /// an empty position for this reason (see `drain`).
     pub(super) async fn catch_up(&self) -> Result<PollReport, CaptureError> {
+        self.catch_up_where(|_| true).await
+    }
+
+    /// Drains the bucket shards with a stored position that `wanted`.
+    pub(super) async fn catch_up_where(
+        &self,
+        wanted: impl Fn(&BucketShard) -> bool,
+    ) -> Result<PollReport, CaptureError> {
         let known: Vec<BucketShard> = self
             .index
             .markers(BILOG_PREFIX)
@@ -859,6 +871,7 @@ impl RgwCapture {
             .filter(|m| m.value != FINISHED.as_bytes())
             .filter_map(|m| parse_bucket_shard(&m.name[BILOG_PREFIX.len()..]))
             .filter(|bs| self.filter.matches_bucket(&bs.bucket))
+            .filter(|bs| wanted(bs))
             .collect();
         let results: Vec<Result<PollReport, CaptureError>> = stream::iter(known)
             .map(|bs| async move { self.drain(&bs).await })
@@ -967,17 +980,30 @@ impl RgwCapture {
             Err(e) => return Err(e.into()),
         };
         // Positions in the newest generation; the older ones predate
-        // the start and are done as far as zonelog is concerned.
-        let first_shard = (instance.num_shards > 0).then_some(0);
-        let latest_gen = self
+        // the start and are done as far as zonelog is concerned. One
+        // request names the generation and every shard's position.
+        let whole = self
             .admin
-            .bilog_info(&BucketShard::first(
-                bucket,
-                &instance.instance_id,
-                first_shard,
-            ))
-            .await?
-            .latest_gen;
+            .bilog_info_of_bucket(bucket, &instance.instance_id)
+            .await?;
+        let latest_gen = whole.latest_gen;
+        let positions = match whole.shard_positions(instance.num_shards) {
+            Some(positions) => positions,
+            None => {
+                let mut positions = Vec::new();
+                for shard in shard_ids(instance.num_shards) {
+                    let bs = BucketShard {
+                        gen: latest_gen,
+                        ..BucketShard::first(bucket, &instance.instance_id, shard)
+                    };
+                    positions.push((
+                        shard,
+                        self.admin.bilog_info(&bs).await?.position().to_string(),
+                    ));
+                }
+                positions
+            }
+        };
         let mut batch = Self::with_instance_created(WriteBatch::new(), &instance);
         if latest_gen > 0 {
             batch = batch.marker(
@@ -985,15 +1011,13 @@ impl RgwCapture {
                 latest_gen.to_string().into_bytes(),
             );
         }
-        let mut positioned = 0;
-        for shard in shard_ids(instance.num_shards) {
+        let positioned = positions.len();
+        for (shard, position) in positions {
             let bs = BucketShard {
                 gen: latest_gen,
                 ..BucketShard::first(bucket, &instance.instance_id, shard)
             };
-            let info = self.admin.bilog_info(&bs).await?;
-            batch = batch.marker(position_name(&bs), info.position().as_bytes().to_vec());
-            positioned += 1;
+            batch = batch.marker(position_name(&bs), position.into_bytes());
         }
         if self.config.initial == InitialSync::Full {
             // Listed after the positions above are committed, so a
@@ -1030,14 +1054,32 @@ impl RgwCapture {
         loop {
             let page = self.admin.datalog_list(shard, marker.as_deref()).await?;
             if let (false, Some(ours)) = (page.entries.is_empty(), &marker) {
-                let gap = self
-                    .datalog_gap(shard, ours.clone(), page.marker.clone())
-                    .await?;
-                if gap.is_some() {
-                    return Ok(ShardRead { report, gap });
+                if !self.datalog_read_complete(shard, ours).await? {
+                    // Once caught up, what this page lists is read.
+                    let mut settled = WriteBatch::new();
+                    if !page.marker.is_empty() {
+                        settled = settled.marker(name.clone(), page.marker.clone().into_bytes());
+                    }
+                    return Ok(ShardRead {
+                        report,
+                        gap: Some(settled),
+                    });
                 }
             }
             report.datalog_entries += page.entries.len() as u64;
+            let datalog_shards = self.datalog_shard_count().await?;
+            if page.entries.iter().any(|e| {
+                e.bucket_shard().is_some_and(|(bucket, _, bs)| {
+                    super::trims::datalog_shard_of(bucket, bs, datalog_shards) != shard
+                })
+            }) && !self.shard_map_wrong.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    shard,
+                    "rgw capture: a data-log entry is not in the shard RGW's hash gives; \
+                    catching up on every bucket after a trim from now on"
+                );
+            }
             let changed: BTreeSet<BucketShard> = page
                 .entries
                 .iter()

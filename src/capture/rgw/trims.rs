@@ -33,16 +33,35 @@
 //! position taken from an already trimmed log; without this every start
 //! after a full trim, RGW's autotrim included, caught up for nothing).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 
 use super::tail::{datalog_marker_name, CaptureError, PollReport, RgwCapture};
+use super::BucketShard;
 use crate::index::WriteBatch;
 
 pub(super) fn datalog_trimmed_name(shard: u32) -> String {
     format!("rgw/datalog-trimmed/{shard:03}")
+}
+
+/// The data-log shard RGW logs a change of `bucket`'s index shard to:
+/// the Linux dcache string hash of the bucket name plus the shard id,
+/// modulo the shard count (`RGWDataChangesLog::choose_oid`, the same from
+/// Pacific to Tentacle; tenants and generations play no part). A catch-up
+/// after a trim of one data-log shard drains only the bucket shards it
+/// could have named; each entry read checks this, and one that disagrees
+/// turns it off (`shard_map_wrong`), for full catch-ups.
+pub fn datalog_shard_of(bucket: &str, shard: Option<u32>, shards: u32) -> u32 {
+    let hash = bucket.bytes().fold(0u32, |hash, c| {
+        let c = u32::from(c);
+        hash.wrapping_add(c << 4)
+            .wrapping_add(c >> 4)
+            .wrapping_mul(11)
+    });
+    hash.wrapping_add(shard.unwrap_or(0)) % shards.max(1)
 }
 
 /// Whether a shard whose last written entry is `last`, and whose oldest
@@ -89,8 +108,13 @@ impl RgwCapture {
             Some(changed) => changed.into_iter().filter(|s| *s < shards).collect(),
             None => (0..shards).collect(),
         };
-        let checked: Vec<Result<Option<WriteBatch>, CaptureError>> = stream::iter(to_check)
-            .map(|shard| self.datalog_trimmed_past_us(shard))
+        let checked: Vec<Result<Option<(u32, WriteBatch)>, CaptureError>> = stream::iter(to_check)
+            .map(|shard| async move {
+                Ok(self
+                    .datalog_trimmed_past_us(shard)
+                    .await?
+                    .map(|settled| (shard, settled)))
+            })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
@@ -104,34 +128,63 @@ impl RgwCapture {
     }
 
     /// Catches up after data-log shards were found trimmed past our
-    /// positions (`gaps`: what to commit for each once caught up): drains
-    /// every followed bucket shard and reads every matching bucket not
+    /// positions (`gaps`: each shard, with what to commit for it once
+    /// caught up): drains every followed bucket shard those data-log
+    /// shards could have named and reads every matching bucket not
     /// followed yet, then commits the gaps as dealt with.
     pub(super) async fn catch_up_after_trims(
         &self,
-        gaps: Vec<WriteBatch>,
+        gaps: Vec<(u32, WriteBatch)>,
     ) -> Result<PollReport, CaptureError> {
         if gaps.is_empty() {
             return Ok(PollReport::default());
         }
+        let trimmed: BTreeSet<u32> = gaps.iter().map(|(shard, _)| *shard).collect();
         tracing::warn!(
-            shards = gaps.len(),
+            shards = ?trimmed,
             "rgw capture: the data log was trimmed past our position (RGW's autotrim in a realm?); \
-             reading every followed bucket shard and every new bucket"
+             reading every followed bucket shard these shards name and every new bucket"
         );
         self.counters
             .datalog_trims
             .fetch_add(gaps.len() as u64, Ordering::Relaxed);
-        let mut report = self.catch_up().await?;
+        let datalog_shards = self.datalog_shard_count().await?;
+        let named = |bs: &BucketShard| {
+            self.shard_map_wrong.load(Ordering::Relaxed)
+                || trimmed.contains(&datalog_shard_of(&bs.bucket, bs.shard, datalog_shards))
+        };
+        let mut report = self.catch_up_where(named).await?;
         report.add(&self.read_unfollowed_buckets().await?);
         // Caught up: these trims are dealt with, and are not found again
         // (a crash before this finds them again and catches up again).
         let mut settled = WriteBatch::new();
-        for gap in gaps {
+        for (_, gap) in gaps {
             settled.markers.extend(gap.markers);
         }
         self.index.write(settled).await?;
         Ok(report)
+    }
+
+    /// Whether a read of `shard` from `ours` that listed entries saw all
+    /// that were written after `ours`. RGW trims only from a log's start,
+    /// so a log that still holds `ours` after the listing held every entry
+    /// after it during the listing. One that no longer does was trimmed
+    /// through it, maybe past it, and which entries after it went cannot
+    /// be told from the markers; nor with no position to anchor on (a
+    /// shard that held nothing at the first start). Not complete, the
+    /// caller catches up on what the shard could have named (one
+    /// data-log shard's worth of bucket shards), rather than step over a
+    /// gap for good: reading on moves the position past it.
+    pub(super) async fn datalog_read_complete(
+        &self,
+        shard: u32,
+        ours: &str,
+    ) -> Result<bool, CaptureError> {
+        if ours.is_empty() {
+            return Ok(false);
+        }
+        let oldest = self.admin.datalog_oldest(shard).await?;
+        Ok(oldest.is_some_and(|oldest| oldest.as_str() <= ours))
     }
 
     /// `Some`: the shard was trimmed past our position, with what to
