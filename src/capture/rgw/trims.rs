@@ -142,7 +142,8 @@ impl RgwCapture {
         let trimmed: BTreeSet<u32> = gaps.iter().map(|(shard, _)| *shard).collect();
         tracing::warn!(
             shards = ?trimmed,
-            "rgw capture: the data log was trimmed past our position (RGW's autotrim in a realm?); \
+            "rgw capture: data-log shards no longer hold our position, or held nothing when we took it, \
+             so entries after it may have been trimmed (RGW's autotrim in a realm?); \
              reading every followed bucket shard these shards name and every new bucket"
         );
         self.counters
