@@ -1,13 +1,15 @@
 //! The temporary, sharded, time-ordered change index (DESIGN.md, "Index").
 //!
-//! [`ChangeIndex`] is the seam every backend implements; [`conformance`]
-//! holds the one test suite they all must pass. Merging shards by time is
-//! written once here ([`MergedReader`]) on top of per-shard pages, so backends
-//! only need ordered per-shard reads.
+//! [`ChangeIndex`] is the seam every backend implements; `conformance`
+//! holds the one test suite they all must pass (compiled for tests only,
+//! through the `conformance` feature that `cargo test` turns on). Merging
+//! shards by time is written once here ([`MergedReader`]) on top of
+//! per-shard pages, so backends only need ordered per-shard reads.
 
 mod batch;
 pub mod block;
 pub mod codec;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod db_slot;
 pub mod embedded;
