@@ -33,6 +33,7 @@ pub use merge::MergedReader;
 pub use shard::shard_of;
 pub use stats::{IndexStats, ShardStats};
 
+use crate::error::BackendError;
 use crate::record::InvalidRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +61,7 @@ pub enum IndexError {
     #[error("the index data is corrupt: {0}")]
     Corrupt(String),
     #[error("index backend error: {0}")]
-    Backend(String),
+    Backend(#[from] BackendError),
     #[error("the index is closed")]
     Closed,
     #[error(

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::error::BackendError;
+
 /// The lease that lets exactly one collector run a round.
 pub const CONTROL_LEASE: &str = "control";
 
@@ -42,7 +44,7 @@ pub enum LeaseError {
     #[error("invalid lease request: {0}")]
     Invalid(String),
     #[error("lease backend error: {0}")]
-    Backend(String),
+    Backend(#[from] BackendError),
 }
 
 #[async_trait]

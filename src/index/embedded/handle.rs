@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::meta::{count_entries, init_meta};
 use super::request::{PreparedBatch, PreparedEntry, Request};
 use super::writer::Writer;
-use super::{backend, INDEX_FILE};
+use super::{backend, backend_doing, backend_msg, INDEX_FILE};
 use crate::index::codec::encode_record;
 use crate::index::db_slot::DbSlot;
 use crate::index::{shard_of, IndexError, IndexLayout, WriteBatch};
@@ -83,7 +83,7 @@ fn create_whole(dir: &Path, location: &Path, layout: IndexLayout) -> Result<(), 
     match std::fs::remove_file(&fresh) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(backend(&fresh, format!("cannot remove: {e}"))),
+        Err(e) => return Err(backend_doing(&fresh, "cannot remove", e)),
     }
     {
         let db = Database::create(&fresh).map_err(|e| backend(&fresh, e))?;
@@ -91,12 +91,12 @@ fn create_whole(dir: &Path, location: &Path, layout: IndexLayout) -> Result<(), 
     }
     std::fs::File::open(&fresh)
         .and_then(|f| f.sync_all())
-        .map_err(|e| backend(&fresh, format!("cannot sync: {e}")))?;
+        .map_err(|e| backend_doing(&fresh, "cannot sync", e))?;
     std::fs::rename(&fresh, location)
-        .map_err(|e| backend(location, format!("cannot rename into place: {e}")))?;
+        .map_err(|e| backend_doing(location, "cannot rename into place", e))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| backend(dir, format!("cannot sync: {e}")))?;
+        .map_err(|e| backend_doing(dir, "cannot sync", e))?;
     Ok(())
 }
 
@@ -114,7 +114,7 @@ impl EmbeddedIndex {
         options: EmbeddedOptions,
     ) -> Result<Self, IndexError> {
         layout.validate()?;
-        std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| backend_doing(dir, "cannot create", e))?;
         let location = dir.join(INDEX_FILE);
         if !location.exists() {
             create_whole(dir, &location, layout)?;
@@ -123,7 +123,7 @@ impl EmbeddedIndex {
             .set_cache_size(options.cache_bytes.max(1 << 20))
             .create(&location)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => backend(
+                redb::DatabaseError::DatabaseAlreadyOpen => backend_msg(
                     &location,
                     "the index is open in another zonelog process (the embedded index has one \
                      owner; use the rados backend to share an index)",
@@ -150,7 +150,7 @@ impl EmbeddedIndex {
         let writer = std::thread::Builder::new()
             .name("zonelog-index-writer".into())
             .spawn(move || writer.run(inbox))
-            .map_err(|e| backend(&location, format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| backend_doing(&location, "cannot start the writer thread", e))?;
         Ok(EmbeddedIndex {
             layout,
             location,

@@ -70,6 +70,7 @@ use super::{
     ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError, IndexLayout,
     IndexStats, SourceMarker, Watermark, WriteBatch, Written,
 };
+use crate::error::BackendError;
 use crate::lease::LeaseError;
 use crate::rados::{Cluster, IoCtx, OmapRead, RadosError};
 use layout::MARKER_PREFIX;
@@ -119,7 +120,7 @@ impl RadosIndex {
         layout.validate()?;
         let inner = tokio::task::spawn_blocking(move || Inner::open(options, layout))
             .await
-            .map_err(|e| IndexError::Backend(format!("rados open task: {e}")))??;
+            .map_err(|e| IndexError::Backend(BackendError::new("rados open task", e)))??;
         Ok(RadosIndex {
             inner: Arc::new(inner),
             queue: Arc::new(Mutex::new(WriteQueue::default())),
@@ -131,7 +132,11 @@ impl RadosIndex {
     }
 
     /// librados calls block: run one on a blocking thread.
-    async fn on_blocking_thread<T, E, F>(&self, f: F, backend: fn(String) -> E) -> Result<T, E>
+    async fn on_blocking_thread<T, E, F>(
+        &self,
+        f: F,
+        backend: fn(BackendError) -> E,
+    ) -> Result<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -140,7 +145,7 @@ impl RadosIndex {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| backend(format!("rados task: {e}")))?
+            .map_err(|e| backend(BackendError::new("rados task", e)))?
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, IndexError>
@@ -176,7 +181,7 @@ impl Inner {
             "rados pool {:?} namespace {:?}, zone {:?}",
             options.pool, options.namespace, options.zone
         );
-        let fail = |e: RadosError| IndexError::Backend(format!("{location}: {e}"));
+        let fail = |e: RadosError| IndexError::Backend(BackendError::new(&location, e));
         let cluster = Cluster::connect(
             &options.ceph_conf,
             &options.user,
@@ -208,7 +213,7 @@ impl Inner {
     }
 
     fn err(&self, e: RadosError) -> IndexError {
-        IndexError::Backend(format!("{}: {e}", self.location))
+        IndexError::Backend(BackendError::new(&self.location, e))
     }
 
     fn get(&self, oid: &str, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
