@@ -13,14 +13,18 @@ const MAX_MARKER_NAME_BYTES: usize = 512;
 /// covers so that a restart resumes exactly after the last commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMarker {
+    /// The source and position it names, e.g. an RGW bilog shard.
     pub name: String,
+    /// The position, in the source's own form.
     pub value: Vec<u8>,
 }
 
 /// Entries and markers that become durable together or not at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
+    /// The changes to store.
     pub records: Vec<ChangeRecord>,
+    /// The positions they bring each source to.
     pub markers: Vec<SourceMarker>,
     /// The lease the writer holds: the batch is refused, as a whole, once
     /// a newer holder took that lease (see [`Fence`]).
@@ -35,11 +39,14 @@ pub struct WriteBatch {
 /// loop can only notice the loss after the fact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
+    /// The lease's name.
     pub lease: String,
+    /// The holder's fencing token (grows with every new holder).
     pub token: u64,
 }
 
 impl Fence {
+    /// The fence of a lease we hold.
     pub fn of(lease: &crate::lease::Lease) -> Fence {
         Fence {
             lease: lease.name.clone(),
@@ -49,15 +56,18 @@ impl Fence {
 }
 
 impl WriteBatch {
+    /// An empty, unfenced batch.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a record.
     pub fn record(mut self, record: ChangeRecord) -> Self {
         self.records.push(record);
         self
     }
 
+    /// Adds a source marker.
     pub fn marker(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.markers.push(SourceMarker {
             name: name.into(),
@@ -66,6 +76,7 @@ impl WriteBatch {
         self
     }
 
+    /// Fences the batch with the writer's lease (`None`: unfenced).
     pub fn fenced(mut self, fence: Option<Fence>) -> Self {
         self.fence = fence;
         self

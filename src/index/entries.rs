@@ -7,19 +7,25 @@ use crate::record::ChangeRecord;
 /// Where an entry lives: enough to trim it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryRef {
+    /// The shard it is in.
     pub shard: u32,
+    /// Its key in the shard.
     pub id: EntryId,
 }
 
 /// One pending change as stored in the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedEntry {
+    /// The shard it is in.
     pub shard: u32,
+    /// Its key in the shard.
     pub id: EntryId,
+    /// The change.
     pub record: ChangeRecord,
 }
 
 impl IndexedEntry {
+    /// Where it lives.
     pub fn entry_ref(&self) -> EntryRef {
         EntryRef {
             shard: self.shard,
@@ -40,6 +46,7 @@ pub struct EncodedEntries {
 }
 
 impl EncodedEntries {
+    /// No entries.
     pub fn new() -> Self {
         Self::default()
     }
@@ -53,20 +60,24 @@ impl EncodedEntries {
         }
     }
 
+    /// Appends an entry and its encoded record.
     pub fn push(&mut self, entry: EntryRef, record: &[u8]) {
         self.data.extend_from_slice(record);
         self.refs.push(entry);
         self.ends.push(self.data.len());
     }
 
+    /// How many entries.
     pub fn len(&self) -> usize {
         self.refs.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.refs.is_empty()
     }
 
+    /// Removes all entries, keeping the memory.
     pub fn clear(&mut self) {
         self.refs.clear();
         self.ends.clear();
@@ -78,23 +89,28 @@ impl EncodedEntries {
         self.data.len()
     }
 
+    /// Where entry `i` lives.
     pub fn entry_ref(&self, i: usize) -> EntryRef {
         self.refs[i]
     }
 
+    /// The encoded record of entry `i`.
     pub fn record(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.data[start..self.ends[i]]
     }
 
+    /// Every entry with its encoded record, in order.
     pub fn iter(&self) -> impl Iterator<Item = (EntryRef, &[u8])> + '_ {
         (0..self.len()).map(|i| (self.refs[i], self.record(i)))
     }
 
+    /// Where the last entry lives.
     pub fn last_ref(&self) -> Option<EntryRef> {
         self.refs.last().copied()
     }
 
+    /// Entry `i`, decoded.
     pub fn decode(&self, i: usize) -> Result<IndexedEntry, IndexError> {
         decode_entry(self.refs[i], self.record(i))
     }

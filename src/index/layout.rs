@@ -19,6 +19,7 @@ pub enum IndexMode {
 }
 
 impl IndexMode {
+    /// The name in the configuration: `every-write` or `latest`.
     pub fn as_str(self) -> &'static str {
         match self {
             IndexMode::EveryWrite => "every-write",
@@ -49,13 +50,17 @@ impl FromStr for IndexMode {
 /// The fixed shape of an index, stored in it when it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexLayout {
+    /// How many shards; fixed at creation.
     pub shards: u32,
+    /// How changes to the same object are kept.
     pub mode: IndexMode,
 }
 
+/// The most shards an index may have.
 pub const MAX_SHARDS: u32 = 4096;
 
 impl IndexLayout {
+    /// Refuses a layout that cannot be created (shards out of range).
     pub fn validate(&self) -> Result<(), IndexError> {
         if self.shards == 0 || self.shards > MAX_SHARDS {
             return Err(IndexError::InvalidLayout(format!(
@@ -66,6 +71,7 @@ impl IndexLayout {
         Ok(())
     }
 
+    /// `N shards in MODE mode`, for messages.
     pub fn describe(&self) -> String {
         format!("{} shards in {} mode", self.shards, self.mode)
     }

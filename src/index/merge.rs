@@ -27,6 +27,7 @@ struct ShardCursor {
 }
 
 impl MergedReader {
+    /// Entries with `from <= id < to`, read `page` entries per shard at a time.
     pub fn new(index: Arc<dyn ChangeIndex>, from: EntryId, to: EntryId, page: usize) -> Self {
         let shards = index.layout().shards;
         let cursors = (0..shards)

@@ -6,8 +6,13 @@
 //! shards by time is written once here ([`MergedReader`]) on top of
 //! per-shard pages, so backends only need ordered per-shard reads.
 
+#![warn(missing_docs)]
+
 mod batch;
+// Storage encodings, described by their module docs; not part of the seam.
+#[allow(missing_docs)]
 pub mod block;
+#[allow(missing_docs)]
 pub mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -36,44 +41,77 @@ pub use stats::{IndexStats, ShardStats};
 use crate::error::BackendError;
 use crate::record::InvalidRecord;
 
+/// Why an index call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// A record of the batch breaks the record rules; nothing was written.
     #[error("record {position} of the batch is invalid: {reason}")]
     InvalidRecord {
+        /// Its place in the batch, from 0.
         position: usize,
+        /// The rule it breaks.
         reason: InvalidRecord,
     },
+    /// A source marker of the batch is invalid; nothing was written.
     #[error("marker {name:?} is invalid: {reason}")]
-    InvalidMarker { name: String, reason: String },
+    InvalidMarker {
+        /// The marker's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A read or trim named a shard the index does not have.
     #[error("shard {shard} does not exist (the index has {shards} shards)")]
-    NoSuchShard { shard: u32, shards: u32 },
+    NoSuchShard {
+        /// The shard asked for.
+        shard: u32,
+        /// How many shards the index has.
+        shards: u32,
+    },
+    /// The stored layout is not the configured one.
     #[error(
         "the index at {location} was created with {stored}, but the configuration asks for {requested}; \
          use the stored layout or point the index at a new location"
     )]
     LayoutMismatch {
+        /// Where the index is.
         location: String,
+        /// The layout it was created with.
         stored: String,
+        /// The layout the configuration asks for.
         requested: String,
     },
+    /// A layout that cannot be created (why).
     #[error("invalid index layout: {0}")]
     InvalidLayout(String),
+    /// Stored data that does not decode (what and where).
     #[error("the index data is corrupt: {0}")]
     Corrupt(String),
+    /// The storage failed underneath (redb, librados, I/O); the cause is
+    /// the source.
     #[error("index backend error: {0}")]
     Backend(#[from] BackendError),
+    /// The index was closed (shut down, or the writer thread is gone).
     #[error("the index is closed")]
     Closed,
+    /// A fenced write of a superseded lease term; nothing of it was
+    /// written.
     #[error(
         "write refused: lease {lease:?} was taken over by a newer holder (ours had token {token}); \
          this instance no longer holds it"
     )]
-    Fenced { lease: String, token: u64 },
+    Fenced {
+        /// The lease the write was fenced with.
+        lease: String,
+        /// Our term of it, which a newer holder superseded.
+        token: u64,
+    },
 }
 
 /// The durable, sharded change index.
 #[async_trait]
 pub trait ChangeIndex: Send + Sync + 'static {
+    /// The shard count and mode the index was created with.
     fn layout(&self) -> IndexLayout;
 
     /// Stores the records and the markers in one atomic commit that is
@@ -169,6 +207,7 @@ pub trait ChangeIndex: Send + Sync + 'static {
     /// All committed markers whose name starts with `prefix`, by name.
     async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError>;
 
+    /// The backlog per shard: entries, bytes, oldest entry.
     async fn stats(&self) -> Result<IndexStats, IndexError>;
 
     /// What has been committed so far: every entry whose write returned
@@ -205,11 +244,14 @@ pub trait ChangeIndex: Send + Sync + 'static {
 /// See [`ChangeIndex::freeze`]: the entries a planned window covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrozenWindow {
+    /// Entries below this id…
     pub cutoff: EntryId,
+    /// …that this watermark covers.
     pub watermark: Watermark,
 }
 
 impl FrozenWindow {
+    /// Whether the window holds the entry `id`.
     pub fn covers(&self, id: &EntryId) -> bool {
         *id < self.cutoff && self.watermark.covers(id)
     }
@@ -219,6 +261,7 @@ impl FrozenWindow {
         format!("{} {}", self.cutoff, self.watermark.0).into_bytes()
     }
 
+    /// The window [`FrozenWindow::encode`] stored; `None` if `bytes` is not one.
     pub fn decode(bytes: &[u8]) -> Option<FrozenWindow> {
         let (cutoff, watermark) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
         Some(FrozenWindow {
@@ -234,6 +277,7 @@ impl FrozenWindow {
 pub struct Watermark(pub u64);
 
 impl Watermark {
+    /// Whether the entry `id` was committed when this was taken.
     pub fn covers(&self, id: &EntryId) -> bool {
         id.seq <= self.0
     }

@@ -36,6 +36,7 @@ pub struct Observed {
 /// freed memory: a 5 M-entry collector round peaked at 226 MB RSS with the
 /// default and at 152 MB with two arenas, at the same throughput
 /// (docs/benchmarks.md). Call it first thing in `main`, before threads exist.
+#[allow(unsafe_code)] // one libc call, see SAFETY below
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -11,6 +11,11 @@
 //! async callers run them on `spawn_blocking`. docs/decisions.md says why
 //! this is our own FFI and not a binding crate.
 
+// This module is the FFI: every librados call is `unsafe`, wrapped here
+// in owned handles with a SAFETY comment on each block, so that nothing
+// outside it needs unsafe code (the crate denies it elsewhere).
+#![allow(unsafe_code)]
+
 mod aio;
 mod cluster;
 mod ffi;

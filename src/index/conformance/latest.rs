@@ -5,6 +5,7 @@ use super::{latest, read_all, record, ConformanceBackend};
 use crate::index::{EntryId, EntryRef, FrozenWindow, IndexedEntry, WriteBatch, Written};
 use crate::record::Op;
 
+/// Latest mode keeps one entry per (bucket, key, version), the newest.
 pub async fn latest_mode_keeps_one_entry_per_version(b: &dyn ConformanceBackend) {
     let index = b.open(latest(4)).await.unwrap();
     index
@@ -104,6 +105,8 @@ pub async fn latest_mode_keeps_a_frozen_window_as_planned(b: &dyn ConformanceBac
     );
 }
 
+/// A trim of an uploaded window whose entry a newer change replaced
+/// meanwhile keeps the newer one.
 pub async fn latest_mode_trim_of_replaced_entry_keeps_newer(b: &dyn ConformanceBackend) {
     let index = b.open(latest(2)).await.unwrap();
     index

@@ -8,6 +8,8 @@ use crate::index::{EntryId, Fence, FrozenWindow, IndexError, IndexedEntry, Write
 use crate::lease::LeaseError;
 use crate::record::Op;
 
+/// One holder at a time per lease name; a lease expires unless renewed;
+/// every new holder gets a larger token; bad requests are refused.
 pub async fn leases_exclude_expire_and_fence(b: &dyn ConformanceBackend) {
     let leases = b.leases().await;
     let ttl = Duration::from_millis(1500);

@@ -7,6 +7,7 @@ use super::{every_write, read_all, record, stored, ConformanceBackend};
 use crate::index::{shard_of, EntryId, EntryRef, IndexError, WriteBatch};
 use crate::record::Op;
 
+/// Entries written out of time order are read back in key order.
 pub async fn reads_come_back_in_key_order(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(4)).await.unwrap();
     let times = [50u64, 10, 40, 20, 30, 10, 60, 5];
@@ -38,6 +39,8 @@ pub async fn reads_come_back_in_key_order(b: &dyn ConformanceBackend) {
     }
 }
 
+/// A shard read honours `from <= id < to` and `limit`, and pages
+/// without gaps or repeats.
 pub async fn range_bounds_and_paging(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(1)).await.unwrap();
     let mut batch = WriteBatch::new();
@@ -90,6 +93,7 @@ pub async fn range_bounds_and_paging(b: &dyn ConformanceBackend) {
     ));
 }
 
+/// Many changes in one nanosecond, in two batches, all get their own key.
 pub async fn same_nanosecond_changes_get_unique_keys(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(2)).await.unwrap();
     let mut batch = WriteBatch::new();

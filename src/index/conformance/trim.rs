@@ -4,6 +4,8 @@ use super::{every_write, read_all, record, ConformanceBackend};
 use crate::index::{EntryId, EntryRef, IndexError, WriteBatch};
 use crate::record::Op;
 
+/// A trim removes exactly the entries named: a late entry committed after
+/// the read survives, and trimming them again removes nothing.
 pub async fn trim_removes_exactly_what_was_read(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(2)).await.unwrap();
     index
@@ -41,6 +43,8 @@ pub async fn trim_removes_exactly_what_was_read(b: &dyn ConformanceBackend) {
     assert_eq!(index.trim(&[]).await.unwrap(), 0);
 }
 
+/// `trim_covered` removes what the watermark covers below the cutoff,
+/// never a late entry committed after the watermark.
 pub async fn trim_covered_removes_exactly_the_window(b: &dyn ConformanceBackend) {
     // One shard, so every entry is in it; many entries, so backends that
     // drop whole runs of entries have whole runs to drop.

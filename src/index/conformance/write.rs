@@ -7,6 +7,7 @@ use super::{every_write, latest, read_all, record, stored, ConformanceBackend};
 use crate::index::{EntryId, EntryRef, IndexError, WriteBatch};
 use crate::record::Op;
 
+/// A batch with one invalid record writes nothing, not even its markers.
 pub async fn invalid_batch_writes_nothing(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(2)).await.unwrap();
     let long_key = "k".repeat(1025);
@@ -39,6 +40,8 @@ pub async fn invalid_batch_writes_nothing(b: &dyn ConformanceBackend) {
     assert_eq!(index.stats().await.unwrap().entries(), 0);
 }
 
+/// Markers commit with the entries of their batch and read back by name
+/// and by prefix.
 pub async fn markers_commit_with_entries(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(2)).await.unwrap();
     assert_eq!(index.marker("rgw/data/0").await.unwrap(), None);
@@ -69,6 +72,8 @@ pub async fn markers_commit_with_entries(b: &dyn ConformanceBackend) {
     assert_eq!(index.markers("").await.unwrap().len(), 3);
 }
 
+/// A reopened index keeps its entries and markers and refuses another
+/// layout than the one it was created with.
 pub async fn reopen_keeps_data_and_refuses_other_layout(b: &dyn ConformanceBackend) {
     let index = b.open(latest(3)).await.unwrap();
     index
@@ -106,6 +111,7 @@ pub async fn reopen_keeps_data_and_refuses_other_layout(b: &dyn ConformanceBacke
     assert_eq!(read_all(&index).await.len(), 2, "{w:?}");
 }
 
+/// Statistics count entries and bytes per shard and the oldest entry.
 pub async fn stats_count_entries_bytes_and_age(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(3)).await.unwrap();
     let empty = index.stats().await.unwrap();
@@ -142,6 +148,7 @@ pub async fn stats_count_entries_bytes_and_age(b: &dyn ConformanceBackend) {
     assert_eq!(stats.oldest_time_ns(), Some(1010));
 }
 
+/// Writers running at once all land, entries and markers.
 pub async fn concurrent_writers_all_land(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(8)).await.unwrap();
     let mut tasks = Vec::new();
@@ -183,6 +190,8 @@ pub async fn concurrent_writers_all_land(b: &dyn ConformanceBackend) {
     }
 }
 
+/// A watermark covers every entry committed before it was taken and none
+/// committed after.
 pub async fn watermark_covers_exactly_what_was_committed(b: &dyn ConformanceBackend) {
     let index = b.open(every_write(4)).await.unwrap();
     let first = stored(

@@ -20,6 +20,7 @@ use crate::index::{shard_of, IndexError, IndexLayout, WriteBatch};
 /// Requests waiting for the writer; callers wait (back-pressure) beyond it.
 const QUEUE_DEPTH: usize = 1024;
 
+/// Tuning of the embedded index; the defaults suit production.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     /// redb's page cache.
@@ -30,6 +31,7 @@ pub struct EmbeddedOptions {
     /// reader that wants one entry does not parse much. Tests shrink them
     /// to exercise splits and merges.
     pub block_max_bytes: usize,
+    /// At most this many entries in one block.
     pub block_max_entries: usize,
     /// A tail block below this size takes the next group's appends by being
     /// rewritten, so that writers with small commits do not leave one tiny
@@ -108,6 +110,7 @@ impl EmbeddedIndex {
         Self::open_with(dir, layout, EmbeddedOptions::default())
     }
 
+    /// [`EmbeddedIndex::open`] with tuning.
     pub fn open_with(
         dir: &Path,
         layout: IndexLayout,
@@ -163,6 +166,7 @@ impl EmbeddedIndex {
         })
     }
 
+    /// The index file.
     pub fn location(&self) -> &Path {
         &self.location
     }

@@ -80,11 +80,15 @@ use write::{flush_groups, QueuedWrite, WriteQueue};
 /// Where the index lives and how to reach it (see `[index.rados]`).
 #[derive(Debug, Clone)]
 pub struct RadosOptions {
+    /// The `ceph.conf` to read.
     pub ceph_conf: PathBuf,
     /// Client name without `client.`.
     pub user: String,
+    /// The keyring, if `ceph.conf` does not name it.
     pub keyring: Option<PathBuf>,
+    /// The pool of the index (replicated: omap).
     pub pool: String,
+    /// The namespace in the pool, one per deployment.
     pub namespace: String,
     /// Object names start with `zonelog.<zone>.`.
     pub zone: String,
@@ -92,6 +96,8 @@ pub struct RadosOptions {
     pub op_timeout: Duration,
 }
 
+/// The RADOS backend: one omap object per shard and a control object
+/// for markers, windows and leases, shared by several instances.
 pub struct RadosIndex {
     inner: Arc<Inner>,
     queue: Arc<Mutex<WriteQueue>>,
@@ -127,6 +133,7 @@ impl RadosIndex {
         })
     }
 
+    /// Pool, namespace and zone, for messages.
     pub fn location(&self) -> &str {
         &self.inner.location
     }
