@@ -8,7 +8,8 @@ use super::ffi;
 
 /// A compound write on one object, applied atomically: either every step
 /// or none. Compares run first, so a failed compare applies nothing and the
-/// call fails with ECANCELED ([`RadosError::is_canceled`]).
+/// call fails with ECANCELED
+/// ([`RadosError::is_canceled`](super::RadosError::is_canceled)).
 #[derive(Debug, Clone, Default)]
 pub struct WriteOp {
     create_exclusive: Option<bool>,
