@@ -10,6 +10,7 @@ pub mod capture;
 pub mod changes;
 pub mod collector;
 pub mod config;
+pub mod error;
 pub mod filter;
 pub mod index;
 pub mod lease;

@@ -28,8 +28,47 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli.command, held)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes joined by `: `, as anyhow's `{:#}` prints
+/// them, but without a cause whose text the line already ends with: a
+/// backend error names its cause in its own text and keeps it as its
+/// source too (`zonelog::error::BackendError`), and it is said once.
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_text;
+    use zonelog::error::BackendError;
+    use zonelog::index::IndexError;
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = std::io::Error::other("No space left on device");
+        let e = anyhow::Error::new(IndexError::Backend(BackendError::new("/x/index.redb", io)))
+            .context("writing the batch");
+        assert_eq!(format!("{e:#}").matches("No space").count(), 3);
+        assert_eq!(
+            chain_text(&e),
+            "writing the batch: index backend error: /x/index.redb: No space left on device"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&plain), format!("{plain:#}"));
     }
 }

@@ -13,6 +13,7 @@ const STOP_AT: &str = "ZLTEST_STOP_AT";
 static ARMED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
 
 #[doc(hidden)]
+#[allow(unsafe_code)] // one libc call, see SAFETY below
 pub fn stop_point(name: &str) {
     let armed = ARMED.get_or_init(|| {
         let names = std::env::var(STOP_AT).unwrap_or_default();

@@ -164,3 +164,32 @@ mod properties {
         }
     }
 }
+
+/// A backend failure says what failed and why, and keeps the cause (here
+/// the I/O error) as its source.
+#[test]
+fn a_backend_error_keeps_its_cause_as_the_source() {
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let layout = IndexLayout {
+        shards: 2,
+        mode: IndexMode::EveryWrite,
+    };
+    let Err(err) = EmbeddedIndex::open(&file.join("index"), layout) else {
+        panic!("an index below a plain file opened");
+    };
+    assert!(matches!(err, IndexError::Backend(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("index backend error: ") && text.contains(": cannot create: "),
+        "{text}"
+    );
+    let backend = err.source().expect("the backend error");
+    let io = backend
+        .source()
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .expect("the I/O error underneath");
+    assert!(text.ends_with(&io.to_string()), "{text}");
+}

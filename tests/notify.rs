@@ -117,6 +117,7 @@ async fn start_run(setup: &Setup) -> Running {
         .stderr(Stdio::inherit());
     // SAFETY: between fork and exec only async-signal-safe calls (dup2,
     // fcntl) on a descriptor this process owns.
+    #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(move || {
             if fd == 3 {

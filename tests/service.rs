@@ -267,6 +267,7 @@ async fn the_http_listener_requires_its_token_and_pages_changes() {
     let status = text(&zonelog(&config, &["status"]));
     assert!(status.contains("index backlog: 5 changes"), "{status}");
     // SAFETY: kill only signals the child we started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(run.id() as i32, libc::SIGTERM);
     }

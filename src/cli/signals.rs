@@ -9,6 +9,7 @@ pub(crate) async fn wait_for_signal() -> Result<()> {
 /// SIGTERM and SIGINT blocked on the calling thread while this lives.
 pub(crate) struct HeldStopSignals(libc::sigset_t);
 
+#[allow(unsafe_code)] // libc signal-mask calls, see SAFETY below
 impl HeldStopSignals {
     pub(crate) fn hold() -> HeldStopSignals {
         // SAFETY: plain libc calls on a local, initialised signal set.
@@ -23,6 +24,7 @@ impl HeldStopSignals {
     }
 }
 
+#[allow(unsafe_code)] // libc signal-mask call, see SAFETY below
 impl Drop for HeldStopSignals {
     fn drop(&mut self) {
         // SAFETY: unblocks the set blocked in `hold`; a signal that came

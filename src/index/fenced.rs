@@ -13,12 +13,14 @@ use super::{
     IndexStats, SourceMarker, Watermark, WriteBatch, Written,
 };
 
+/// An index whose every write and freeze carries one lease term's fence.
 pub struct FencedIndex {
     inner: Arc<dyn ChangeIndex>,
     fence: Fence,
 }
 
 impl FencedIndex {
+    /// `inner`, with `fence` on every write and freeze.
     pub fn new(inner: Arc<dyn ChangeIndex>, fence: Fence) -> Self {
         FencedIndex { inner, fence }
     }

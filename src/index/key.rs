@@ -12,7 +12,9 @@ use std::str::FromStr;
 /// or one writer before and after a restart — can never mint the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryId {
+    /// The change's source time, nanoseconds since the epoch.
     pub time_ns: u64,
+    /// Writer session (high 32 bits) and counter in it (low 32 bits).
     pub seq: u64,
 }
 
@@ -22,12 +24,15 @@ pub const ENTRY_ID_BYTES: usize = 16;
 pub const ENTRY_ID_TEXT_LEN: usize = 37;
 
 impl EntryId {
+    /// The smallest key.
     pub const MIN: EntryId = EntryId { time_ns: 0, seq: 0 };
+    /// The largest key.
     pub const MAX: EntryId = EntryId {
         time_ns: u64::MAX,
         seq: u64::MAX,
     };
 
+    /// The key of a change at `time_ns` with this `seq`.
     pub fn new(time_ns: u64, seq: u64) -> Self {
         EntryId { time_ns, seq }
     }
@@ -46,6 +51,7 @@ impl EntryId {
         out
     }
 
+    /// The key [`EntryId::to_bytes`] gave; `None` if `bytes` is not one.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != ENTRY_ID_BYTES {
             return None;
@@ -72,6 +78,7 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// Text that is not an entry id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("entry id {0:?} is not of the form <20 digits>-<16 hex digits>")]
 pub struct BadEntryId(pub String);

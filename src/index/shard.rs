@@ -12,6 +12,7 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
+/// The shard of an object among `shards`: xxh3 of `bucket`, 0x00, `key`.
 pub fn shard_of(bucket: &str, key: &str, shards: u32) -> u32 {
     debug_assert!(shards > 0);
     let mut hasher = Xxh3::new();

@@ -8,6 +8,8 @@
 //! whole or absent, never partial; it is durable once
 //! [`LogStore::make_durable`] returned for it.
 
+#![warn(missing_docs)]
+
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -18,16 +20,22 @@ use crate::s3::{Level, ListedObject, S3Error};
 /// Bytes of an object being read, in order.
 pub type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
+/// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An S3 call failed.
     #[error("{}", .0.reason)]
     S3(#[from] S3Error),
+    /// A file or directory call failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A key a directory cannot hold.
     #[error("{0:?} cannot name a file below the directory (an empty, `.` or `..` segment)")]
     BadKey(String),
 }
@@ -35,11 +43,13 @@ pub enum StoreError {
 /// What a store tells about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
+    /// Bytes.
     pub size: u64,
     /// The S3 ETag, without quotes; none for a directory.
     pub etag: Option<String>,
 }
 
+/// A place that holds log objects: an S3 bucket or a directory.
 #[async_trait]
 pub trait LogStore: Send + Sync {
     /// Writes a whole object in one call.
@@ -51,6 +61,7 @@ pub trait LogStore: Send + Sync {
     /// An object of any size as a stream; `None` when absent.
     async fn open(&self, key: &str) -> Result<Option<Reader>, StoreError>;
 
+    /// Size and ETag of an object; `None` when absent.
     async fn head(&self, key: &str) -> Result<Option<Head>, StoreError>;
 
     /// Every object whose key starts with `prefix` (in key order), after
@@ -85,7 +96,10 @@ pub trait PartUpload: Send {
     /// The id to abort it by, when an unfinished upload costs something
     /// at the store (an S3 multipart upload keeps its parts).
     fn id(&self) -> Option<&str>;
+    /// Appends the next part.
     async fn send(&mut self, part: Bytes) -> Result<(), StoreError>;
+    /// Completes the object: whole from now on.
     async fn finish(self: Box<Self>) -> Result<(), StoreError>;
+    /// Gives the object up; nothing of it stays.
     async fn abort(self: Box<Self>) -> Result<(), StoreError>;
 }

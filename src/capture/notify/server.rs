@@ -194,6 +194,7 @@ fn inherited_listener() -> std::io::Result<Option<std::net::TcpListener>> {
         const SD_LISTEN_FDS_START: i32 = 3;
         // SAFETY: the service manager passed fd 3 to this process for us to
         // own (LISTEN_FDS), and TAKEN makes sure it is wrapped only once.
+        #[allow(unsafe_code)] // taking ownership of an inherited fd
         let std_listener = unsafe { std::net::TcpListener::from_raw_fd(SD_LISTEN_FDS_START) };
         std_listener.local_addr().map_err(|e| {
             std::io::Error::new(

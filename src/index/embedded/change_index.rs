@@ -8,7 +8,8 @@ use redb::ReadableDatabase as _;
 use super::handle::EmbeddedIndex;
 use super::keys::{entry_key, split_entry_key};
 use super::request::Request;
-use super::{backend, BLOCKS, FROZEN_MARKER, MARKERS};
+use super::{backend, backend_msg, BLOCKS, FROZEN_MARKER, MARKERS};
+use crate::error::BoxError;
 use crate::index::{
     ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError, IndexLayout,
     IndexStats, ShardStats, SourceMarker, Watermark, WriteBatch, Written,
@@ -116,30 +117,30 @@ impl ChangeIndex for EmbeddedIndex {
     }
 
     async fn marker(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
-        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let err = |e: BoxError| backend(&self.location, e);
         let tx = self
             .db
             .get()
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .begin_read()
-            .map_err(|e| err(&e))?;
-        let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
-        let value = table.get(name).map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
+        let table = tx.open_table(MARKERS).map_err(|e| err(e.into()))?;
+        let value = table.get(name).map_err(|e| err(e.into()))?;
         Ok(value.map(|v| v.value().to_vec()))
     }
 
     async fn markers(&self, prefix: &str) -> Result<Vec<SourceMarker>, IndexError> {
-        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let err = |e: BoxError| backend(&self.location, e);
         let tx = self
             .db
             .get()
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .begin_read()
-            .map_err(|e| err(&e))?;
-        let table = tx.open_table(MARKERS).map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
+        let table = tx.open_table(MARKERS).map_err(|e| err(e.into()))?;
         let mut out = Vec::new();
-        for item in table.range(prefix..).map_err(|e| err(&e))? {
-            let (k, v) = item.map_err(|e| err(&e))?;
+        for item in table.range(prefix..).map_err(|e| err(e.into()))? {
+            let (k, v) = item.map_err(|e| err(e.into()))?;
             if !k.value().starts_with(prefix) {
                 break;
             }
@@ -155,16 +156,16 @@ impl ChangeIndex for EmbeddedIndex {
         let counters = self
             .counters
             .lock()
-            .map_err(|_| backend(&self.location, "stats lock poisoned"))?
+            .map_err(|_| backend_msg(&self.location, "stats lock poisoned"))?
             .clone();
-        let err = |e: &dyn std::fmt::Display| backend(&self.location, e);
+        let err = |e: BoxError| backend(&self.location, e);
         let tx = self
             .db
             .get()
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .begin_read()
-            .map_err(|e| err(&e))?;
-        let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
+        let table = tx.open_table(BLOCKS).map_err(|e| err(e.into()))?;
         let mut shards = Vec::with_capacity(counters.len());
         for (shard, c) in counters.iter().enumerate() {
             let shard = shard as u32;
@@ -174,11 +175,11 @@ impl ChangeIndex for EmbeddedIndex {
                     entry_key(shard, EntryId::MIN).as_slice()
                         ..=entry_key(shard, EntryId::MAX).as_slice(),
                 )
-                .map_err(|e| err(&e))?
+                .map_err(|e| err(e.into()))?
                 .next()
             {
                 Some(item) => {
-                    let (k, _) = item.map_err(|e| err(&e))?;
+                    let (k, _) = item.map_err(|e| err(e.into()))?;
                     let (_, id) = split_entry_key(k.value()).ok_or_else(|| {
                         IndexError::Corrupt(format!("{}: bad block key", self.location.display()))
                     })?;

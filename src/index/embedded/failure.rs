@@ -1,5 +1,8 @@
 //! Why a commit group failed, and which redb errors need the file reopened.
 
+use std::error::Error;
+use std::sync::Arc;
+
 /// Why a group did not commit; every request in it gets this answer.
 #[derive(Debug)]
 pub(super) struct Failure {
@@ -7,6 +10,9 @@ pub(super) struct Failure {
     /// redb refuses everything after it until the file is reopened.
     pub(super) io: bool,
     pub(super) message: String,
+    /// The redb error, when one caused it: every request gets it as the
+    /// source of its error.
+    pub(super) source: Option<Arc<dyn Error + Send + Sync + 'static>>,
 }
 
 impl Failure {
@@ -15,6 +21,7 @@ impl Failure {
             corrupt: true,
             io: false,
             message: message.into(),
+            source: None,
         }
     }
 }
@@ -25,6 +32,7 @@ impl From<String> for Failure {
             corrupt: false,
             io: false,
             message,
+            source: None,
         }
     }
 }
@@ -78,7 +86,12 @@ macro_rules! failure_from_redb {
         impl From<$t> for Failure {
             fn from(e: $t) -> Self {
                 let io = e.storage().is_some_and(crate::index::db_slot::needs_reopen);
-                Failure { io, ..Failure::from(e.to_string()) }
+                let message = e.to_string();
+                Failure {
+                    io,
+                    source: Some(Arc::new(e)),
+                    ..Failure::from(message)
+                }
             }
         }
     )*};

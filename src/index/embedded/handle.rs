@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::meta::{count_entries, init_meta};
 use super::request::{PreparedBatch, PreparedEntry, Request};
 use super::writer::Writer;
-use super::{backend, INDEX_FILE};
+use super::{backend, backend_doing, backend_msg, INDEX_FILE};
 use crate::index::codec::encode_record;
 use crate::index::db_slot::DbSlot;
 use crate::index::{shard_of, IndexError, IndexLayout, WriteBatch};
@@ -20,6 +20,7 @@ use crate::index::{shard_of, IndexError, IndexLayout, WriteBatch};
 /// Requests waiting for the writer; callers wait (back-pressure) beyond it.
 const QUEUE_DEPTH: usize = 1024;
 
+/// Tuning of the embedded index; the defaults suit production.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     /// redb's page cache.
@@ -30,6 +31,7 @@ pub struct EmbeddedOptions {
     /// reader that wants one entry does not parse much. Tests shrink them
     /// to exercise splits and merges.
     pub block_max_bytes: usize,
+    /// At most this many entries in one block.
     pub block_max_entries: usize,
     /// A tail block below this size takes the next group's appends by being
     /// rewritten, so that writers with small commits do not leave one tiny
@@ -83,7 +85,7 @@ fn create_whole(dir: &Path, location: &Path, layout: IndexLayout) -> Result<(), 
     match std::fs::remove_file(&fresh) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(backend(&fresh, format!("cannot remove: {e}"))),
+        Err(e) => return Err(backend_doing(&fresh, "cannot remove", e)),
     }
     {
         let db = Database::create(&fresh).map_err(|e| backend(&fresh, e))?;
@@ -91,12 +93,12 @@ fn create_whole(dir: &Path, location: &Path, layout: IndexLayout) -> Result<(), 
     }
     std::fs::File::open(&fresh)
         .and_then(|f| f.sync_all())
-        .map_err(|e| backend(&fresh, format!("cannot sync: {e}")))?;
+        .map_err(|e| backend_doing(&fresh, "cannot sync", e))?;
     std::fs::rename(&fresh, location)
-        .map_err(|e| backend(location, format!("cannot rename into place: {e}")))?;
+        .map_err(|e| backend_doing(location, "cannot rename into place", e))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| backend(dir, format!("cannot sync: {e}")))?;
+        .map_err(|e| backend_doing(dir, "cannot sync", e))?;
     Ok(())
 }
 
@@ -108,13 +110,14 @@ impl EmbeddedIndex {
         Self::open_with(dir, layout, EmbeddedOptions::default())
     }
 
+    /// [`EmbeddedIndex::open`] with tuning.
     pub fn open_with(
         dir: &Path,
         layout: IndexLayout,
         options: EmbeddedOptions,
     ) -> Result<Self, IndexError> {
         layout.validate()?;
-        std::fs::create_dir_all(dir).map_err(|e| backend(dir, format!("cannot create: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| backend_doing(dir, "cannot create", e))?;
         let location = dir.join(INDEX_FILE);
         if !location.exists() {
             create_whole(dir, &location, layout)?;
@@ -123,7 +126,7 @@ impl EmbeddedIndex {
             .set_cache_size(options.cache_bytes.max(1 << 20))
             .create(&location)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => backend(
+                redb::DatabaseError::DatabaseAlreadyOpen => backend_msg(
                     &location,
                     "the index is open in another zonelog process (the embedded index has one \
                      owner; use the rados backend to share an index)",
@@ -150,7 +153,7 @@ impl EmbeddedIndex {
         let writer = std::thread::Builder::new()
             .name("zonelog-index-writer".into())
             .spawn(move || writer.run(inbox))
-            .map_err(|e| backend(&location, format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| backend_doing(&location, "cannot start the writer thread", e))?;
         Ok(EmbeddedIndex {
             layout,
             location,
@@ -163,6 +166,7 @@ impl EmbeddedIndex {
         })
     }
 
+    /// The index file.
     pub fn location(&self) -> &Path {
         &self.location
     }

@@ -13,6 +13,7 @@ use super::handle::EmbeddedIndex;
 use super::meta::read_u64;
 use super::request::{LeaseOp, Request};
 use super::{LEASES, META, META_LEASE_TOKEN};
+use crate::error::{BackendError, BoxError};
 use crate::index::{Fence, IndexError};
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 
@@ -154,7 +155,7 @@ impl EmbeddedIndex {
     async fn lease_op(&self, op: LeaseOp) -> Result<Option<Lease>, LeaseError> {
         self.submit(|reply| Request::Lease { op, reply })
             .await
-            .map_err(|e| LeaseError::Backend(e.to_string()))?
+            .map_err(|e| LeaseError::Backend(BackendError::wrap(e)))?
     }
 }
 
@@ -190,18 +191,18 @@ impl LeaseStore for EmbeddedIndex {
     }
 
     async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
-        let err = |e: &dyn std::fmt::Display| LeaseError::Backend(e.to_string());
+        let err = |e: BoxError| LeaseError::Backend(BackendError::wrap(e));
         let tx = self
             .db
             .get()
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .begin_read()
-            .map_err(|e| err(&e))?;
-        let table = tx.open_table(LEASES).map_err(|e| err(&e))?;
-        let Some(v) = table.get(name).map_err(|e| err(&e))? else {
+            .map_err(|e| err(e.into()))?;
+        let table = tx.open_table(LEASES).map_err(|e| err(e.into()))?;
+        let Some(v) = table.get(name).map_err(|e| err(e.into()))? else {
             return Ok(None);
         };
-        let stored: StoredLease = serde_json::from_slice(v.value()).map_err(|e| err(&e))?;
+        let stored: StoredLease = serde_json::from_slice(v.value()).map_err(|e| err(e.into()))?;
         if stored.expires_unix_ms <= unix_ms(SystemTime::now()) {
             return Ok(None);
         }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::handle::ShardCounter;
 use super::keys::check_block;
 use super::{
-    backend, BLOCKS, LATEST, LEASES, MARKERS, META, META_LAYOUT, META_SESSION, STORE_FORMAT,
+    backend, backend_msg, BLOCKS, LATEST, LEASES, MARKERS, META, META_LAYOUT, META_SESSION,
+    STORE_FORMAT,
 };
+use crate::error::BoxError;
 use crate::index::{IndexError, IndexLayout};
 
 #[derive(Serialize, Deserialize)]
@@ -26,14 +28,14 @@ pub(super) fn init_meta(
     location: &Path,
     layout: IndexLayout,
 ) -> Result<u64, IndexError> {
-    let err = |e: &dyn std::fmt::Display| backend(location, e);
-    let tx = db.begin_write().map_err(|e| err(&e))?;
+    let err = |e: BoxError| backend(location, e);
+    let tx = db.begin_write().map_err(|e| err(e.into()))?;
     let session;
     {
-        let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
+        let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
         let stored = meta
             .get(META_LAYOUT)
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .map(|v| v.value().to_vec());
         match stored {
             Some(bytes) => {
@@ -41,7 +43,7 @@ pub(super) fn init_meta(
                     IndexError::Corrupt(format!("{}: layout record: {e}", location.display()))
                 })?;
                 if stored.format != STORE_FORMAT {
-                    return Err(backend(
+                    return Err(backend_msg(
                         location,
                         format!(
                             "the index was written in store format {} and this zonelog reads \
@@ -64,20 +66,20 @@ pub(super) fn init_meta(
                     format: STORE_FORMAT,
                     layout,
                 })
-                .map_err(|e| err(&e))?;
+                .map_err(|e| err(e.into()))?;
                 meta.insert(META_LAYOUT, bytes.as_slice())
-                    .map_err(|e| err(&e))?;
+                    .map_err(|e| err(e.into()))?;
             }
         }
         session = read_u64(&meta, META_SESSION, location)? + 1;
         meta.insert(META_SESSION, session.to_le_bytes().as_slice())
-            .map_err(|e| err(&e))?;
-        tx.open_table(BLOCKS).map_err(|e| err(&e))?;
-        tx.open_table(LATEST).map_err(|e| err(&e))?;
-        tx.open_table(MARKERS).map_err(|e| err(&e))?;
-        tx.open_table(LEASES).map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
+        tx.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+        tx.open_table(LATEST).map_err(|e| err(e.into()))?;
+        tx.open_table(MARKERS).map_err(|e| err(e.into()))?;
+        tx.open_table(LEASES).map_err(|e| err(e.into()))?;
     }
-    tx.commit().map_err(|e| err(&e))?;
+    tx.commit().map_err(|e| err(e.into()))?;
     Ok(session)
 }
 
@@ -107,12 +109,12 @@ pub(super) fn count_entries(
     location: &Path,
     shards: u32,
 ) -> Result<Vec<ShardCounter>, IndexError> {
-    let err = |e: &dyn std::fmt::Display| backend(location, e);
+    let err = |e: BoxError| backend(location, e);
     let mut counters = vec![ShardCounter::default(); shards as usize];
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let blocks = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
-    for item in blocks.iter().map_err(|e| err(&e))? {
-        let (k, v) = item.map_err(|e| err(&e))?;
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let blocks = tx.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+    for item in blocks.iter().map_err(|e| err(e.into()))? {
+        let (k, v) = item.map_err(|e| err(e.into()))?;
         let (shard, block) = check_block(k.value(), v.value(), location)?;
         let c = counters
             .get_mut(shard as usize)

@@ -41,6 +41,7 @@ use std::path::Path;
 
 use redb::TableDefinition;
 
+use crate::error::{BackendError, BoxError};
 use crate::index::IndexError;
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -62,6 +63,20 @@ pub const INDEX_FILE: &str = "index.redb";
 /// row per entry; 2 stores blocks.
 const STORE_FORMAT: u32 = 2;
 
-fn backend(location: &Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::Backend(format!("{}: {e}", location.display()))
+/// `location: e`, keeping `e` as the source.
+fn backend(location: &Path, e: impl Into<BoxError>) -> IndexError {
+    IndexError::Backend(BackendError::new(location.display(), e))
+}
+
+/// `location: what: e`, keeping `e` as the source.
+fn backend_doing(location: &Path, what: &str, e: impl Into<BoxError>) -> IndexError {
+    IndexError::Backend(BackendError::new(
+        format_args!("{}: {what}", location.display()),
+        e,
+    ))
+}
+
+/// `location: what`, with no error underneath.
+fn backend_msg(location: &Path, what: impl std::fmt::Display) -> IndexError {
+    IndexError::Backend(BackendError::msg(format!("{}: {what}", location.display())))
 }

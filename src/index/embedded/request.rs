@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::failure::Failure;
+use crate::error::BackendError;
 use crate::index::{EntryId, EntryRef, Fence, IndexError, SourceMarker, Watermark, Written};
 use crate::lease::{Lease, LeaseError};
 
@@ -75,7 +76,9 @@ impl PendingReply {
         match self {
             PendingReply::Write(r) => drop(r.send(Err(error))),
             PendingReply::Trim(r) => drop(r.send(Err(error))),
-            PendingReply::Lease(r) => drop(r.send(Err(LeaseError::Backend(error.to_string())))),
+            PendingReply::Lease(r) => {
+                drop(r.send(Err(LeaseError::Backend(BackendError::wrap(error)))))
+            }
         }
     }
 
@@ -85,15 +88,16 @@ impl PendingReply {
             if failure.corrupt {
                 IndexError::Corrupt(message)
             } else {
-                IndexError::Backend(message)
+                IndexError::Backend(BackendError::shared(message, failure.source.clone()))
             }
         };
         match self {
             PendingReply::Write(r) => drop(r.send(Err(index_error()))),
             PendingReply::Trim(r) => drop(r.send(Err(index_error()))),
-            PendingReply::Lease(r) => {
-                drop(r.send(Err(LeaseError::Backend(failure.message.clone()))))
-            }
+            PendingReply::Lease(r) => drop(r.send(Err(LeaseError::Backend(BackendError::shared(
+                failure.message.clone(),
+                failure.source.clone(),
+            ))))),
         }
     }
 }

@@ -7,6 +7,7 @@ use redb::{Database, ReadableDatabase as _};
 use super::handle::EmbeddedIndex;
 use super::keys::{check_block, entry_key};
 use super::{backend, BLOCKS};
+use crate::error::BoxError;
 use crate::index::{EntryId, IndexError};
 
 impl EmbeddedIndex {
@@ -46,9 +47,9 @@ fn scan_range<T>(
     mut out: T,
     mut push: impl FnMut(&mut T, EntryId, &[u8]),
 ) -> Result<T, IndexError> {
-    let err = |e: &dyn std::fmt::Display| backend(location, e);
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let table = tx.open_table(BLOCKS).map_err(|e| err(&e))?;
+    let err = |e: BoxError| backend(location, e);
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let table = tx.open_table(BLOCKS).map_err(|e| err(e.into()))?;
     let mut taken = 0;
     let mut emit = |out: &mut T, key: &[u8], value: &[u8]| -> Result<bool, IndexError> {
         let (_, block) = check_block(key, value, location)?;
@@ -68,19 +69,19 @@ fn scan_range<T>(
     let (start, end) = (entry_key(shard, from), entry_key(shard, to));
     let floor = table
         .range(entry_key(shard, EntryId::MIN).as_slice()..start.as_slice())
-        .map_err(|e| err(&e))?
+        .map_err(|e| err(e.into()))?
         .next_back();
     if let Some(item) = floor {
-        let (k, v) = item.map_err(|e| err(&e))?;
+        let (k, v) = item.map_err(|e| err(e.into()))?;
         if !emit(&mut out, k.value(), v.value())? {
             return Ok(out);
         }
     }
     for item in table
         .range(start.as_slice()..end.as_slice())
-        .map_err(|e| err(&e))?
+        .map_err(|e| err(e.into()))?
     {
-        let (k, v) = item.map_err(|e| err(&e))?;
+        let (k, v) = item.map_err(|e| err(e.into()))?;
         if !emit(&mut out, k.value(), v.value())? {
             break;
         }

@@ -2,6 +2,7 @@
 
 use super::layout::{num, parse_num, FROZEN_KEY, MAX_ATTEMPTS, REV_KEY};
 use super::Inner;
+use crate::error::BackendError;
 use crate::index::{Fence, FrozenWindow, IndexError, IndexMode};
 use crate::rados::{OmapRead, WriteOp};
 
@@ -94,9 +95,9 @@ impl Inner {
             }
             pending = again;
         }
-        Err(IndexError::Backend(format!(
+        Err(IndexError::Backend(BackendError::msg(format!(
             "{}: freezing a window kept failing its compares",
             self.location
-        )))
+        ))))
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
+use crate::error::BackendError;
 use crate::index::key::ENTRY_ID_TEXT_LEN;
 use crate::index::{EntryId, IndexError, IndexLayout, IndexMode};
 use crate::rados::WriteOp;
@@ -77,7 +78,7 @@ impl Inner {
             mode: self.layout.mode,
         };
         let json = serde_json::to_vec(&wanted)
-            .map_err(|e| IndexError::Backend(format!("layout encoding: {e}")))?;
+            .map_err(|e| IndexError::Backend(BackendError::new("layout encoding", e)))?;
         let mut create = WriteOp::new().create(true);
         create.set(LAYOUT_KEY, json).set(SESSION_KEY, num(0));
         match self.io.operate(&self.control, &create) {

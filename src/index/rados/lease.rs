@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::{fence_key, num, parse_num, LEASE_PREFIX, MAX_ATTEMPTS};
 use super::{Inner, RadosIndex};
+use crate::error::{BackendError, BoxError};
 use crate::index::{Fence, IndexError};
 use crate::lease::{validate_request, Lease, LeaseError, LeaseStore};
 use crate::rados::WriteOp;
@@ -70,8 +71,15 @@ impl Inner {
         }
     }
 
-    fn lease_err(&self, e: impl std::fmt::Display) -> LeaseError {
-        LeaseError::Backend(format!("{}: {e}", self.location))
+    fn lease_err(&self, e: impl Into<BoxError>) -> LeaseError {
+        LeaseError::Backend(BackendError::new(&self.location, e))
+    }
+
+    fn lease_err_doing(&self, what: &str, e: impl Into<BoxError>) -> LeaseError {
+        LeaseError::Backend(BackendError::new(
+            format_args!("{}: {what}", self.location),
+            e,
+        ))
     }
 
     fn lease_record(&self, name: &str) -> Result<(Vec<u8>, Option<LeaseRecord>), LeaseError> {
@@ -84,7 +92,7 @@ impl Inner {
             return Ok((raw, None));
         }
         let record = serde_json::from_slice(&raw)
-            .map_err(|e| self.lease_err(format!("lease record {name}: {e}")))?;
+            .map_err(|e| self.lease_err_doing(&format!("lease record {name}"), e))?;
         Ok((raw, Some(record)))
     }
 
@@ -208,7 +216,10 @@ impl Inner {
                 });
             }
         }
-        Err(self.lease_err(format!("lease {name}: token record stayed contended")))
+        Err(LeaseError::Backend(BackendError::msg(format!(
+            "{}: lease {name}: token record stayed contended",
+            self.location
+        ))))
     }
 
     fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {

@@ -70,6 +70,7 @@ use super::{
     ChangeIndex, EncodedEntries, EntryId, EntryRef, Fence, FrozenWindow, IndexError, IndexLayout,
     IndexStats, SourceMarker, Watermark, WriteBatch, Written,
 };
+use crate::error::BackendError;
 use crate::lease::LeaseError;
 use crate::rados::{Cluster, IoCtx, OmapRead, RadosError};
 use layout::MARKER_PREFIX;
@@ -79,11 +80,15 @@ use write::{flush_groups, QueuedWrite, WriteQueue};
 /// Where the index lives and how to reach it (see `[index.rados]`).
 #[derive(Debug, Clone)]
 pub struct RadosOptions {
+    /// The `ceph.conf` to read.
     pub ceph_conf: PathBuf,
     /// Client name without `client.`.
     pub user: String,
+    /// The keyring, if `ceph.conf` does not name it.
     pub keyring: Option<PathBuf>,
+    /// The pool of the index (replicated: omap).
     pub pool: String,
+    /// The namespace in the pool, one per deployment.
     pub namespace: String,
     /// Object names start with `zonelog.<zone>.`.
     pub zone: String,
@@ -91,6 +96,8 @@ pub struct RadosOptions {
     pub op_timeout: Duration,
 }
 
+/// The RADOS backend: one omap object per shard and a control object
+/// for markers, windows and leases, shared by several instances.
 pub struct RadosIndex {
     inner: Arc<Inner>,
     queue: Arc<Mutex<WriteQueue>>,
@@ -119,19 +126,24 @@ impl RadosIndex {
         layout.validate()?;
         let inner = tokio::task::spawn_blocking(move || Inner::open(options, layout))
             .await
-            .map_err(|e| IndexError::Backend(format!("rados open task: {e}")))??;
+            .map_err(|e| IndexError::Backend(BackendError::new("rados open task", e)))??;
         Ok(RadosIndex {
             inner: Arc::new(inner),
             queue: Arc::new(Mutex::new(WriteQueue::default())),
         })
     }
 
+    /// Pool, namespace and zone, for messages.
     pub fn location(&self) -> &str {
         &self.inner.location
     }
 
     /// librados calls block: run one on a blocking thread.
-    async fn on_blocking_thread<T, E, F>(&self, f: F, backend: fn(String) -> E) -> Result<T, E>
+    async fn on_blocking_thread<T, E, F>(
+        &self,
+        f: F,
+        backend: fn(BackendError) -> E,
+    ) -> Result<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -140,7 +152,7 @@ impl RadosIndex {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| backend(format!("rados task: {e}")))?
+            .map_err(|e| backend(BackendError::new("rados task", e)))?
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, IndexError>
@@ -176,7 +188,7 @@ impl Inner {
             "rados pool {:?} namespace {:?}, zone {:?}",
             options.pool, options.namespace, options.zone
         );
-        let fail = |e: RadosError| IndexError::Backend(format!("{location}: {e}"));
+        let fail = |e: RadosError| IndexError::Backend(BackendError::new(&location, e));
         let cluster = Cluster::connect(
             &options.ceph_conf,
             &options.user,
@@ -208,7 +220,7 @@ impl Inner {
     }
 
     fn err(&self, e: RadosError) -> IndexError {
-        IndexError::Backend(format!("{}: {e}", self.location))
+        IndexError::Backend(BackendError::new(&self.location, e))
     }
 
     fn get(&self, oid: &str, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {

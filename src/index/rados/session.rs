@@ -3,6 +3,7 @@
 
 use super::layout::{num, parse_num, FLOOR_KEY, MAX_ATTEMPTS, SESSION_KEY};
 use super::Inner;
+use crate::error::BackendError;
 use crate::index::{EntryId, IndexError, Watermark};
 use crate::rados::WriteOp;
 
@@ -35,10 +36,10 @@ impl Inner {
                 Err(e) => return Err(self.err(e)),
             }
         }
-        Err(IndexError::Backend(format!(
+        Err(IndexError::Backend(BackendError::msg(format!(
             "{}: the session counter stayed contended",
             self.location
-        )))
+        ))))
     }
 
     /// Mints `count` ids in one session (taking a new session first if the
@@ -55,10 +56,10 @@ impl Inner {
         if s.stale || s.id < at_least || s.next + times.len() as u64 > u64::from(u32::MAX) {
             let id = self.next_number()?;
             if id > u64::from(u32::MAX) {
-                return Err(IndexError::Backend(format!(
+                return Err(IndexError::Backend(BackendError::msg(format!(
                     "{}: writer sessions exhausted",
                     self.location
-                )));
+                ))));
             }
             *s = Session {
                 id,

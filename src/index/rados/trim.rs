@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::layout::{entry_key, num, parse_num, version_key, ENTRY_PREFIX, MAX_ATTEMPTS, REV_KEY};
 use super::Inner;
+use crate::error::BackendError;
 use crate::index::codec::encoded_version_key;
 use crate::index::{EntryRef, IndexError, IndexMode};
 use crate::rados::{OmapPairs, OmapRead, WriteOp};
@@ -129,9 +130,9 @@ impl Inner {
                 }
             }
         }
-        Err(IndexError::Backend(format!(
+        Err(IndexError::Backend(BackendError::msg(format!(
             "{}: trims kept failing their compares",
             self.location
-        )))
+        ))))
     }
 }

@@ -11,6 +11,7 @@ use super::layout::{
     MARKER_PREFIX, MAX_ATTEMPTS, REV_KEY,
 };
 use super::{Inner, RadosIndex};
+use crate::error::BackendError;
 use crate::index::codec::{encode_record, object_version_key};
 use crate::index::{
     shard_of, EntryId, EntryRef, Fence, IndexError, IndexMode, SourceMarker, WriteBatch, Written,
@@ -132,11 +133,11 @@ impl Inner {
             }
             let all_ours = self.write_shards(&entries, Some(&txid), fence, &mut written)?;
             if !all_ours || !self.finish_intent(&intent_key, &intent, &markers, fence)? {
-                return Err(IndexError::Backend(format!(
+                return Err(IndexError::Backend(BackendError::msg(format!(
                     "{}: batch {txid} was finished by another instance's recovery; \
                      its markers are committed, retry from them",
                     self.location
-                )));
+                ))));
             }
             self.forget_txn(&entries, &txid);
         }
@@ -166,10 +167,10 @@ impl Inner {
         while !by_shard.is_empty() {
             attempts += 1;
             if attempts > MAX_ATTEMPTS {
-                return Err(IndexError::Backend(format!(
+                return Err(IndexError::Backend(BackendError::msg(format!(
                     "{}: shard writes kept failing their compares",
                     self.location
-                )));
+                ))));
             }
             if attempts > 1 {
                 // A floor moved past our session: maybe a new holder of our
@@ -446,7 +447,7 @@ pub(super) async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>
         let work = inner.clone();
         let result = tokio::task::spawn_blocking(move || work.write(entries, markers, fence))
             .await
-            .unwrap_or_else(|e| Err(IndexError::Backend(format!("rados task: {e}"))));
+            .unwrap_or_else(|e| Err(IndexError::Backend(BackendError::new("rados task", e))));
         match result {
             Ok(written) => {
                 let mut rest = written.into_iter();
@@ -466,9 +467,10 @@ pub(super) async fn flush_groups(inner: Arc<Inner>, queue: Arc<Mutex<WriteQueue>
                 }
             }
             Err(e) => {
-                let message = e.to_string();
+                // Every waiter gets the same failure, its cause kept.
+                let shared = BackendError::wrap(e);
                 for (_, reply) in replies {
-                    let _ = reply.send(Err(IndexError::Backend(message.clone())));
+                    let _ = reply.send(Err(IndexError::Backend(shared.clone())));
                 }
             }
         }
