@@ -8,18 +8,25 @@
 //! logs from zonelog's positions on, but nothing tells zonelog to read
 //! them. So when a data-log shard was trimmed past zonelog's position,
 //! capture catches up before it reads the data log on: it drains every
-//! followed bucket shard, and reads every matching bucket it does not
-//! follow yet from the start of its log. A crash during the catch-up
-//! leaves the data-log positions where they were, so the first poll after
-//! the restart finds the trim again.
+//! followed bucket shard that data-log shard could have named (RGW picks
+//! the shard by a hash of the bucket name and shard id, `datalog_shard_of`;
+//! with 10 000 buckets that is ~1/128 of them, not all), and reads every
+//! matching bucket it does not follow yet from the start of its log. A
+//! crash during the catch-up leaves the data-log positions where they
+//! were, so the first poll after the restart finds the trim again.
 //!
 //! Two places look for such trims. Every `check_interval`, each shard (with
 //! a probe: each that changed) is checked before it is read, which finds a
 //! shard trimmed whole that has logged nothing since. And every read that
 //! lists entries after our position asks, before it uses them, whether the
-//! shard still holds the position: a trim between two polls followed by a
-//! new entry would otherwise be stepped over for good, as reading on moves
-//! the position past the gap. That costs one request per non-empty read.
+//! shard still holds the position (`datalog_read_complete`): a trim between
+//! two polls followed by a new entry would otherwise be stepped over for
+//! good, as reading on moves the position past the gap. That costs one
+//! request per non-empty read. A read that cannot prove it saw everything
+//! (the shard no longer holds our position, or we took none as it held
+//! nothing) catches up on that shard's bucket shards: so after zonelog's
+//! own trim or a first start on a trimmed log, each shard's first new entry
+//! costs one such catch-up.
 //!
 //! RGW trims a data-log shard from its start, and `info` keeps the marker
 //! of the last entry written, trimmed or not. So the shard was trimmed past
