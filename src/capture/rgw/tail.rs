@@ -1055,6 +1055,25 @@ impl RgwCapture {
             let page = self.admin.datalog_list(shard, marker.as_deref()).await?;
             if let (false, Some(ours)) = (page.entries.is_empty(), &marker) {
                 if !self.datalog_read_complete(shard, ours).await? {
+                    // The catch-up drains what the page names; kept active
+                    // like any shard read, so it is drained and trimmed on.
+                    for e in &page.entries {
+                        let Some((bucket, instance, bs_shard)) = e.bucket_shard() else {
+                            continue;
+                        };
+                        if e.entity_type != "bucket" || !self.filter.matches_bucket(bucket) {
+                            continue;
+                        }
+                        let bs = BucketShard {
+                            gen: e.gen,
+                            ..BucketShard::first(bucket, instance, bs_shard)
+                        };
+                        let bs = self.followed_name(bs).await?;
+                        self.active
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(bs, Instant::now());
+                    }
                     // Once caught up, what this page lists is read.
                     let mut settled = WriteBatch::new();
                     if !page.marker.is_empty() {

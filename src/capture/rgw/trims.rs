@@ -230,8 +230,12 @@ impl RgwCapture {
         if !trimmed_past(&ours, &last, oldest.as_deref()) {
             return Ok(None);
         }
+        // Trimmed through exactly our position by a trim zonelog knows of:
+        // harmless while the shard still holds something, as the read
+        // that lists it decides (`datalog_read_complete`). Holding nothing
+        // though it wrote after our position, it lost those entries.
         let ours_trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
-        if ours_trimmed.as_deref() == Some(ours.as_str()) {
+        if oldest.is_some() && ours_trimmed.as_deref() == Some(ours.as_str()) {
             return Ok(None);
         }
         tracing::warn!(shard, position = %ours, last = %last, oldest = oldest.as_deref().unwrap_or(""),
