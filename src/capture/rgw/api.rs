@@ -368,12 +368,22 @@ impl RgwAdmin {
 
     /// The marker of the oldest entry a data-log shard still holds.
     pub async fn datalog_oldest(&self, shard: u32) -> Result<Option<String>, AdminError> {
+        self.datalog_first_after(shard, None).await
+    }
+
+    /// The marker of the first entry a data-log shard holds after
+    /// `marker` (from its start when `None`).
+    pub async fn datalog_first_after(
+        &self,
+        shard: u32,
+        marker: Option<&str>,
+    ) -> Result<Option<String>, AdminError> {
         let raw = self
             .datalog_page(
                 shard,
-                None,
+                marker,
                 Some(1),
-                &format!("data log shard {shard} oldest entry"),
+                &format!("data log shard {shard} first entry"),
             )
             .await?;
         // The entry's own marker: the page's is the next page's start on

@@ -735,11 +735,28 @@ impl RgwCapture {
                     if marker.is_empty() {
                         continue;
                     }
+                    // Trimmed only with an entry after our position, which
+                    // is noted: the next read then tells this trim from a
+                    // further one (`datalog_read_complete`) and need not
+                    // catch up. With none, the shard waits for one.
+                    let next = match self.admin.datalog_first_after(shard, Some(&marker)).await {
+                        Ok(Some(next)) => next,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            failures.push(e);
+                            continue;
+                        }
+                    };
                     // Recorded first, as for the bilogs below.
-                    let noted = WriteBatch::new().marker(
-                        super::trims::datalog_trimmed_name(shard),
-                        marker.clone().into_bytes(),
-                    );
+                    let noted = WriteBatch::new()
+                        .marker(
+                            super::trims::datalog_trimmed_name(shard),
+                            marker.clone().into_bytes(),
+                        )
+                        .marker(
+                            super::trims::datalog_trimmed_next_name(shard),
+                            next.into_bytes(),
+                        );
                     if let Err(e) = self.index.write(noted).await {
                         tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
                         continue;

@@ -24,9 +24,12 @@
 //! good, as reading on moves the position past the gap. That costs one
 //! request per non-empty read. A read that cannot prove it saw everything
 //! (the shard no longer holds our position, or we took none as it held
-//! nothing) catches up on that shard's bucket shards: so after zonelog's
-//! own trim or a first start on a trimmed log, each shard's first new entry
-//! costs one such catch-up.
+//! nothing) catches up on that shard's bucket shards: so after a first
+//! start on a trimmed log, each shard's first new entry costs one such
+//! catch-up. zonelog's own trims (`trim_source`) cost none: it trims a
+//! shard through our position only when an entry follows it, and notes
+//! that entry (`datalog_trimmed_next_name`); while it is the shard's
+//! oldest, no one trimmed further.
 //!
 //! RGW trims a data-log shard from its start, and `info` keeps the marker
 //! of the last entry written, trimmed or not. So the shard was trimmed past
@@ -52,6 +55,13 @@ use crate::index::WriteBatch;
 
 pub(super) fn datalog_trimmed_name(shard: u32) -> String {
     format!("rgw/datalog-trimmed/{shard:03}")
+}
+
+/// With `trim_source`: the first entry after the position zonelog trimmed
+/// through (`datalog_trimmed_name`), read before the trim. While the shard's
+/// oldest entry is that one, nothing after our position was trimmed.
+pub(super) fn datalog_trimmed_next_name(shard: u32) -> String {
+    format!("rgw/datalog-trimmed-next/{shard:03}")
 }
 
 /// The data-log shard RGW logs a change of `bucket`'s index shard to:
@@ -191,8 +201,19 @@ impl RgwCapture {
         if ours.is_empty() {
             return Ok(false);
         }
-        let oldest = self.admin.datalog_oldest(shard).await?;
-        Ok(oldest.is_some_and(|oldest| oldest.as_str() <= ours))
+        let Some(oldest) = self.admin.datalog_oldest(shard).await? else {
+            return Ok(false);
+        };
+        if oldest.as_str() <= ours {
+            return Ok(true);
+        }
+        // zonelog's own trim through exactly our position, which noted the
+        // entry after it: still the oldest, so no one trimmed further.
+        let trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
+        let next = self
+            .stored_marker(&datalog_trimmed_next_name(shard))
+            .await?;
+        Ok(trimmed.as_deref() == Some(ours) && next.as_deref() == Some(oldest.as_str()))
     }
 
     /// `Some`: the shard was trimmed past our position, with what to
