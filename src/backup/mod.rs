@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{BackupConfig, DeletePolicy};
-use crate::logfmt::{compression_of, decompressor, LogRecord};
+use crate::logs::format::{compression_of, decompressor};
+use crate::logs::LogRecord;
 use crate::record::Op;
 use crate::target::Target;
 use dest::Destination;

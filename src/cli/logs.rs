@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use zonelog::logfmt::{compression_of, decompressor};
+use zonelog::logs::format::{compression_of, decompressor};
 
 use super::args::LogsCommand;
 use super::wiring::{load_config, target};

@@ -16,9 +16,10 @@
 //! - every manifest names the index that wrote it (`collector/index-id`),
 //!   and a window is never uploaded over another index's object.
 
-use super::{manifest_name, Collector, CollectorError, LastWindow, Manifest, LAST};
+use super::{manifest_name, Collector, CollectorError, LastWindow, LAST};
 use crate::index::{Fence, WriteBatch};
-use crate::logfmt::compression_of;
+use crate::logs::format::compression_of;
+use crate::logs::Manifest;
 
 const INDEX_ID: &str = "collector/index-id";
 

@@ -38,7 +38,8 @@ use crate::index::{
     MergedReader, Watermark, WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
-use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
+use crate::logs::format::{compression_of, extension};
+use crate::logs::{LogEncoder, Manifest, RECORD_VERSION};
 use crate::target::{Target, TargetError, Uploaded};
 
 const PENDING: &str = "collector/pending";
@@ -160,26 +161,6 @@ pub async fn window_state(
     let pending = decode(PENDING, index.marker(PENDING).await?)?
         .and_then(|v| v.get("number").and_then(|n| n.as_u64()));
     Ok((last, pending))
-}
-
-/// The manifest written beside each log object (see docs/format.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub v: u32,
-    pub zone: String,
-    pub window: u64,
-    pub object: String,
-    pub count: u64,
-    pub first_id: String,
-    pub last_id: String,
-    pub start: String,
-    pub cutoff: String,
-    pub bytes: u64,
-    pub sha256: String,
-    /// The index that wrote it (`collector/index-id`); empty in manifests
-    /// of zonelog versions before it was kept.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub index: String,
 }
 
 /// One log object a round wrote (or finished).

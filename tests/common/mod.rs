@@ -333,7 +333,8 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub mod target {
     use super::*;
     use zonelog::config::{Compression, TargetConfig};
-    use zonelog::logfmt::{compression_of, decode_all, LogRecord};
+    use zonelog::logs::format::{compression_of, decode_all};
+    use zonelog::logs::LogRecord;
     use zonelog::target::Target;
 
     pub async fn fresh(zone: &DevZone, prefix: &str) -> (TargetConfig, Target) {
@@ -398,7 +399,7 @@ pub mod target {
                 assert!(landed_only, "{name} has no manifest");
                 continue;
             };
-            let manifest: zonelog::collector::Manifest =
+            let manifest: zonelog::logs::Manifest =
                 serde_json::from_slice(&manifest).expect("manifest JSON");
             assert_eq!(manifest.count, records.len() as u64, "{name}");
             assert_eq!(manifest.bytes, bytes.len() as u64, "{name}");

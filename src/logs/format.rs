@@ -11,10 +11,20 @@ use std::io::{Read, Write};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Compression;
 use crate::index::codec::{RecordView, SourceView};
 use crate::index::{EntryId, IndexedEntry};
 use crate::record::{Op, Provenance};
+
+/// How a log object's lines are compressed (`[collector] compression`);
+/// its name's extension says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    #[default]
+    Zstd,
+}
 
 /// The record schema version; a change to the line format bumps it.
 pub const RECORD_VERSION: u32 = 2;

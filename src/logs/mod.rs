@@ -1,0 +1,14 @@
+//! The log-object contract: what the collector writes and what every
+//! consumer (`zonelog backup`, `zonelog logs`, the tests) reads.
+//!
+//! - [`format`]: the line format (JSON Lines, one change per line) and its
+//!   [`Compression`];
+//! - [`manifest`]: the manifest beside each log object.
+//!
+//! docs/format.md describes all of it for people outside this code.
+
+pub mod format;
+pub mod manifest;
+
+pub use format::{Compression, LogEncoder, LogRecord, RECORD_VERSION};
+pub use manifest::Manifest;
