@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{BackupConfig, DeletePolicy};
-use crate::logs::format::{compression_of, decompressor};
-use crate::logs::LogRecord;
+use crate::logs::format::decompressor;
+use crate::logs::{LogObjectName, LogRecord};
 use crate::record::Op;
 use crate::target::Target;
 use dest::Destination;
@@ -216,7 +216,7 @@ impl Backup {
             })?
             .into_iter()
             .map(|o| o.key)
-            .filter(|name| compression_of(name).is_some())
+            .filter(|name| LogObjectName::from_key(name, self.logs.prefix()).is_ok())
             .collect();
         names.sort();
         if let Some(after) = after {
@@ -369,8 +369,9 @@ impl Backup {
             what: format!("{what} {name}"),
             reason: e.to_string(),
         };
-        let compression =
-            compression_of(name).ok_or_else(|| logs_error("read", &"not a log object name"))?;
+        let compression = LogObjectName::from_key(name, self.logs.prefix())
+            .map_err(|_| logs_error("read", &"not a log object name"))?
+            .compression;
         let stream = self
             .logs
             .open_key(name)

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use zonelog::logs::format::{compression_of, decompressor};
+use zonelog::logs::format::decompressor;
+use zonelog::logs::LogObjectName;
 
 use super::args::LogsCommand;
 use super::wiring::{load_config, target};
@@ -25,10 +26,12 @@ pub(crate) async fn logs(command: LogsCommand) -> Result<ExitCode> {
         .with_context(|| format!("cannot list {}", target.describe()))?;
     for listed in objects {
         let name = listed.key;
-        let Some(compression) = compression_of(&name) else {
+        let Ok(log_name) = LogObjectName::from_key(&name, target.prefix()) else {
             continue;
         };
-        if !range.overlaps(&name) || filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        let compression = log_name.compression;
+        if !range.overlaps(&log_name) || filter.as_ref().is_some_and(|f| !name.contains(f.as_str()))
+        {
             continue;
         }
         if !cat {

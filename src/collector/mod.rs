@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -38,8 +37,7 @@ use crate::index::{
     MergedReader, Watermark, WriteBatch,
 };
 use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
-use crate::logs::format::{compression_of, extension};
-use crate::logs::{LogEncoder, Manifest, RECORD_VERSION};
+use crate::logs::{LogEncoder, LogObjectName, Manifest, RECORD_VERSION};
 use crate::target::{Target, TargetError, Uploaded};
 
 const PENDING: &str = "collector/pending";
@@ -423,7 +421,14 @@ impl Collector {
                 cutoff_ns,
                 watermark,
                 limit: self.config.max_entries_per_object.max(1),
-                object: self.object_name(number, start_ns, cutoff_ns),
+                object: LogObjectName {
+                    zone: self.zone.clone(),
+                    number,
+                    start_ns,
+                    cutoff_ns,
+                    compression: self.config.compression,
+                }
+                .to_string(),
                 upload_id: None,
                 state: WindowState::Planned,
             };
@@ -442,24 +447,6 @@ impl Collector {
             }
         }
         Ok(report)
-    }
-
-    /// `PREFIX/ZONE/YYYY/MM/DD/HH/<number>_<start>_<end>.jsonl[.zst|.gz]`:
-    /// partitions by the window end, then a window number that only grows,
-    /// so a lexicographic listing is chronological.
-    fn object_name(&self, number: u64, start_ns: u64, cutoff_ns: u64) -> String {
-        let end = time_of(cutoff_ns);
-        format!(
-            "{}/{:04}/{:02}/{:02}/{:02}/{number:012}_{}_{}.{}",
-            self.zone,
-            end.year(),
-            end.month(),
-            end.day(),
-            end.hour(),
-            compact_time(start_ns),
-            compact_time(cutoff_ns),
-            extension(self.config.compression)
-        )
     }
 
     async fn first_covered(
@@ -554,15 +541,13 @@ impl Collector {
         // The plan's name fixes the encoding, not today's setting: a window
         // resumed after `compression` changed must still be the bytes its
         // name promises.
-        let compression = compression_of(&plan.object).ok_or_else(|| {
-            self.state_error(
-                PENDING,
-                format!("planned object {} has no log object extension", plan.object),
-            )
-        })?;
+        let name: LogObjectName = plan
+            .object
+            .parse()
+            .map_err(|e| self.state_error(PENDING, format!("planned object: {e}")))?;
         let index_id = self.index_id(&keeper.fence()).await?;
-        self.check_not_foreign(&plan.object, &index_id).await?;
-        let encoder = LogEncoder::new(&self.zone, compression)?;
+        self.check_not_foreign(&name, &index_id).await?;
+        let encoder = LogEncoder::new(&self.zone, name.compression)?;
         let mut upload = self.target.begin(
             &plan.object,
             self.config.multipart_threshold.as_u64() as usize,
@@ -661,21 +646,22 @@ impl Collector {
             count,
             first_id: first_id.clone(),
             last_id: last_id.clone(),
-            start: crate::record::format_time(&time_of(plan.start_ns)),
-            cutoff: crate::record::format_time(&time_of(plan.cutoff_ns)),
+            start: crate::record::format_time(&name.start()),
+            cutoff: crate::record::format_time(&name.cutoff()),
             bytes: size,
             sha256: sha256.clone(),
             index: index_id,
         };
         let manifest_bytes =
             serde_json::to_vec_pretty(&manifest).map_err(|e| self.state_error("manifest", e))?;
+        let manifest_name = name.manifest_name();
         self.target
-            .put_small(&manifest_name(&plan.object), manifest_bytes)
+            .put_small(&manifest_name, manifest_bytes)
             .await?;
         // Durable before the state says `uploaded`, after which the
         // covered entries are trimmed.
         self.target
-            .make_durable(&[&plan.object, &manifest_name(&plan.object)])
+            .make_durable(&[&plan.object, &manifest_name])
             .await?;
         Ok(WindowState::Uploaded {
             count,
@@ -751,44 +737,10 @@ impl Collector {
     }
 }
 
-/// The manifest's name: the log object's name with its extension replaced.
-pub fn manifest_name(object: &str) -> String {
-    let stem = object
-        .strip_suffix(".jsonl.zst")
-        .or_else(|| object.strip_suffix(".jsonl.gz"))
-        .or_else(|| object.strip_suffix(".jsonl"))
-        .unwrap_or(object);
-    format!("{stem}.manifest.json")
-}
-
-/// The window's first change time and cutoff, from a log object's name.
-pub fn window_bounds(object: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let file = object.rsplit('/').next()?;
-    let mut parts = file.splitn(3, '_');
-    let _number = parts.next()?;
-    let start = parts.next()?;
-    let end = parts.next()?.split(".jsonl").next()?;
-    let parse = |s: &str| {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S%.9fZ")
-            .ok()
-            .map(|t| t.and_utc())
-    };
-    Some((parse(start)?, parse(end)?))
-}
-
 fn unix_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
         .unwrap_or(0)
-}
-
-fn time_of(ns: u64) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
-}
-
-/// `20261125T104434.123456789Z`: sortable and safe in object names.
-fn compact_time(ns: u64) -> String {
-    time_of(ns).format("%Y%m%dT%H%M%S%.9fZ").to_string()
 }
 
 /// The encoding stage of an upload: JSON Lines and compression of the
@@ -825,27 +777,6 @@ fn encode_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_sort_chronologically() {
-        assert_eq!(
-            compact_time(1_764_067_474_123_456_789),
-            "20251125T104434.123456789Z"
-        );
-        assert_eq!(
-            manifest_name("z/2026/11/25/10/000000000042_a_b.jsonl.zst"),
-            "z/2026/11/25/10/000000000042_a_b.manifest.json"
-        );
-        let name = format!(
-            "p/z/2025/11/25/10/000000000042_{}_{}.jsonl.zst",
-            compact_time(1_764_067_474_123_456_789),
-            compact_time(1_764_067_534_000_000_000)
-        );
-        let (start, end) = window_bounds(&name).unwrap();
-        assert_eq!(start.timestamp_nanos_opt(), Some(1_764_067_474_123_456_789));
-        assert_eq!(end.timestamp_nanos_opt(), Some(1_764_067_534_000_000_000));
-        assert_eq!(window_bounds("x/manifest.json"), None);
-    }
 
     #[test]
     fn plans_survive_a_round_trip_through_the_index() {

@@ -1,6 +1,8 @@
 //! The log-object contract: what the collector writes and what every
 //! consumer (`zonelog backup`, `zonelog logs`, the tests) reads.
 //!
+//! - [`name`]: the log object's name ([`LogObjectName`]), which says its
+//!   zone, window, times and compression, and its manifest's name;
 //! - [`format`]: the line format (JSON Lines, one change per line) and its
 //!   [`Compression`];
 //! - [`manifest`]: the manifest beside each log object.
@@ -9,6 +11,8 @@
 
 pub mod format;
 pub mod manifest;
+pub mod name;
 
 pub use format::{Compression, LogEncoder, LogRecord, RECORD_VERSION};
 pub use manifest::Manifest;
+pub use name::{LogObjectName, NameError, NameProblem};

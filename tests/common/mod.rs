@@ -333,8 +333,8 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub mod target {
     use super::*;
     use zonelog::config::{Compression, TargetConfig};
-    use zonelog::logs::format::{compression_of, decode_all};
-    use zonelog::logs::LogRecord;
+    use zonelog::logs::format::decode_all;
+    use zonelog::logs::{LogObjectName, LogRecord};
     use zonelog::target::Target;
 
     pub async fn fresh(zone: &DevZone, prefix: &str) -> (TargetConfig, Target) {
@@ -381,7 +381,7 @@ pub mod target {
     async fn read_logs_with(target: &Target, landed_only: bool) -> Vec<(String, LogRecord)> {
         let mut out = Vec::new();
         for name in names(target).await {
-            let Some(compression) = compression_of(&name) else {
+            let Ok(log_name) = LogObjectName::from_key(&name, target.prefix()) else {
                 continue;
             };
             let bytes = target
@@ -389,8 +389,8 @@ pub mod target {
                 .await
                 .expect("get")
                 .expect("listed object exists");
-            let records = decode_all(compression, &bytes).expect("decode log object");
-            let manifest_path = zonelog::collector::manifest_name(&name);
+            let records = decode_all(log_name.compression, &bytes).expect("decode log object");
+            let manifest_path = target.path(&log_name.manifest_name());
             let manifest = target
                 .read_key(&manifest_path)
                 .await
