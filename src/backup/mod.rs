@@ -19,11 +19,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::{BackupConfig, DeletePolicy};
-use crate::logs::format::decompressor;
-use crate::logs::{LogObjectName, LogRecord};
+use crate::logs::{LogObject, LogReader, LogRecord};
 use crate::record::Op;
 use crate::target::Target;
 use dest::Destination;
@@ -126,7 +125,7 @@ const OP_META: &str = "zonelog-op";
 pub struct Backup {
     zone: String,
     config: BackupConfig,
-    logs: Target,
+    logs: LogReader,
     source: S3,
     dest: Arc<dyn Destination>,
     pub stats: Arc<BackupStats>,
@@ -146,7 +145,7 @@ impl Backup {
         Backup {
             zone: zone.to_string(),
             config,
-            logs,
+            logs: LogReader::new(logs),
             source,
             dest,
             stats: Arc::default(),
@@ -203,35 +202,31 @@ impl Backup {
     }
 
     /// Log objects after `after`, oldest first (log names sort by time).
-    async fn list_log_objects(&self, after: Option<&str>) -> Result<Vec<String>, BackupError> {
-        let prefix = self.logs.path(&self.zone);
-        let mut names: Vec<String> = self
-            .logs
-            .list(&prefix, after)
+    async fn list_log_objects(&self, after: Option<&str>) -> Result<Vec<LogObject>, BackupError> {
+        self.logs
+            .list(Some(&self.zone), after)
             .await
-            .map_err(|e| BackupError::Logs {
-                target: self.logs.describe().to_string(),
-                what: "list log objects".into(),
-                reason: e.to_string(),
-            })?
-            .into_iter()
-            .map(|o| o.key)
-            .filter(|name| LogObjectName::from_key(name, self.logs.prefix()).is_ok())
-            .collect();
-        names.sort();
-        if let Some(after) = after {
-            names.retain(|n| n.as_str() > after);
+            .map_err(|e| self.logs_error("list log objects".into(), &e))
+    }
+
+    fn logs_error(&self, what: String, reason: &dyn std::fmt::Display) -> BackupError {
+        BackupError::Logs {
+            target: self.logs.target().describe().to_string(),
+            what,
+            reason: reason.to_string(),
         }
-        Ok(names)
     }
 
     /// Applies every log object not yet applied; returns how many it read.
     pub async fn pass(&self, progress: &dyn Progress) -> Result<u64, BackupError> {
         let checkpoint = self.load_checkpoint().await?;
-        let mut todo: Vec<(String, u64)> = Vec::new();
+        let mut todo: Vec<(LogObject, u64)> = Vec::new();
         let after = match &checkpoint {
             Some(c) if !c.object_done => {
-                todo.push((c.log_object.clone(), c.records_done));
+                let object = self.logs.object(&c.log_object).map_err(|_| {
+                    self.logs_error(format!("read {}", c.log_object), &"not a log object name")
+                })?;
+                todo.push((object, c.records_done));
                 Some(c.log_object.as_str())
             }
             Some(c) => Some(c.log_object.as_str()),
@@ -241,16 +236,16 @@ impl Backup {
             self.list_log_objects(after)
                 .await?
                 .into_iter()
-                .map(|name| (name, 0)),
+                .map(|object| (object, 0)),
         );
         progress.pass_started(todo.len() as u64);
         let count = todo.len() as u64;
-        for (name, skip) in todo {
-            if !self.apply_log_object(&name, skip, progress).await? {
+        for (object, skip) in todo {
+            if !self.apply_log_object(&object, skip, progress).await? {
                 break;
             }
             self.stats.log_objects.fetch_add(1, Ordering::Relaxed);
-            progress.object_done(&name);
+            progress.object_done(&object.key);
             if self.stopping.load(Ordering::Relaxed) {
                 break;
             }
@@ -298,11 +293,21 @@ impl Backup {
 
     async fn apply_log_object(
         &self,
-        name: &str,
+        object: &LogObject,
         skip: u64,
         progress: &dyn Progress,
     ) -> Result<bool, BackupError> {
-        let records = self.read_log_object(name).await?;
+        let name = object.key.as_str();
+        let records = self
+            .logs
+            .records(object)
+            .await
+            .map_err(|e| self.logs_error(format!("read {name}"), &e))?
+            .map_err(|e| BackupError::Record {
+                object: e.object,
+                line: e.line,
+                reason: e.reason,
+            });
         let mut records = std::pin::pin!(records);
         let mut done = 0u64;
         let mut batch = Vec::with_capacity(self.config.batch);
@@ -356,71 +361,6 @@ impl Backup {
         })
         .await?;
         Ok(true)
-    }
-
-    /// Streams a log object's records: decompression and JSON parsing run on
-    /// a blocking thread and hand records over a bounded channel.
-    async fn read_log_object(
-        &self,
-        name: &str,
-    ) -> Result<impl futures::Stream<Item = Result<LogRecord, BackupError>>, BackupError> {
-        let logs_error = |what: &str, e: &dyn std::fmt::Display| BackupError::Logs {
-            target: self.logs.describe().to_string(),
-            what: format!("{what} {name}"),
-            reason: e.to_string(),
-        };
-        let compression = LogObjectName::from_key(name, self.logs.prefix())
-            .map_err(|_| logs_error("read", &"not a log object name"))?
-            .compression;
-        let stream = self
-            .logs
-            .open_key(name)
-            .await
-            .map_err(|e| logs_error("read", &e))?;
-        let reader = tokio_util::io::SyncIoBridge::new(stream);
-        let (tx, rx) = mpsc::channel::<Result<LogRecord, BackupError>>(1024);
-        let object = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            use std::io::BufRead as _;
-            let decoded = match decompressor(compression, reader) {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(BackupError::Record {
-                        object,
-                        line: 0,
-                        reason: e.to_string(),
-                    }));
-                    return;
-                }
-            };
-            let mut lines = std::io::BufReader::with_capacity(256 * 1024, decoded);
-            let mut line = Vec::new();
-            let mut number = 0u64;
-            loop {
-                line.clear();
-                number += 1;
-                let result = match lines.read_until(b'\n', &mut line) {
-                    Ok(0) => return,
-                    Ok(_) => serde_json::from_slice::<LogRecord>(&line).map_err(|e| {
-                        BackupError::Record {
-                            object: object.clone(),
-                            line: number,
-                            reason: e.to_string(),
-                        }
-                    }),
-                    Err(e) => Err(BackupError::Record {
-                        object: object.clone(),
-                        line: number,
-                        reason: format!("cannot read: {e}"),
-                    }),
-                };
-                let failed = result.is_err();
-                if tx.blocking_send(result).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(tokio_stream_from(rx))
     }
 
     /// Applies a batch in log order. A bucket-level change (a removed
@@ -662,12 +602,6 @@ fn applicable(record: &LogRecord) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Progress as log lines (when stderr is not a terminal).
