@@ -230,7 +230,7 @@ async fn round(
             r
         },
     };
-    zonelog::logfmt::encode_line("bench-zone", &sample, &mut line);
+    zonelog::logs::format::encode_line("bench-zone", &sample, &mut line);
     raw += line.len() as u64;
     println!(
         "target: {}",

@@ -95,7 +95,7 @@ impl Page {
                     .as_ref()
                     .is_none_or(|p| r.key.starts_with(p.as_str()));
             if wanted {
-                crate::logfmt::encode_line(zone, &entry, &mut chunk);
+                crate::logs::format::encode_line(zone, &entry, &mut chunk);
                 matched += 1;
             }
             if chunk.len() >= CHUNK_BYTES || scanned % 1000 == 0 {

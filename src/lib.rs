@@ -14,7 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod index;
 pub mod lease;
-pub mod logfmt;
+pub mod logs;
 pub mod ops;
 pub mod rados;
 pub mod record;

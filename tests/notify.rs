@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{dev_zone, unique_bucket, DevZone, S3};
 use zonelog::capture::notify::setup::NotifySetup;
 use zonelog::config::Secret;
-use zonelog::logfmt::LogRecord;
+use zonelog::logs::LogRecord;
 use zonelog::record::Op;
 
 const TOKEN: &str = "notify-test-token";

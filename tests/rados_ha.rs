@@ -23,7 +23,7 @@ use zonelog::capture::leased::{CAPTURE_LEASE, NOTIFY_LEASE};
 use zonelog::index::rados::{RadosIndex, RadosOptions};
 use zonelog::index::{ChangeIndex, EntryId, IndexLayout, IndexMode, MergedReader};
 use zonelog::lease::{LeaseStore, CONTROL_LEASE};
-use zonelog::logfmt::LogRecord;
+use zonelog::logs::LogRecord;
 use zonelog::target::Target;
 
 const LEASE: Duration = Duration::from_secs(3);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use zonelog::logs::LogObjectName;
 
 /// `zonelog --version`: what is built in, for a bug report or a fleet check.
 const LONG_VERSION: &str = concat!(
@@ -196,10 +197,8 @@ pub(crate) struct TimeRange {
 }
 
 impl TimeRange {
-    pub(crate) fn overlaps(&self, name: &str) -> bool {
-        let Some((start, end)) = zonelog::collector::window_bounds(name) else {
-            return self.from.is_none() && self.to.is_none();
-        };
+    pub(crate) fn overlaps(&self, name: &LogObjectName) -> bool {
+        let (start, end) = (name.start(), name.cutoff());
         self.from.is_none_or(|f| end >= f) && self.to.is_none_or(|t| start < t)
     }
 }

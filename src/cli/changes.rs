@@ -119,7 +119,7 @@ async fn changes(
     }
     writeln!(out, "{:<30}  {:<13}  object", "time", "op")?;
     for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let r: zonelog::logfmt::LogRecord = serde_json::from_slice(line)?;
+        let r: zonelog::logs::LogRecord = serde_json::from_slice(line)?;
         let version = r
             .version_id
             .map(|v| format!("  (version {v})"))

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use zonelog::logfmt::{compression_of, decompressor};
+use zonelog::logs::LogReader;
 
 use super::args::LogsCommand;
 use super::wiring::{load_config, target};
@@ -18,31 +18,29 @@ pub(crate) async fn logs(command: LogsCommand) -> Result<ExitCode> {
         } => (config, range, true, filter),
     };
     let cfg = load_config(&config)?;
-    let target = target(&cfg)?;
-    let objects = target
-        .list(target.prefix(), None)
+    let logs = LogReader::new(target(&cfg)?);
+    let objects = logs
+        .list(None, None)
         .await
-        .with_context(|| format!("cannot list {}", target.describe()))?;
-    for listed in objects {
-        let name = listed.key;
-        let Some(compression) = compression_of(&name) else {
-            continue;
-        };
-        if !range.overlaps(&name) || filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        .with_context(|| format!("cannot list {}", logs.target().describe()))?;
+    for object in objects {
+        let name = object.key.clone();
+        if !range.overlaps(&object.name)
+            || filter.as_ref().is_some_and(|f| !name.contains(f.as_str()))
+        {
             continue;
         }
         if !cat {
-            println!("{name}\t{}", listed.size);
+            println!("{name}\t{}", object.size.unwrap_or_default());
             continue;
         }
         // Streamed: a log object of any size passes through bounded buffers.
-        let stream = target
-            .open_key(&name)
+        let opened = logs
+            .open(&object)
             .await
             .with_context(|| format!("cannot read {name}"))?;
-        let reader = tokio_util::io::SyncIoBridge::new(stream);
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut decoded = decompressor(compression, reader)?;
+            let mut decoded = opened.decompressed()?;
             std::io::copy(&mut decoded, &mut std::io::stdout().lock())
                 .with_context(|| format!("cannot decompress {name}"))?;
             Ok(())

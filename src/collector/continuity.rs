@@ -16,14 +16,12 @@
 //! - every manifest names the index that wrote it (`collector/index-id`),
 //!   and a window is never uploaded over another index's object.
 
-use super::{manifest_name, Collector, CollectorError, LastWindow, Manifest, LAST};
+use super::{Collector, CollectorError, LastWindow, LAST};
 use crate::index::{Fence, WriteBatch};
-use crate::logfmt::compression_of;
+use crate::logs::name::DATE_LEVELS;
+use crate::logs::{LogObjectName, Manifest};
 
 const INDEX_ID: &str = "collector/index-id";
-
-/// The date levels of a log object's name below the zone.
-const DATE_LEVELS: usize = 4;
 
 impl Collector {
     /// This index's identity, made at its first round and kept.
@@ -58,7 +56,7 @@ impl Collector {
         last: Option<LastWindow>,
         fence: &Fence,
     ) -> Result<LastWindow, CollectorError> {
-        let Some(newest) = self.newest_log_object().await? else {
+        let Some((newest, name)) = self.newest_log_object().await? else {
             return Ok(last.unwrap_or_default());
         };
         match last {
@@ -69,12 +67,7 @@ impl Collector {
                 ours: last.object,
             }),
             None => {
-                let Some((number, cutoff_ns)) = parse_object_name(&newest) else {
-                    return Err(CollectorError::State {
-                        name: newest,
-                        reason: "the target's newest log object has no window number".into(),
-                    });
-                };
+                let (number, cutoff_ns) = (name.number, name.cutoff_ns);
                 tracing::info!(after = %newest, "collector: a new index; numbering its windows after the target's newest log object");
                 let adopted = LastWindow {
                     number,
@@ -98,10 +91,10 @@ impl Collector {
     /// Refuses to upload a window over an object another index wrote.
     pub(super) async fn check_not_foreign(
         &self,
-        object: &str,
+        object: &LogObjectName,
         index_id: &str,
     ) -> Result<(), CollectorError> {
-        let path = self.target.path(&manifest_name(object));
+        let path = self.target.path(&object.manifest_name());
         let Some(bytes) = self.target.read_key(&path).await? else {
             return Ok(());
         };
@@ -118,8 +111,9 @@ impl Collector {
     }
 
     /// The newest log object of this zone in the target (its name below
-    /// the target prefix), found by descending the newest date level.
-    async fn newest_log_object(&self) -> Result<Option<String>, CollectorError> {
+    /// the target prefix, as listed, and what it says), found by
+    /// descending the newest date level.
+    async fn newest_log_object(&self) -> Result<Option<(String, LogObjectName)>, CollectorError> {
         let mut level = self.target.path(&self.zone);
         for _ in 0..DATE_LEVELS {
             match self
@@ -139,40 +133,14 @@ impl Collector {
         Ok(listing
             .objects
             .into_iter()
-            .map(|o| o.key)
-            .filter(|n| compression_of(n).is_some())
-            .max()
-            .map(
-                |n| match n.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-                    Some(rest) if !prefix.is_empty() => rest.to_string(),
-                    _ => n,
-                },
-            ))
-    }
-}
-/// The window number and cutoff of a log object name
-/// (`…/<number>_<start>_<end>.jsonl…`).
-fn parse_object_name(name: &str) -> Option<(u64, u64)> {
-    let file = name.rsplit('/').next()?;
-    let mut parts = file.split('_');
-    let number = parts.next()?.parse().ok()?;
-    let _start = parts.next()?;
-    let end = parts.next()?.split(".jsonl").next()?;
-    let cutoff = chrono::NaiveDateTime::parse_from_str(end, "%Y%m%dT%H%M%S%.fZ")
-        .ok()?
-        .and_utc()
-        .timestamp_nanos_opt()?;
-    Some((number, u64::try_from(cutoff).ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_log_object_name_gives_its_number_and_cutoff() {
-        let name = "z/2026/12/02/07/000000000002_20251124T155950.000000200Z_20261202T070841.366187854Z.jsonl.zst";
-        let (number, cutoff) = super::parse_object_name(name).expect("parsed");
-        assert_eq!(number, 2);
-        assert_eq!(cutoff % 1_000_000_000, 366_187_854);
-        assert!(super::parse_object_name("z/2026/notes.txt").is_none());
+            .filter_map(|o| {
+                let name = LogObjectName::from_key(&o.key, prefix).ok()?;
+                Some((o.key, name))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(key, name)| match prefix {
+                "" => (key, name),
+                _ => (key[prefix.len() + 1..].to_string(), name),
+            }))
     }
 }

@@ -22,35 +22,25 @@
 //! object.
 
 mod continuity;
+mod keeper;
+mod upload;
+mod window;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::CollectorConfig;
-use crate::index::codec::view_record;
-use crate::index::{
-    ChangeIndex, EncodedEntries, EntryId, Fence, FrozenWindow, IndexError, IndexedEntry,
-    MergedReader, Watermark, WriteBatch,
-};
-use crate::lease::{Lease, LeaseError, LeaseStore, CONTROL_LEASE};
-use crate::logfmt::{compression_of, extension, LogEncoder, RECORD_VERSION};
-use crate::target::{Target, TargetError, Uploaded};
+use crate::index::{ChangeIndex, EntryId, IndexError, WriteBatch};
+use crate::lease::{LeaseError, LeaseStore, CONTROL_LEASE};
+use crate::logs::LogObjectName;
+use crate::target::{Target, TargetError};
+use keeper::LeaseKeeper;
+pub use window::{window_state, LastWindow};
+use window::{WindowPlan, WindowState, LAST, PENDING};
 
-const PENDING: &str = "collector/pending";
-const LAST: &str = "collector/last";
-/// Entries per shard page of the merged read: memory is shards × this.
-const READ_PAGE: usize = 512;
-/// Compressed bytes collected before they are handed to the upload.
-const FLUSH_BYTES: usize = 1 << 20;
-/// Entries per hand-over from the reading task to the encoding thread.
-const ENCODE_BATCH: usize = 1024;
-/// Batches (and compressed chunks) in flight between the stages.
-const ENCODE_QUEUE: usize = 4;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
@@ -79,107 +69,6 @@ pub enum CollectorError {
         object: String,
         index: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-enum WindowState {
-    Planned,
-    Uploaded {
-        count: u64,
-        first_id: String,
-        last_id: String,
-        bytes: u64,
-        sha256: String,
-    },
-}
-
-/// A window as recorded in the index before its upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WindowPlan {
-    number: u64,
-    start_ns: u64,
-    cutoff_ns: u64,
-    watermark: Watermark,
-    limit: u64,
-    object: String,
-    /// The multipart upload of `object` in flight, recorded before its
-    /// first part: a round that does not finish it (the target went away,
-    /// a kill) leaves it to be aborted by the round that resumes the plan.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    upload_id: Option<String>,
-    #[serde(flatten)]
-    state: WindowState,
-}
-
-impl WindowPlan {
-    /// What the plan covers, kept as it is in latest mode (see
-    /// `ChangeIndex::freeze`).
-    fn frozen(&self) -> FrozenWindow {
-        FrozenWindow {
-            cutoff: EntryId::at(self.cutoff_ns),
-            watermark: self.watermark,
-        }
-    }
-}
-
-/// The last window a collector finished (for status and consumers).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastWindow {
-    pub number: u64,
-    pub cutoff_ns: u64,
-    pub object: String,
-    pub count: u64,
-}
-
-/// The last finished window and whether one is planned but unfinished.
-pub async fn window_state(
-    index: &dyn ChangeIndex,
-) -> Result<(Option<LastWindow>, Option<u64>), CollectorError> {
-    let decode =
-        |name: &str, bytes: Option<Vec<u8>>| -> Result<Option<serde_json::Value>, CollectorError> {
-            match bytes {
-                Some(b) if !b.is_empty() => {
-                    serde_json::from_slice(&b)
-                        .map(Some)
-                        .map_err(|e| CollectorError::State {
-                            name: name.to_string(),
-                            reason: e.to_string(),
-                        })
-                }
-                _ => Ok(None),
-            }
-        };
-    let last = decode(LAST, index.marker(LAST).await?)?
-        .map(serde_json::from_value::<LastWindow>)
-        .transpose()
-        .map_err(|e| CollectorError::State {
-            name: LAST.into(),
-            reason: e.to_string(),
-        })?;
-    let pending = decode(PENDING, index.marker(PENDING).await?)?
-        .and_then(|v| v.get("number").and_then(|n| n.as_u64()));
-    Ok((last, pending))
-}
-
-/// The manifest written beside each log object (see docs/format.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub v: u32,
-    pub zone: String,
-    pub window: u64,
-    pub object: String,
-    pub count: u64,
-    pub first_id: String,
-    pub last_id: String,
-    pub start: String,
-    pub cutoff: String,
-    pub bytes: u64,
-    pub sha256: String,
-    /// The index that wrote it (`collector/index-id`); empty in manifests
-    /// of zonelog versions before it was kept.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub index: String,
 }
 
 /// One log object a round wrote (or finished).
@@ -220,82 +109,6 @@ pub struct Collector {
     config: CollectorConfig,
     holder: String,
     pub counters: Arc<CollectorCounters>,
-}
-
-/// Keeps the control lease alive in the background while a round works.
-struct LeaseKeeper {
-    lost: Arc<AtomicBool>,
-    lease: Arc<Mutex<Lease>>,
-    task: tokio::task::JoinHandle<()>,
-    /// Stop trusting the lease this long before it expires: work checked
-    /// against it must not outlive it.
-    safety: Duration,
-}
-
-impl LeaseKeeper {
-    fn start(leases: Arc<dyn LeaseStore>, lease: Lease, ttl: Duration) -> Self {
-        let lost = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Mutex::new(lease));
-        let (lost_flag, current) = (lost.clone(), shared.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                let lease = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                // A renewal that hangs must not keep the round going on a
-                // lease that may have run out meanwhile.
-                let renewed = tokio::time::timeout(ttl / 3, leases.renew(&lease, ttl)).await;
-                match renewed {
-                    Ok(Ok(renewed)) => *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "collector: control lease lost");
-                        lost_flag.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!("collector: renewing the control lease timed out; retrying");
-                    }
-                }
-            }
-        });
-        LeaseKeeper {
-            lost,
-            lease: shared,
-            task,
-            safety: (ttl / 4).min(Duration::from_secs(1)),
-        }
-    }
-
-    /// Fails once the lease was lost, or is about to expire because
-    /// renewals did not get through.
-    fn check(&self, window: u64) -> Result<(), CollectorError> {
-        let expires_at = self
-            .lease
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expires_at;
-        if self.lost.load(Ordering::SeqCst) || SystemTime::now() + self.safety >= expires_at {
-            return Err(CollectorError::LeaseLost { window });
-        }
-        Ok(())
-    }
-
-    /// What every state write of this round carries (see `Fence`).
-    fn fence(&self) -> Fence {
-        Fence::of(&self.lease.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn stop(self) -> Lease {
-        self.task.abort();
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        lease
-    }
-}
-
-impl Drop for LeaseKeeper {
-    fn drop(&mut self) {
-        // Also when a round is dropped half-way: no renewals after it.
-        self.task.abort();
-    }
 }
 
 impl Collector {
@@ -442,7 +255,14 @@ impl Collector {
                 cutoff_ns,
                 watermark,
                 limit: self.config.max_entries_per_object.max(1),
-                object: self.object_name(number, start_ns, cutoff_ns),
+                object: LogObjectName {
+                    zone: self.zone.clone(),
+                    number,
+                    start_ns,
+                    cutoff_ns,
+                    compression: self.config.compression,
+                }
+                .to_string(),
                 upload_id: None,
                 state: WindowState::Planned,
             };
@@ -461,48 +281,6 @@ impl Collector {
             }
         }
         Ok(report)
-    }
-
-    /// `PREFIX/ZONE/YYYY/MM/DD/HH/<number>_<start>_<end>.jsonl[.zst|.gz]`:
-    /// partitions by the window end, then a window number that only grows,
-    /// so a lexicographic listing is chronological.
-    fn object_name(&self, number: u64, start_ns: u64, cutoff_ns: u64) -> String {
-        let end = time_of(cutoff_ns);
-        format!(
-            "{}/{:04}/{:02}/{:02}/{:02}/{number:012}_{}_{}.{}",
-            self.zone,
-            end.year(),
-            end.month(),
-            end.day(),
-            end.hour(),
-            compact_time(start_ns),
-            compact_time(cutoff_ns),
-            extension(self.config.compression)
-        )
-    }
-
-    async fn first_covered(
-        &self,
-        cutoff_ns: u64,
-        watermark: Watermark,
-    ) -> Result<Option<IndexedEntry>, CollectorError> {
-        let mut reader =
-            MergedReader::new(self.index.clone(), EntryId::MIN, EntryId::at(cutoff_ns), 16);
-        while let Some(e) = reader.next().await? {
-            if watermark.covers(&e.id) {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
-    }
-
-    fn covered_reader(&self, plan: &WindowPlan) -> MergedReader {
-        MergedReader::new(
-            self.index.clone(),
-            EntryId::MIN,
-            EntryId::at(plan.cutoff_ns),
-            READ_PAGE,
-        )
     }
 
     async fn finish(
@@ -564,147 +342,6 @@ impl Collector {
         })
     }
 
-    /// Streams the window's entries to the target and writes the manifest.
-    async fn upload(
-        &self,
-        plan: &WindowPlan,
-        keeper: &LeaseKeeper,
-    ) -> Result<WindowState, CollectorError> {
-        // The plan's name fixes the encoding, not today's setting: a window
-        // resumed after `compression` changed must still be the bytes its
-        // name promises.
-        let compression = compression_of(&plan.object).ok_or_else(|| {
-            self.state_error(
-                PENDING,
-                format!("planned object {} has no log object extension", plan.object),
-            )
-        })?;
-        let index_id = self.index_id(&keeper.fence()).await?;
-        self.check_not_foreign(&plan.object, &index_id).await?;
-        let encoder = LogEncoder::new(&self.zone, compression)?;
-        let mut upload = self.target.begin(
-            &plan.object,
-            self.config.multipart_threshold.as_u64() as usize,
-            self.config.part_size.as_u64() as usize,
-        );
-        // Three stages at once: this task reads and merges the shards, a
-        // blocking thread encodes and compresses (the costliest part), and
-        // this task uploads what it produced. Bounded channels keep memory
-        // at a few batches and chunks; a failing stage drops its channel
-        // ends, which stops the others.
-        let (batches, batches_rx) = mpsc::channel::<EncodedEntries>(ENCODE_QUEUE);
-        let (chunks_tx, chunks) = mpsc::channel::<Vec<u8>>(ENCODE_QUEUE);
-        let encoding =
-            tokio::task::spawn_blocking(move || encode_stream(encoder, batches_rx, chunks_tx));
-        let mut reader = self.covered_reader(plan);
-        let (mut first_id, mut last_id) = (None, None);
-        let feed = async {
-            let batches = batches;
-            let mut fed = 0u64;
-            let mut batch = EncodedEntries::new();
-            while fed < plan.limit {
-                // Entries stay in their stored form up to the encoder, which
-                // reads them in place.
-                let Some(taken) = reader
-                    .next_with(|entry, record| {
-                        let covered = plan.watermark.covers(&entry.id);
-                        if covered {
-                            batch.push(entry, record);
-                        }
-                        covered.then_some(entry.id)
-                    })
-                    .await?
-                else {
-                    break;
-                };
-                let Some(id) = taken else {
-                    continue;
-                };
-                first_id.get_or_insert(id);
-                last_id = Some(id);
-                fed += 1;
-                if batch.len() == ENCODE_BATCH
-                    && batches.send(std::mem::take(&mut batch)).await.is_err()
-                {
-                    // The encoder stopped; its error is reported below.
-                    return Ok(());
-                }
-            }
-            if !batch.is_empty() {
-                let _ = batches.send(batch).await;
-            }
-            Ok::<(), CollectorError>(())
-        };
-        let send = async {
-            let mut chunks = chunks;
-            let mut recorded = false;
-            while let Some(chunk) = chunks.recv().await {
-                keeper.check(plan.number)?;
-                upload.write(&chunk).await?;
-                if let (false, Some(id)) = (recorded, upload.upload_id()) {
-                    let with_id = WindowPlan {
-                        upload_id: Some(id.to_string()),
-                        ..plan.clone()
-                    };
-                    self.store(PENDING, &with_id, keeper).await?;
-                    recorded = true;
-                    crate::testing::stop_point("collector-mid-multipart");
-                }
-            }
-            Ok::<(), CollectorError>(())
-        };
-        let (fed, sent) = tokio::join!(feed, send);
-        let encoded = match encoding.await {
-            Ok(result) => result.map_err(CollectorError::from),
-            Err(e) => Err(CollectorError::Encode(std::io::Error::other(e.to_string()))),
-        };
-        let streamed = sent.and(fed).and(encoded).and_then(|count| {
-            keeper.check(plan.number)?;
-            Ok(count)
-        });
-        let count = match streamed {
-            Ok(count) => count,
-            Err(e) => {
-                upload.abort().await;
-                return Err(e);
-            }
-        };
-        let Uploaded { size, sha256, .. } = upload.finish().await?;
-        let first_id = first_id.map(|i| i.to_string()).unwrap_or_default();
-        let last_id = last_id.map(|i| i.to_string()).unwrap_or_default();
-        let manifest = Manifest {
-            v: RECORD_VERSION,
-            zone: self.zone.clone(),
-            window: plan.number,
-            object: plan.object.clone(),
-            count,
-            first_id: first_id.clone(),
-            last_id: last_id.clone(),
-            start: crate::record::format_time(&time_of(plan.start_ns)),
-            cutoff: crate::record::format_time(&time_of(plan.cutoff_ns)),
-            bytes: size,
-            sha256: sha256.clone(),
-            index: index_id,
-        };
-        let manifest_bytes =
-            serde_json::to_vec_pretty(&manifest).map_err(|e| self.state_error("manifest", e))?;
-        self.target
-            .put_small(&manifest_name(&plan.object), manifest_bytes)
-            .await?;
-        // Durable before the state says `uploaded`, after which the
-        // covered entries are trimmed.
-        self.target
-            .make_durable(&[&plan.object, &manifest_name(&plan.object)])
-            .await?;
-        Ok(WindowState::Uploaded {
-            count,
-            first_id,
-            last_id,
-            bytes: size,
-            sha256,
-        })
-    }
-
     /// Trims every covered entry up to the window's last id: exactly the
     /// entries the object holds, also when an earlier trim was cut short.
     async fn trim(
@@ -731,160 +368,10 @@ impl Collector {
         }
         Ok(())
     }
-
-    async fn load<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, CollectorError> {
-        match self.index.marker(name).await? {
-            None => Ok(None),
-            Some(bytes) if bytes.is_empty() => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.state_error(name, e)),
-        }
-    }
-
-    async fn store<T: Serialize>(
-        &self,
-        name: &str,
-        value: &T,
-        keeper: &LeaseKeeper,
-    ) -> Result<(), CollectorError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| self.state_error(name, e))?;
-        self.index
-            .write(
-                WriteBatch::new()
-                    .marker(name, bytes)
-                    .fenced(Some(keeper.fence())),
-            )
-            .await?;
-        Ok(())
-    }
-
-    fn state_error(&self, name: &str, e: impl std::fmt::Display) -> CollectorError {
-        CollectorError::State {
-            name: name.to_string(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-/// The manifest's name: the log object's name with its extension replaced.
-pub fn manifest_name(object: &str) -> String {
-    let stem = object
-        .strip_suffix(".jsonl.zst")
-        .or_else(|| object.strip_suffix(".jsonl.gz"))
-        .or_else(|| object.strip_suffix(".jsonl"))
-        .unwrap_or(object);
-    format!("{stem}.manifest.json")
-}
-
-/// The window's first change time and cutoff, from a log object's name.
-pub fn window_bounds(object: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let file = object.rsplit('/').next()?;
-    let mut parts = file.splitn(3, '_');
-    let _number = parts.next()?;
-    let start = parts.next()?;
-    let end = parts.next()?.split(".jsonl").next()?;
-    let parse = |s: &str| {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S%.9fZ")
-            .ok()
-            .map(|t| t.and_utc())
-    };
-    Some((parse(start)?, parse(end)?))
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
         .unwrap_or(0)
-}
-
-fn time_of(ns: u64) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
-}
-
-/// `20261125T104434.123456789Z`: sortable and safe in object names.
-fn compact_time(ns: u64) -> String {
-    time_of(ns).format("%Y%m%dT%H%M%S%.9fZ").to_string()
-}
-
-/// The encoding stage of an upload: JSON Lines and compression of the
-/// batches it receives, compressed chunks of about `FLUSH_BYTES` sent on,
-/// the encoder's tail last. Returns how many entries it encoded.
-fn encode_stream(
-    mut encoder: LogEncoder,
-    mut batches: mpsc::Receiver<EncodedEntries>,
-    chunks: mpsc::Sender<Vec<u8>>,
-) -> std::io::Result<u64> {
-    let stopped = || std::io::Error::other("the upload stopped");
-    while let Some(batch) = batches.blocking_recv() {
-        for (entry, stored) in batch.iter() {
-            let record = view_record(stored).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("index shard {} entry {}: {e}", entry.shard, entry.id),
-                )
-            })?;
-            encoder.push_view(entry.id, &record)?;
-        }
-        if encoder.buffered() >= FLUSH_BYTES {
-            chunks
-                .blocking_send(encoder.take_output())
-                .map_err(|_| stopped())?;
-        }
-    }
-    let count = encoder.entries;
-    let rest = encoder.finish()?;
-    chunks.blocking_send(rest).map_err(|_| stopped())?;
-    Ok(count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_sort_chronologically() {
-        assert_eq!(
-            compact_time(1_764_067_474_123_456_789),
-            "20251125T104434.123456789Z"
-        );
-        assert_eq!(
-            manifest_name("z/2026/11/25/10/000000000042_a_b.jsonl.zst"),
-            "z/2026/11/25/10/000000000042_a_b.manifest.json"
-        );
-        let name = format!(
-            "p/z/2025/11/25/10/000000000042_{}_{}.jsonl.zst",
-            compact_time(1_764_067_474_123_456_789),
-            compact_time(1_764_067_534_000_000_000)
-        );
-        let (start, end) = window_bounds(&name).unwrap();
-        assert_eq!(start.timestamp_nanos_opt(), Some(1_764_067_474_123_456_789));
-        assert_eq!(end.timestamp_nanos_opt(), Some(1_764_067_534_000_000_000));
-        assert_eq!(window_bounds("x/manifest.json"), None);
-    }
-
-    #[test]
-    fn plans_survive_a_round_trip_through_the_index() {
-        let plan = WindowPlan {
-            number: 7,
-            start_ns: 1,
-            cutoff_ns: 2,
-            watermark: Watermark(99),
-            limit: 10,
-            object: "o".into(),
-            upload_id: Some("2~abc".into()),
-            state: WindowState::Uploaded {
-                count: 3,
-                first_id: "a".into(),
-                last_id: "b".into(),
-                bytes: 4,
-                sha256: "s".into(),
-            },
-        };
-        let json = serde_json::to_vec(&plan).unwrap();
-        assert_eq!(serde_json::from_slice::<WindowPlan>(&json).unwrap(), plan);
-    }
 }

@@ -6,15 +6,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, positive, Config, ConfigError, MAX_PART_SIZE, MIN_PART_SIZE};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    #[default]
-    Zstd,
-}
+use crate::logs::Compression;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -24,8 +24,10 @@ mod source;
 mod target;
 
 pub use self::http::HttpConfig;
+/// `[collector] compression`: the type lives with the log format.
+pub use crate::logs::Compression;
 pub use backup::{BackupConfig, DeletePolicy, DestinationConfig};
-pub use collector::{CollectorConfig, Compression};
+pub use collector::CollectorConfig;
 pub use filter::FilterConfig;
 pub use index::{IndexBackend, IndexConfig, RadosConfig};
 pub use log::{LogConfig, LogFormat};

@@ -333,7 +333,8 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub mod target {
     use super::*;
     use zonelog::config::{Compression, TargetConfig};
-    use zonelog::logfmt::{compression_of, decode_all, LogRecord};
+    use zonelog::logs::format::decode_all;
+    use zonelog::logs::{LogObjectName, LogRecord};
     use zonelog::target::Target;
 
     pub async fn fresh(zone: &DevZone, prefix: &str) -> (TargetConfig, Target) {
@@ -380,7 +381,7 @@ pub mod target {
     async fn read_logs_with(target: &Target, landed_only: bool) -> Vec<(String, LogRecord)> {
         let mut out = Vec::new();
         for name in names(target).await {
-            let Some(compression) = compression_of(&name) else {
+            let Ok(log_name) = LogObjectName::from_key(&name, target.prefix()) else {
                 continue;
             };
             let bytes = target
@@ -388,8 +389,8 @@ pub mod target {
                 .await
                 .expect("get")
                 .expect("listed object exists");
-            let records = decode_all(compression, &bytes).expect("decode log object");
-            let manifest_path = zonelog::collector::manifest_name(&name);
+            let records = decode_all(log_name.compression, &bytes).expect("decode log object");
+            let manifest_path = target.path(&log_name.manifest_name());
             let manifest = target
                 .read_key(&manifest_path)
                 .await
@@ -398,7 +399,7 @@ pub mod target {
                 assert!(landed_only, "{name} has no manifest");
                 continue;
             };
-            let manifest: zonelog::collector::Manifest =
+            let manifest: zonelog::logs::Manifest =
                 serde_json::from_slice(&manifest).expect("manifest JSON");
             assert_eq!(manifest.count, records.len() as u64, "{name}");
             assert_eq!(manifest.bytes, bytes.len() as u64, "{name}");

@@ -11,10 +11,34 @@ use std::io::{Read, Write};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Compression;
 use crate::index::codec::{RecordView, SourceView};
 use crate::index::{EntryId, IndexedEntry};
 use crate::record::{Op, Provenance};
+
+/// How a log object's lines are compressed (`[collector] compression`);
+/// its name's extension says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 3] = [Compression::None, Compression::Gzip, Compression::Zstd];
+
+    /// The extension of a log object name (without the dot): `jsonl`
+    /// and the compressor's, so the name says how to read the object.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "jsonl",
+            Compression::Gzip => "jsonl.gz",
+            Compression::Zstd => "jsonl.zst",
+        }
+    }
+}
 
 /// The record schema version; a change to the line format bumps it.
 pub const RECORD_VERSION: u32 = 2;
@@ -242,14 +266,6 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-pub fn extension(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "jsonl",
-        Compression::Gzip => "jsonl.gz",
-        Compression::Zstd => "jsonl.zst",
-    }
-}
-
 /// Lines gathered before they go to the compressor: one compressor call
 /// per many lines costs less than one per line.
 const LINES_BUFFER: usize = 64 * 1024;
@@ -348,19 +364,6 @@ pub enum DecodeError {
     Decompress(#[from] std::io::Error),
     #[error("line {line}: {reason}")]
     Line { line: usize, reason: String },
-}
-
-/// Which compression a log object name says it uses.
-pub fn compression_of(name: &str) -> Option<Compression> {
-    if name.ends_with(".jsonl.zst") {
-        Some(Compression::Zstd)
-    } else if name.ends_with(".jsonl.gz") {
-        Some(Compression::Gzip)
-    } else if name.ends_with(".jsonl") {
-        Some(Compression::None)
-    } else {
-        None
-    }
 }
 
 /// A reader that decompresses a log object's bytes.

@@ -1,0 +1,483 @@
+//! Log object names (docs/format.md, "Names"), below the target's prefix:
+//!
+//! ```text
+//! ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>.jsonl[.zst|.gz]
+//! ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>.manifest.json
+//! ```
+//!
+//! The collector writes these names and every consumer reads them through
+//! [`LogObjectName`], so writer and readers cannot drift apart. What the
+//! name promises:
+//!
+//! - the date levels are the window's end (cutoff), UTC, to the hour, and
+//!   the window number (12 digits) only grows, so a lexicographic listing
+//!   of `PREFIX/ZONE/` is chronological: `zonelog backup` applies log
+//!   objects in key order after its checkpoint, and the collector finds the
+//!   newest one by descending the newest date level;
+//! - `<start>` and `<end>` are the source time of the window's first change
+//!   and the cutoff, `YYYYMMDDTHHMMSS.nnnnnnnnnZ`;
+//! - the extension says the compression: a window resumed after
+//!   `compression` changed is still encoded as its name says.
+//!
+//! Parsing accepts what earlier zonelog versions and hand-made logs hold:
+//! a time's fraction may be shorter or absent (`20261202T000100Z`). Readers
+//! therefore keep the key they listed, and use the parsed name only for
+//! what it says.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+
+use super::format::Compression;
+
+/// The date levels between the zone and the file name (`YYYY/MM/DD/HH`).
+pub const DATE_LEVELS: usize = 4;
+
+/// What a manifest's name ends with, in place of the log object's
+/// extension.
+const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// The name of one log object below the target's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogObjectName {
+    /// The zone (`zone` in the config: letters, digits, `-`, `_`, `.`).
+    pub zone: String,
+    /// The window number, one more than the window before.
+    pub number: u64,
+    /// The source time of the window's first change, in ns since 1970.
+    pub start_ns: u64,
+    /// The window's end (exclusive), in ns since 1970.
+    pub cutoff_ns: u64,
+    pub compression: Compression,
+}
+
+/// Why a name is not a log object's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    #[error("it has no log object extension (.jsonl, .jsonl.gz, .jsonl.zst)")]
+    Extension,
+    #[error("it is not ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>")]
+    Layout,
+    #[error("its window number is not decimal digits that fit 64 bits")]
+    Number,
+    #[error("its start or end is not a time YYYYMMDDTHHMMSS[.fraction]Z from 1970 on")]
+    Time,
+    #[error("its date levels are not its end's UTC hour")]
+    DateLevels,
+    #[error("it is not below the target prefix")]
+    Prefix,
+}
+
+/// A name that is not a log object's, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} is not a log object name: {problem}")]
+pub struct NameError {
+    pub name: String,
+    pub problem: NameProblem,
+}
+
+impl LogObjectName {
+    /// The name of a full target key, below the target's `prefix` (empty
+    /// for none).
+    pub fn from_key(key: &str, prefix: &str) -> Result<Self, NameError> {
+        if prefix.is_empty() {
+            return key.parse();
+        }
+        match key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+            Some(name) => name.parse(),
+            None => Err(NameError {
+                name: key.to_string(),
+                problem: NameProblem::Prefix,
+            }),
+        }
+    }
+
+    /// The source time of the window's first change.
+    pub fn start(&self) -> DateTime<Utc> {
+        time_of(self.start_ns)
+    }
+
+    /// The window's end.
+    pub fn cutoff(&self) -> DateTime<Utc> {
+        time_of(self.cutoff_ns)
+    }
+
+    /// The name of the manifest beside this log object.
+    pub fn manifest_name(&self) -> String {
+        format!("{}{MANIFEST_SUFFIX}", Stem(self))
+    }
+}
+
+/// The name without its extension.
+struct Stem<'a>(&'a LogObjectName);
+
+impl fmt::Display for Stem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.0;
+        let end = name.cutoff();
+        write!(
+            f,
+            "{}/{:04}/{:02}/{:02}/{:02}/{:012}_{}_{}",
+            name.zone,
+            end.year(),
+            end.month(),
+            end.day(),
+            end.hour(),
+            name.number,
+            compact_time(name.start_ns),
+            compact_time(name.cutoff_ns),
+        )
+    }
+}
+
+impl fmt::Display for LogObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", Stem(self), self.compression.extension())
+    }
+}
+
+impl FromStr for LogObjectName {
+    type Err = NameError;
+
+    fn from_str(name: &str) -> Result<Self, NameError> {
+        let error = |problem| NameError {
+            name: name.to_string(),
+            problem,
+        };
+        let (stem, compression) = Compression::ALL
+            .into_iter()
+            .find_map(|c| {
+                let stem = name.strip_suffix(c.extension())?.strip_suffix('.')?;
+                Some((stem, c))
+            })
+            .ok_or(error(NameProblem::Extension))?;
+        let levels: Vec<&str> = stem.split('/').collect();
+        let [zone, year, month, day, hour, file] = levels[..] else {
+            return Err(error(NameProblem::Layout));
+        };
+        let parts: Vec<&str> = file.split('_').collect();
+        let [number, start, end] = parts[..] else {
+            return Err(error(NameProblem::Layout));
+        };
+        if zone.is_empty() {
+            return Err(error(NameProblem::Layout));
+        }
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(error(NameProblem::Number));
+        }
+        let number = number.parse().map_err(|_| error(NameProblem::Number))?;
+        let start_ns = parse_compact_time(start).ok_or(error(NameProblem::Time))?;
+        let cutoff_ns = parse_compact_time(end).ok_or(error(NameProblem::Time))?;
+        let parsed = LogObjectName {
+            zone: zone.to_string(),
+            number,
+            start_ns,
+            cutoff_ns,
+            compression,
+        };
+        let at = parsed.cutoff();
+        let want = [
+            format!("{:04}", at.year()),
+            format!("{:02}", at.month()),
+            format!("{:02}", at.day()),
+            format!("{:02}", at.hour()),
+        ];
+        if [year, month, day, hour] != want.each_ref().map(String::as_str) {
+            return Err(error(NameProblem::DateLevels));
+        }
+        Ok(parsed)
+    }
+}
+
+fn time_of(ns: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
+}
+
+/// `20261125T104434.123456789Z`: sortable and safe in object names.
+fn compact_time(ns: u64) -> String {
+    time_of(ns).format("%Y%m%dT%H%M%S%.9fZ").to_string()
+}
+
+/// Reads [`compact_time`]'s form back, also with a shorter fraction or
+/// none; `None` for anything else and for times before 1970.
+fn parse_compact_time(text: &str) -> Option<u64> {
+    // ASCII only, so the byte offsets below are character boundaries.
+    if !text.is_ascii() {
+        return None;
+    }
+    let text = text.strip_suffix('Z')?;
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (text, None),
+    };
+    let number = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (date, time) = whole.split_once('T')?;
+    if date.len() != 8 || time.len() != 6 {
+        return None;
+    }
+    let nanos = match fraction {
+        None => 0,
+        Some(f) if f.len() <= 9 => number(f)? * 10u32.pow(9 - f.len() as u32),
+        Some(_) => return None,
+    };
+    let at = NaiveDate::from_ymd_opt(
+        i32::try_from(number(&date[..4])?).ok()?,
+        number(&date[4..6])?,
+        number(&date[6..])?,
+    )?
+    .and_hms_nano_opt(
+        number(&time[..2])?,
+        number(&time[2..4])?,
+        number(&time[4..])?,
+        nanos,
+    )?
+    .and_utc();
+    u64::try_from(at.timestamp_nanos_opt()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_sort_chronologically() {
+        assert_eq!(
+            compact_time(1_764_067_474_123_456_789),
+            "20251125T104434.123456789Z"
+        );
+        let name: LogObjectName =
+            "z/2026/11/25/10/000000000042_20261125T100000Z_20261125T103000Z.jsonl.zst"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            name.manifest_name(),
+            "z/2026/11/25/10/000000000042_20261125T100000.000000000Z_20261125T103000.000000000Z.manifest.json"
+        );
+        let key = format!(
+            "p/z/2025/11/25/10/000000000042_{}_{}.jsonl.zst",
+            compact_time(1_764_067_474_123_456_789),
+            compact_time(1_764_067_534_000_000_000)
+        );
+        let name = LogObjectName::from_key(&key, "p").unwrap();
+        assert_eq!(
+            name.start().timestamp_nanos_opt(),
+            Some(1_764_067_474_123_456_789)
+        );
+        assert_eq!(
+            name.cutoff().timestamp_nanos_opt(),
+            Some(1_764_067_534_000_000_000)
+        );
+        assert_eq!(name.to_string(), key["p/".len()..]);
+        assert!("x/manifest.json".parse::<LogObjectName>().is_err());
+    }
+
+    #[test]
+    fn a_log_object_name_gives_its_number_and_cutoff() {
+        let name: LogObjectName = "z/2026/12/02/07/000000000002_20251124T155950.000000200Z_20261202T070841.366187854Z.jsonl.zst"
+            .parse()
+            .expect("parsed");
+        assert_eq!(name.number, 2);
+        assert_eq!(name.cutoff_ns % 1_000_000_000, 366_187_854);
+        assert_eq!(name.compression, Compression::Zstd);
+        assert!("z/2026/notes.txt".parse::<LogObjectName>().is_err());
+    }
+
+    #[test]
+    fn the_extension_names_the_compression() {
+        let stem = "z/2026/12/02/00/000000000001_20261202T000000Z_20261202T000100Z";
+        for (ext, compression) in [
+            ("jsonl", Compression::None),
+            ("jsonl.gz", Compression::Gzip),
+            ("jsonl.zst", Compression::Zstd),
+        ] {
+            let name: LogObjectName = format!("{stem}.{ext}").parse().unwrap();
+            assert_eq!(name.compression, compression);
+            assert!(name.to_string().ends_with(&format!(".{ext}")));
+        }
+    }
+
+    #[test]
+    fn malformed_names_say_why() {
+        let problem = |name: &str| name.parse::<LogObjectName>().unwrap_err().problem;
+        let ok = "z/2026/12/02/00/000000000001_20261202T000000Z_20261202T000100Z.jsonl";
+        assert!(ok.parse::<LogObjectName>().is_ok());
+        for (name, want) in [
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_20261202T000100Z.json",
+                NameProblem::Extension,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_20261202T000100Z.manifest.json",
+                NameProblem::Extension,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_20261202T000100Zjsonl",
+                NameProblem::Extension,
+            ),
+            (
+                "2026/12/02/00/1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Layout,
+            ),
+            (
+                "p/z/2026/12/02/00/1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Layout,
+            ),
+            (
+                "/2026/12/02/00/1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Layout,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z.jsonl",
+                NameProblem::Layout,
+            ),
+            ("z/2026/12/02/00/1_2_3_4.jsonl", NameProblem::Layout),
+            (
+                "z/2026/12/02/00/+1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Number,
+            ),
+            (
+                "z/2026/12/02/00/_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Number,
+            ),
+            (
+                "z/2026/12/02/00/99999999999999999999_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Number,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000_20261202T000100Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_20261202T000100.Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_20261202T000100.1234567890Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/2026/12/02/00/1_20261302T000000Z_20261202T000100Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_+0261202T000100Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/1969/12/31/23/1_19691231T235959Z_19691231T235959Z.jsonl",
+                NameProblem::Time,
+            ),
+            (
+                "z/2026/12/02/01/1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::DateLevels,
+            ),
+            (
+                "z/2026/12/2/00/1_20261202T000000Z_20261202T000100Z.jsonl",
+                NameProblem::DateLevels,
+            ),
+            (
+                "z/2026/12/02/00/1_20261202T000000Z_2026120éT000100Z.jsonl",
+                NameProblem::Time,
+            ),
+        ] {
+            assert_eq!(problem(name), want, "{name}");
+        }
+        assert_eq!(
+            LogObjectName::from_key(ok, "q").unwrap_err().problem,
+            NameProblem::Prefix
+        );
+        assert_eq!(
+            LogObjectName::from_key(&format!("pp/{ok}"), "p")
+                .unwrap_err()
+                .problem,
+            NameProblem::Prefix
+        );
+        assert!(LogObjectName::from_key(&format!("p/{ok}"), "p").is_ok());
+        assert!(LogObjectName::from_key(ok, "").is_ok());
+    }
+
+    fn arb_name() -> impl Strategy<Value = LogObjectName> {
+        (
+            "[A-Za-z0-9._-]{1,12}",
+            any::<u64>(),
+            0..=i64::MAX as u64,
+            0..=i64::MAX as u64,
+            prop_oneof![
+                Just(Compression::None),
+                Just(Compression::Gzip),
+                Just(Compression::Zstd)
+            ],
+        )
+            .prop_map(
+                |(zone, number, start_ns, cutoff_ns, compression)| LogObjectName {
+                    zone,
+                    number,
+                    start_ns,
+                    cutoff_ns,
+                    compression,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_gives_the_same_name(name in arb_name()) {
+            let text = name.to_string();
+            prop_assert_eq!(text.parse::<LogObjectName>(), Ok(name.clone()));
+            let manifest = name.manifest_name();
+            prop_assert!(manifest.parse::<LogObjectName>().is_err());
+            prop_assert_eq!(manifest.strip_suffix(MANIFEST_SUFFIX), text.strip_suffix(&format!(".{}", name.compression.extension())));
+        }
+
+        #[test]
+        fn a_later_window_sorts_after_an_earlier_one(
+            first in arb_name(),
+            later_by in 0..=1_000_000_000_000_000u64,
+            more in 1..1_000u64,
+            start_ns in 0..=i64::MAX as u64,
+            compression in prop_oneof![Just(Compression::None), Just(Compression::Zstd)],
+        ) {
+            // The writer's order: the next window of the zone has a greater
+            // number and a cutoff not before the last one.
+            let first = LogObjectName { number: first.number % 999_999_000_000, ..first };
+            let second = LogObjectName {
+                number: first.number + more,
+                cutoff_ns: first.cutoff_ns.saturating_add(later_by).min(i64::MAX as u64),
+                start_ns,
+                compression,
+                ..first.clone()
+            };
+            prop_assert!(first.to_string() < second.to_string());
+        }
+
+        #[test]
+        fn no_text_makes_the_parser_panic(text in "\\PC{0,80}") {
+            let _ = text.parse::<LogObjectName>();
+            let _ = LogObjectName::from_key(&text, "p");
+        }
+
+        #[test]
+        fn mangled_names_give_an_error_never_a_panic(
+            name in arb_name(),
+            at in any::<prop::sample::Index>(),
+            with in any::<char>(),
+        ) {
+            let mut text: Vec<char> = name.to_string().chars().collect();
+            let i = at.index(text.len());
+            text[i] = with;
+            let text: String = text.into_iter().collect();
+            // What still parses (another zone character, another digit that
+            // still makes a valid time) is a name that reads back the same.
+            if let Ok(parsed) = text.parse::<LogObjectName>() {
+                prop_assert_eq!(parsed.to_string().parse::<LogObjectName>(), Ok(parsed));
+            }
+        }
+    }
+}
