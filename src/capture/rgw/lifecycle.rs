@@ -376,7 +376,12 @@ impl RgwCapture {
     /// instance not followed at all, RGW's oldest) to the newest. Shards
     /// with a position were drained by the catch-up. A bucket whose
     /// oldest generation RGW no longer holds is listed (generations.rs).
-    pub(super) async fn read_unfollowed_buckets(&self) -> Result<PollReport, CaptureError> {
+    /// Only the bucket shards `wanted` are read: those a trimmed data-log
+    /// shard could have named.
+    pub(super) async fn read_unfollowed_buckets_where(
+        &self,
+        wanted: impl Fn(&BucketShard) -> bool,
+    ) -> Result<PollReport, CaptureError> {
         let positions: std::collections::BTreeSet<String> = self
             .index
             .markers(BILOG_PREFIX)
@@ -404,7 +409,7 @@ impl RgwCapture {
             .await;
         let mut shards = Vec::new();
         for u in unread {
-            shards.extend(u?);
+            shards.extend(u?.into_iter().filter(|bs| wanted(bs)));
         }
         let drained: Vec<Result<PollReport, CaptureError>> = stream::iter(shards)
             .map(|bs| async move { self.drain(&bs).await })

@@ -284,6 +284,9 @@ pub struct CaptureCounters {
     pub failing_buckets: Mutex<std::collections::BTreeMap<String, String>>,
     /// Data-log shards found trimmed past our position by someone else.
     pub datalog_trims: AtomicU64,
+    /// Which data-log shards were caught up on so far (at most the shard
+    /// count), for status and tests.
+    pub caught_up_shards: Mutex<BTreeSet<u32>>,
     /// Changes the index refused (e.g. a name over S3's limits), skipped.
     pub invalid: AtomicU64,
     /// Data-log shards read over REST (each one list, or more when long).

@@ -10,8 +10,9 @@
 //! capture catches up before it reads the data log on: it drains every
 //! followed bucket shard that data-log shard could have named (RGW picks
 //! the shard by a hash of the bucket name and shard id, `datalog_shard_of`;
-//! with 10 000 buckets that is ~1/128 of them, not all), and reads every
-//! matching bucket it does not follow yet from the start of its log. A
+//! with 10 000 buckets that is ~1/128 of them, not all), and reads the
+//! shards it could have named of every matching bucket it does not follow
+//! yet from the start of their logs. A
 //! crash during the catch-up leaves the data-log positions where they
 //! were, so the first poll after the restart finds the trim again.
 //!
@@ -166,13 +167,18 @@ impl RgwCapture {
         self.counters
             .datalog_trims
             .fetch_add(gaps.len() as u64, Ordering::Relaxed);
+        self.counters
+            .caught_up_shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(trimmed.iter().copied());
         let datalog_shards = self.datalog_shard_count().await?;
         let named = |bs: &BucketShard| {
             self.shard_map_wrong.load(Ordering::Relaxed)
                 || trimmed.contains(&datalog_shard_of(&bs.bucket, bs.shard, datalog_shards))
         };
-        let mut report = self.catch_up_where(named).await?;
-        report.add(&self.read_unfollowed_buckets().await?);
+        let mut report = self.catch_up_where(&named).await?;
+        report.add(&self.read_unfollowed_buckets_where(&named).await?);
         // Caught up: these trims are dealt with, and are not found again
         // (a crash before this finds them again and catches up again).
         let mut settled = WriteBatch::new();
