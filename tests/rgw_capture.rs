@@ -667,6 +667,38 @@ async fn data_log_shards_naming(
     naming
 }
 
+/// Writes fresh buckets zonelog does not follow until each data-log shard
+/// of `after` holds an entry after its marker (any, when empty).
+async fn fill_data_log_shards(zone: &DevZone, admin: &RgwAdmin, after: &[(u32, String)]) {
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let filler = unique_bucket("zlgapfill");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for n in 0.. {
+        let mut bare = false;
+        for (shard, last) in after {
+            let listed = admin
+                .datalog_list(*shard, Some(last.as_str()).filter(|m| !m.is_empty()))
+                .await
+                .expect("data log");
+            bare |= listed.entries.is_empty();
+        }
+        if !bare {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {}: no entry reached data-log shards {after:?}",
+            zone.release
+        );
+        let bucket = format!("{filler}-{n}");
+        s3.create_bucket(&bucket).await;
+        for k in 0..24 {
+            s3.put(&bucket, &format!("f{k}"), b"f").await;
+        }
+    }
+}
+
 /// RGW's autotrim in a realm (every 20 min, through everything) while
 /// zonelog runs: a data-log shard is trimmed past our position between two
 /// polls, and RGW logs more to it before the next. Reading on from our
@@ -698,6 +730,12 @@ async fn trimmed_between_two_polls(probe: bool) {
     s3.create_bucket(&quiet).await;
     // One index shard: one data-log entry, in one shard, names its change.
     reshard(&quiet, 1).await;
+    // That shard holds an entry when capture starts, so our position in it
+    // is one the log holds (a shard that held nothing at the first start
+    // cannot tell a trim from none: docs/decisions.md).
+    let shards = admin.datalog_shard_count().await.expect("shards");
+    let quiet_shard = zonelog::capture::rgw::datalog_shard_of(&quiet, Some(0), shards);
+    fill_data_log_shards(&zone, &admin, &[(quiet_shard, String::new())]).await;
     let filter = prefix_filter(&prefix);
     let dir = tempfile::tempdir().expect("temp dir");
     let index = open(&dir);
@@ -716,31 +754,7 @@ async fn trimmed_between_two_polls(probe: bool) {
     }
     // Later entries in the trimmed shards, from buckets zonelog does not
     // follow: fresh buckets are written until each shard has one.
-    let filler = unique_bucket("zlgapfill");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for n in 0.. {
-        let mut bare = false;
-        for (shard, last) in &trimmed {
-            let after = admin
-                .datalog_list(*shard, Some(last))
-                .await
-                .expect("data log");
-            bare |= after.entries.is_empty();
-        }
-        if !bare {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Ceph {}: no later entry reached data-log shards {trimmed:?}",
-            zone.release
-        );
-        let bucket = format!("{filler}-{n}");
-        s3.create_bucket(&bucket).await;
-        for k in 0..24 {
-            s3.put(&bucket, &format!("f{k}"), b"f").await;
-        }
-    }
+    fill_data_log_shards(&zone, &admin, &trimmed).await;
     poll_until(&cap, &index, vec![change(&quiet, "k", None, Op::Put)]).await;
     assert!(
         cap.counters.datalog_trims.load(Ordering::Relaxed) > 0,

@@ -23,14 +23,12 @@
 //! shard still holds the position (`datalog_read_complete`): a trim between
 //! two polls followed by a new entry would otherwise be stepped over for
 //! good, as reading on moves the position past the gap. That costs one
-//! request per non-empty read. A read that cannot prove it saw everything
-//! (the shard no longer holds our position, or we took none as it held
-//! nothing) catches up on that shard's bucket shards: so after a first
-//! start on a trimmed log, each shard's first new entry costs one such
-//! catch-up. zonelog's own trims (`trim_source`) cost none: it trims a
-//! shard through our position only when an entry follows it, and notes
-//! that entry (`datalog_trimmed_next_name`); while it is the shard's
-//! oldest, no one trimmed further.
+//! request per non-empty read. A read that finds its position gone
+//! catches up on that shard's bucket shards. zonelog's own trims
+//! (`trim_source`) do not count: it trims a shard through our position
+//! only when an entry follows it, and notes that entry
+//! (`datalog_trimmed_next_name`); while it is the shard's oldest, no one
+//! trimmed further.
 //!
 //! RGW trims a data-log shard from its start, and `info` keeps the marker
 //! of the last entry written, trimmed or not. So the shard was trimmed past
@@ -193,33 +191,43 @@ impl RgwCapture {
     /// that were written after `ours`. RGW trims only from a log's start,
     /// so a log that still holds `ours` after the listing held every entry
     /// after it during the listing. One that no longer does was trimmed
-    /// through it, maybe past it, and which entries after it went cannot
-    /// be told from the markers; nor with no position to anchor on (a
-    /// shard that held nothing at the first start). Not complete, the
-    /// caller catches up on what the shard could have named (one
-    /// data-log shard's worth of bucket shards), rather than step over a
-    /// gap for good: reading on moves the position past it.
+    /// past it: the caller catches up on what the shard could have named
+    /// (one data-log shard's worth of bucket shards) rather than step over
+    /// the gap for good, as reading on moves the position past it.
+    ///
+    /// Trims through exactly our position that zonelog knows of do not
+    /// count: its own, which noted the entry after it (still the oldest:
+    /// no one trimmed further, exact), and a first start's on a log
+    /// already trimmed through its last entry, which noted none. That one,
+    /// like a position taken from a shard that held nothing, cannot tell
+    /// a later trim from none, until the read moves the position past it:
+    /// a window of one poll after the shard's first new entry, once per
+    /// shard after a first start (docs/decisions.md). Counting them would
+    /// catch up on every shard after each first start in a realm, whose
+    /// autotrim leaves every shard so.
     pub(super) async fn datalog_read_complete(
         &self,
         shard: u32,
         ours: &str,
     ) -> Result<bool, CaptureError> {
         if ours.is_empty() {
-            return Ok(false);
-        }
-        let Some(oldest) = self.admin.datalog_oldest(shard).await? else {
-            return Ok(false);
-        };
-        if oldest.as_str() <= ours {
             return Ok(true);
         }
-        // zonelog's own trim through exactly our position, which noted the
-        // entry after it: still the oldest, so no one trimmed further.
+        let oldest = self.admin.datalog_oldest(shard).await?;
+        if oldest.as_deref().is_some_and(|oldest| oldest <= ours) {
+            return Ok(true);
+        }
         let trimmed = self.stored_marker(&datalog_trimmed_name(shard)).await?;
+        if trimmed.as_deref() != Some(ours) {
+            return Ok(false);
+        }
         let next = self
             .stored_marker(&datalog_trimmed_next_name(shard))
             .await?;
-        Ok(trimmed.as_deref() == Some(ours) && next.as_deref() == Some(oldest.as_str()))
+        Ok(match next {
+            None => true,
+            Some(next) => oldest.as_deref() == Some(next.as_str()),
+        })
     }
 
     /// `Some`: the shard was trimmed past our position, with what to
