@@ -24,7 +24,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
 
 use super::admin::AdminError;
-use super::api::RgwAdmin;
+use super::api::{DatalogPage, RgwAdmin};
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
 use super::mapping::{change_times, committable, entry_marker, map_entry, unescape_object_name};
@@ -1060,6 +1060,21 @@ impl RgwCapture {
         }
     }
 
+    /// The matching bucket shards a data-log page names, as logged (before
+    /// `followed_name`).
+    fn named_bucket_shards(&self, page: &DatalogPage) -> BTreeSet<BucketShard> {
+        page.entries
+            .iter()
+            .filter(|e| e.entity_type == "bucket")
+            .filter_map(|e| Some((e.bucket_shard()?, e.gen)))
+            .filter(|((bucket, _, _), _)| self.filter.matches_bucket(bucket))
+            .map(|((bucket, instance, shard), gen)| BucketShard {
+                gen,
+                ..BucketShard::first(bucket, instance, shard)
+            })
+            .collect()
+    }
+
     /// Reads a data-log shard from our position to its end, draining the
     /// bucket shards it names. Stops before using a page when the shard
     /// no longer holds our position (trimmed by someone else since the
@@ -1071,23 +1086,14 @@ impl RgwCapture {
         self.counters
             .datalog_shard_reads
             .fetch_add(1, Ordering::Relaxed);
+        let datalog_shards = self.datalog_shard_count().await?;
         loop {
             let page = self.admin.datalog_list(shard, marker.as_deref()).await?;
             if let (false, Some(ours)) = (page.entries.is_empty(), &marker) {
                 if !self.datalog_read_complete(shard, ours).await? {
                     // The catch-up drains what the page names; kept active
                     // like any shard read, so it is drained and trimmed on.
-                    for e in &page.entries {
-                        let Some((bucket, instance, bs_shard)) = e.bucket_shard() else {
-                            continue;
-                        };
-                        if e.entity_type != "bucket" || !self.filter.matches_bucket(bucket) {
-                            continue;
-                        }
-                        let bs = BucketShard {
-                            gen: e.gen,
-                            ..BucketShard::first(bucket, instance, bs_shard)
-                        };
+                    for bs in self.named_bucket_shards(&page) {
                         let bs = self.followed_name(bs).await?;
                         self.active
                             .lock()
@@ -1106,7 +1112,6 @@ impl RgwCapture {
                 }
             }
             report.datalog_entries += page.entries.len() as u64;
-            let datalog_shards = self.datalog_shard_count().await?;
             if page.entries.iter().any(|e| {
                 e.bucket_shard().is_some_and(|(bucket, _, bs)| {
                     super::trims::datalog_shard_of(bucket, bs, datalog_shards) != shard
@@ -1119,18 +1124,7 @@ impl RgwCapture {
                     catching up on every bucket after a trim from now on"
                 );
             }
-            let changed: BTreeSet<BucketShard> = page
-                .entries
-                .iter()
-                .filter(|e| e.entity_type == "bucket")
-                .filter_map(|e| Some((e.bucket_shard()?, e.gen)))
-                .filter(|((bucket, _, _), _)| self.filter.matches_bucket(bucket))
-                .map(|((bucket, instance, shard), gen)| BucketShard {
-                    gen,
-                    ..BucketShard::first(bucket, instance, shard)
-                })
-                .collect();
-            for bs in changed {
+            for bs in self.named_bucket_shards(&page) {
                 let bs = self.followed_name(bs).await?;
                 report.add(&self.drain(&bs).await?);
                 self.active
