@@ -1638,9 +1638,11 @@ async fn every_data_log_entry_is_in_the_shard_rgws_hash_gives() {
             marker = Some(page.marker);
         }
     }
+    // Our own puts are logged at once (a trimming test waits for this
+    // one's lock); a fresh zone after a whole-log trim holds little else.
     assert!(
-        checked >= 12,
-        "Ceph {}: only {checked} entries",
+        checked >= 1,
+        "Ceph {}: no data-log entry to check",
         zone.release
     );
 }
