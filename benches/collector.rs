@@ -185,6 +185,7 @@ async fn round(
             compression,
             max_entries_per_object: u64::MAX,
             write_empty_windows: false,
+            layout: Default::default(),
         },
         "bench".into(),
     );

@@ -32,6 +32,7 @@ fn config(compression: Compression) -> CollectorConfig {
         compression,
         max_entries_per_object: 1_000_000,
         write_empty_windows: false,
+        layout: Default::default(),
     }
 }
 

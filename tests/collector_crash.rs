@@ -46,6 +46,7 @@ fn collector_config() -> CollectorConfig {
         compression: Compression::None,
         max_entries_per_object: 6_000,
         write_empty_windows: false,
+        layout: Default::default(),
     }
 }
 

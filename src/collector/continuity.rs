@@ -15,11 +15,15 @@
 //!   and two numberings cannot both stay in order;
 //! - every manifest names the index that wrote it (`collector/index-id`),
 //!   and a window is never uploaded over another index's object.
+//!
+//! The numbering is the zone's, not a layout's: the newest object is looked
+//! for in the folders of both layouts (`[collector] layout` may have been
+//! switched), and objects are compared by window number, which orders them
+//! across layouts as the names order them within one.
 
 use super::{Collector, CollectorError, LastWindow, LAST};
 use crate::index::{Fence, WriteBatch};
-use crate::logs::name::DATE_LEVELS;
-use crate::logs::{LogObjectName, Manifest};
+use crate::logs::{Layout, LogObjectName, Manifest};
 
 const INDEX_ID: &str = "collector/index-id";
 
@@ -60,7 +64,7 @@ impl Collector {
             return Ok(last.unwrap_or_default());
         };
         match last {
-            Some(last) if newest <= last.object => Ok(last),
+            Some(last) if name.number <= last.number => Ok(last),
             Some(last) => Err(CollectorError::AnotherIndex {
                 target: self.target.describe().to_string(),
                 newest,
@@ -111,11 +115,27 @@ impl Collector {
     }
 
     /// The newest log object of this zone in the target (its name below
-    /// the target prefix, as listed, and what it says), found by
-    /// descending the newest date level.
+    /// the target prefix, as listed, and what it says), in either layout.
     async fn newest_log_object(&self) -> Result<Option<(String, LogObjectName)>, CollectorError> {
-        let mut level = self.target.path(&self.zone);
-        for _ in 0..DATE_LEVELS {
+        let mut newest: Option<(String, LogObjectName)> = None;
+        for layout in Layout::ALL {
+            if let Some(found) = self.newest_in(layout).await? {
+                if newest.as_ref().is_none_or(|n| found.1.number > n.1.number) {
+                    newest = Some(found);
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    /// The newest log object of this zone in one layout's folder, found by
+    /// descending the newest date level (an empty folder costs one LIST).
+    async fn newest_in(
+        &self,
+        layout: Layout,
+    ) -> Result<Option<(String, LogObjectName)>, CollectorError> {
+        let mut level = self.target.path(&layout.zone_dir(&self.zone));
+        for _ in 0..layout.date_levels() {
             match self
                 .target
                 .list_level(&level)
@@ -135,7 +155,7 @@ impl Collector {
             .into_iter()
             .filter_map(|o| {
                 let name = LogObjectName::from_key(&o.key, prefix).ok()?;
-                Some((o.key, name))
+                (name.layout == layout && name.zone == self.zone).then_some((o.key, name))
             })
             .max_by(|a, b| a.0.cmp(&b.0))
             .map(|(key, name)| match prefix {

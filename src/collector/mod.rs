@@ -261,6 +261,7 @@ impl Collector {
                     start_ns,
                     cutoff_ns,
                     compression: self.config.compression,
+                    layout: self.config.layout,
                 }
                 .to_string(),
                 upload_id: None,

@@ -6,7 +6,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, positive, Config, ConfigError, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::logs::Compression;
+use crate::logs::{Compression, Layout};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +25,11 @@ pub struct CollectorConfig {
     pub part_size: ByteSize,
     #[serde(default)]
     pub compression: Compression,
+    /// How log object names are laid out: `plain` (`ZONE/YYYY/MM/DD/HH/…`)
+    /// or `hive` (`log_zone=ZONE/log_date=…/log_hour=HH/…`, for query
+    /// engines that prune by folder).
+    #[serde(default)]
+    pub layout: Layout,
     /// Most changes in one log object; a backlog is split into several.
     #[serde(default = "default_max_entries_per_object")]
     pub max_entries_per_object: u64,
@@ -41,6 +46,7 @@ impl Default for CollectorConfig {
             multipart_threshold: default_multipart_threshold(),
             part_size: default_part_size(),
             compression: Compression::default(),
+            layout: Layout::default(),
             max_entries_per_object: default_max_entries_per_object(),
             write_empty_windows: false,
         }

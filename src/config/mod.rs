@@ -25,7 +25,7 @@ mod target;
 
 pub use self::http::HttpConfig;
 /// `[collector] compression`: the type lives with the log format.
-pub use crate::logs::Compression;
+pub use crate::logs::{Compression, Layout};
 pub use backup::{BackupConfig, DeletePolicy, DestinationConfig};
 pub use collector::CollectorConfig;
 pub use filter::FilterConfig;

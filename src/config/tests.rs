@@ -46,6 +46,20 @@ fn good_config_loads_with_defaults() {
 }
 
 #[test]
+fn the_layout_is_plain_unless_set() {
+    assert_eq!(load(GOOD).unwrap().collector.layout, Layout::Plain);
+    let hive = GOOD.replace("[index]", "[collector]\nlayout = \"hive\"\n\n[index]");
+    assert_eq!(load(&hive).unwrap().collector.layout, Layout::Hive);
+    let env = load_env(GOOD, &[("ZONELOG_COLLECTOR__LAYOUT", "hive")]).unwrap();
+    assert_eq!(env.collector.layout, Layout::Hive);
+    let e = error_of(&GOOD.replace("[index]", "[collector]\nlayout = \"tree\"\n\n[index]"));
+    assert!(
+        e.starts_with("collector.layout: unknown variant `tree`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_field_is_named() {
     let e = error_of(&GOOD.replace("[index]", "[index]\nshard = 3"));
     assert!(

@@ -17,5 +17,5 @@ pub mod reader;
 
 pub use format::{Compression, LogEncoder, LogRecord, RECORD_VERSION};
 pub use manifest::Manifest;
-pub use name::{LogObjectName, NameError, NameProblem};
-pub use reader::{LogObject, LogReader, RecordError};
+pub use name::{Layout, LogObjectName, NameError, NameProblem};
+pub use reader::{ListError, LogObject, LogReader, RecordError};

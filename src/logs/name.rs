@@ -1,9 +1,16 @@
-//! Log object names (docs/format.md, "Names"), below the target's prefix:
+//! Log object names (docs/format.md, "Names"), below the target's prefix,
+//! in one of two layouts (`[collector] layout`):
 //!
 //! ```text
-//! ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>.jsonl[.zst|.gz]
-//! ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>.manifest.json
+//! plain: ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>.jsonl[.zst|.gz]
+//! hive:  log_zone=ZONE/log_date=YYYY-MM-DD/log_hour=HH/<window>_<start>_<end>.jsonl[.zst|.gz]
 //! ```
+//!
+//! with the manifest beside each, `<window>_<start>_<end>.manifest.json`.
+//! The hive layout's `key=value` folders let query engines (DuckDB,
+//! pyarrow, Spark) prune by zone and hour; its column names are not record
+//! fields, because a partition column named like a field in the files
+//! replaces it (DuckDB) or fails the read (pyarrow's `read_table`).
 //!
 //! The collector writes these names and every consumer reads them through
 //! [`LogObjectName`], so writer and readers cannot drift apart. What the
@@ -11,9 +18,11 @@
 //!
 //! - the date levels are the window's end (cutoff), UTC, to the hour, and
 //!   the window number (12 digits) only grows, so a lexicographic listing
-//!   of `PREFIX/ZONE/` is chronological: `zonelog backup` applies log
-//!   objects in key order after its checkpoint, and the collector finds the
+//!   of a zone's folder is chronological, and the collector finds the
 //!   newest one by descending the newest date level;
+//! - the numbering is one per target and zone whatever the layout: a
+//!   target whose zone holds both layouts (the option was switched) is read
+//!   in window-number order across both (see [`super::reader`]);
 //! - `<start>` and `<end>` are the source time of the window's first change
 //!   and the cutoff, `YYYYMMDDTHHMMSS.nnnnnnnnnZ`;
 //! - the extension says the compression: a window resumed after
@@ -28,11 +37,46 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::format::Compression;
 
-/// The date levels between the zone and the file name (`YYYY/MM/DD/HH`).
-pub const DATE_LEVELS: usize = 4;
+/// How log object names are laid out below the target prefix
+/// (`[collector] layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `ZONE/YYYY/MM/DD/HH/…`
+    #[default]
+    Plain,
+    /// `log_zone=ZONE/log_date=YYYY-MM-DD/log_hour=HH/…`
+    Hive,
+}
+
+/// The hive layout's partition columns.
+const HIVE_ZONE: &str = "log_zone=";
+const HIVE_DATE: &str = "log_date=";
+const HIVE_HOUR: &str = "log_hour=";
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::Plain, Layout::Hive];
+
+    /// The folder of a zone's log objects below the target prefix.
+    pub fn zone_dir(self, zone: &str) -> String {
+        match self {
+            Layout::Plain => zone.to_string(),
+            Layout::Hive => format!("{HIVE_ZONE}{zone}"),
+        }
+    }
+
+    /// The folder levels between a zone's folder and its files.
+    pub fn date_levels(self) -> usize {
+        match self {
+            Layout::Plain => 4,
+            Layout::Hive => 2,
+        }
+    }
+}
 
 /// What a manifest's name ends with, in place of the log object's
 /// extension.
@@ -50,6 +94,7 @@ pub struct LogObjectName {
     /// The window's end (exclusive), in ns since 1970.
     pub cutoff_ns: u64,
     pub compression: Compression,
+    pub layout: Layout,
 }
 
 /// Why a name is not a log object's.
@@ -57,7 +102,7 @@ pub struct LogObjectName {
 pub enum NameProblem {
     #[error("it has no log object extension (.jsonl, .jsonl.gz, .jsonl.zst)")]
     Extension,
-    #[error("it is not ZONE/YYYY/MM/DD/HH/<window>_<start>_<end>")]
+    #[error("it is not ZONE/YYYY/MM/DD/HH/<window>_<start>_<end> nor log_zone=ZONE/log_date=YYYY-MM-DD/log_hour=HH/<window>_<start>_<end>")]
     Layout,
     #[error("its window number is not decimal digits that fit 64 bits")]
     Number,
@@ -116,14 +161,18 @@ impl fmt::Display for Stem<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.0;
         let end = name.cutoff();
+        let (year, month, day, hour) = (end.year(), end.month(), end.day(), end.hour());
+        let zone = name.layout.zone_dir(&name.zone);
+        match name.layout {
+            Layout::Plain => write!(f, "{zone}/{year:04}/{month:02}/{day:02}/{hour:02}/")?,
+            Layout::Hive => write!(
+                f,
+                "{zone}/{HIVE_DATE}{year:04}-{month:02}-{day:02}/{HIVE_HOUR}{hour:02}/"
+            )?,
+        }
         write!(
             f,
-            "{}/{:04}/{:02}/{:02}/{:02}/{:012}_{}_{}",
-            name.zone,
-            end.year(),
-            end.month(),
-            end.day(),
-            end.hour(),
+            "{:012}_{}_{}",
             name.number,
             compact_time(name.start_ns),
             compact_time(name.cutoff_ns),
@@ -153,8 +202,31 @@ impl FromStr for LogObjectName {
             })
             .ok_or(error(NameProblem::Extension))?;
         let levels: Vec<&str> = stem.split('/').collect();
-        let [zone, year, month, day, hour, file] = levels[..] else {
-            return Err(error(NameProblem::Layout));
+        let (layout, zone, dates, file) = match levels[..] {
+            [zone, year, month, day, hour, file] => {
+                (Layout::Plain, zone, [year, month, day, hour], file)
+            }
+            [zone, date, hour, file] => {
+                let zone = zone
+                    .strip_prefix(HIVE_ZONE)
+                    .ok_or(error(NameProblem::Layout))?;
+                let date = date
+                    .strip_prefix(HIVE_DATE)
+                    .ok_or(error(NameProblem::Layout))?;
+                let hour = hour
+                    .strip_prefix(HIVE_HOUR)
+                    .ok_or(error(NameProblem::Layout))?;
+                // Split only where the layout puts a `-`: a malformed date
+                // is then told by the date check below.
+                let b = date.as_bytes();
+                if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+                    return Err(error(NameProblem::DateLevels));
+                }
+                // ASCII `-` at 4 and 7, so these are character boundaries.
+                let (year, month, day) = (&date[..4], &date[5..7], &date[8..]);
+                (Layout::Hive, zone, [year, month, day, hour], file)
+            }
+            _ => return Err(error(NameProblem::Layout)),
         };
         let parts: Vec<&str> = file.split('_').collect();
         let [number, start, end] = parts[..] else {
@@ -175,6 +247,7 @@ impl FromStr for LogObjectName {
             start_ns,
             cutoff_ns,
             compression,
+            layout,
         };
         let at = parsed.cutoff();
         let want = [
@@ -183,7 +256,7 @@ impl FromStr for LogObjectName {
             format!("{:02}", at.day()),
             format!("{:02}", at.hour()),
         ];
-        if [year, month, day, hour] != want.each_ref().map(String::as_str) {
+        if dates != want.each_ref().map(String::as_str) {
             return Err(error(NameProblem::DateLevels));
         }
         Ok(parsed)
@@ -403,6 +476,70 @@ mod tests {
         assert!(LogObjectName::from_key(ok, "").is_ok());
     }
 
+    #[test]
+    fn the_hive_layout_names_its_folders_by_partition_column() {
+        let plain: LogObjectName =
+            "z/2026/12/02/07/000000000003_20261202T065900Z_20261202T070100Z.jsonl.zst"
+                .parse()
+                .expect("plain");
+        assert_eq!(plain.layout, Layout::Plain);
+        let hive = LogObjectName {
+            layout: Layout::Hive,
+            ..plain.clone()
+        };
+        let text = hive.to_string();
+        assert_eq!(
+            text,
+            "log_zone=z/log_date=2026-12-02/log_hour=07/000000000003_20261202T065900.000000000Z_20261202T070100.000000000Z.jsonl.zst"
+        );
+        assert_eq!(text.parse::<LogObjectName>(), Ok(hive.clone()));
+        assert!(hive
+            .manifest_name()
+            .starts_with("log_zone=z/log_date=2026-12-02/log_hour=07/"));
+        let problem = |name: &str| name.parse::<LogObjectName>().unwrap_err().problem;
+        let file = "000000000003_20261202T065900Z_20261202T070100Z.jsonl";
+        for (name, want) in [
+            (
+                format!("zone=z/log_date=2026-12-02/log_hour=07/{file}"),
+                NameProblem::Layout,
+            ),
+            (
+                format!("log_zone=z/date=2026-12-02/log_hour=07/{file}"),
+                NameProblem::Layout,
+            ),
+            (
+                format!("log_zone=z/log_date=2026-12-02/hour=07/{file}"),
+                NameProblem::Layout,
+            ),
+            (
+                format!("log_zone=/log_date=2026-12-02/log_hour=07/{file}"),
+                NameProblem::Layout,
+            ),
+            (
+                format!("log_zone=z/log_date=2026-12-02/log_hour=08/{file}"),
+                NameProblem::DateLevels,
+            ),
+            (
+                format!("log_zone=z/log_date=2026-12-02/{file}"),
+                NameProblem::Layout,
+            ),
+            (
+                format!("log_zone=z/log_date=2026_12_02/log_hour=07/{file}"),
+                NameProblem::DateLevels,
+            ),
+            (
+                format!("log_zone=z/log_date=2026-1-02/log_hour=07/{file}"),
+                NameProblem::DateLevels,
+            ),
+            (
+                format!("log_zone=z/log_date=2026-12-0é/log_hour=07/{file}"),
+                NameProblem::DateLevels,
+            ),
+        ] {
+            assert_eq!(problem(&name), want, "{name}");
+        }
+    }
+
     fn arb_name() -> impl Strategy<Value = LogObjectName> {
         (
             "[A-Za-z0-9._-]{1,12}",
@@ -414,16 +551,18 @@ mod tests {
                 Just(Compression::Gzip),
                 Just(Compression::Zstd)
             ],
+            prop_oneof![Just(Layout::Plain), Just(Layout::Hive)],
         )
-            .prop_map(
-                |(zone, number, start_ns, cutoff_ns, compression)| LogObjectName {
+            .prop_map(|(zone, number, start_ns, cutoff_ns, compression, layout)| {
+                LogObjectName {
                     zone,
                     number,
                     start_ns,
                     cutoff_ns,
                     compression,
-                },
-            )
+                    layout,
+                }
+            })
     }
 
     proptest! {

@@ -1,9 +1,13 @@
 //! The one reader of log objects in order: `zonelog backup`, `zonelog logs`
 //! and any later consumer list, open and decode log objects through it.
 //!
-//! Order is key order, which the names make time order (see
-//! [`super::name`]); a consumer resumes after the last key it finished
-//! (its checkpoint). Only keys whose name is a log object's are read: the
+//! Order is the zone's window numbering, which is key order within one
+//! layout (see [`super::name`]) and continues across both when a target's
+//! zone holds objects of each (`[collector] layout` was switched); a
+//! consumer resumes after the last object it finished (its checkpoint, a
+//! key of either layout). Two objects of one zone with one window number
+//! (the same window in both layouts, copied by hand) are refused rather
+//! than read twice. Only keys whose name is a log object's are read: the
 //! manifests and anything else beside them are passed over. A log object of
 //! any size passes through bounded buffers: its bytes are decompressed and
 //! parsed on a blocking thread as they arrive.
@@ -14,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use super::format::{decompressor, Compression};
-use super::name::{LogObjectName, NameError};
+use super::name::{Layout, LogObjectName, NameError};
 use super::LogRecord;
 use crate::target::{Reader, Target, TargetError};
 
@@ -22,6 +26,12 @@ use crate::target::{Reader, Target, TargetError};
 const RECORDS_QUEUE: usize = 1024;
 /// The decompressed bytes read at a time.
 const LINE_BUFFER: usize = 256 * 1024;
+
+/// Where a log object comes in a reading: its zone, its window, then its
+/// key (which only breaks ties that [`LogReader::list`] refuses).
+fn order(o: &LogObject) -> (&str, u64, &str) {
+    (&o.name.zone, o.name.number, &o.key)
+}
 
 /// A log object in the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +53,20 @@ pub struct RecordError {
     /// Counted from 1; 0 when the object could not be decompressed at all.
     pub line: u64,
     pub reason: String,
+}
+
+/// Why the log objects could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("{first} and {second} are both window {number} of zone {zone}: the same window in both layouts; remove one (docs/format.md, \"Layouts\")")]
+    SameWindow {
+        zone: String,
+        number: u64,
+        first: String,
+        second: String,
+    },
 }
 
 /// Reads the log objects of a target.
@@ -69,37 +93,66 @@ impl LogReader {
         })
     }
 
-    /// The log objects of `zone` (of every zone with `None`) whose keys
-    /// sort after `after`, oldest first.
+    /// The log objects of `zone` (of every zone with `None`) after the
+    /// one named `after`, in order: by zone, then window number.
     pub async fn list(
         &self,
         zone: Option<&str>,
         after: Option<&str>,
-    ) -> Result<Vec<LogObject>, TargetError> {
-        let dir = match zone {
-            Some(zone) => self.target.path(zone),
-            None => self.target.prefix().to_string(),
-        };
+    ) -> Result<Vec<LogObject>, ListError> {
         let prefix = self.target.prefix();
-        let mut objects: Vec<LogObject> = self
-            .target
-            .list(&dir, after)
-            .await?
-            .into_iter()
-            .filter_map(|listed| {
+        // A key that is no log object's name (none is written) orders as
+        // a key, as before names were parsed.
+        let after_name = after.and_then(|a| LogObjectName::from_key(a, prefix).ok());
+        let dirs: Vec<(String, Option<String>)> = match zone {
+            Some(zone) => Layout::ALL
+                .into_iter()
+                .map(|layout| {
+                    // Where the listing of this layout's folder may start:
+                    // `after` as this layout would name it sorts where it
+                    // would be.
+                    let start = after_name.as_ref().map(|n| {
+                        let same = LogObjectName {
+                            layout,
+                            ..n.clone()
+                        };
+                        self.target.path(&same.to_string())
+                    });
+                    (self.target.path(&layout.zone_dir(zone)), start)
+                })
+                .collect(),
+            None => vec![(prefix.to_string(), None)],
+        };
+        let mut objects = Vec::new();
+        for (dir, start) in dirs {
+            let listed = self.target.list(&dir, start.as_deref()).await?;
+            objects.extend(listed.into_iter().filter_map(|listed| {
                 let name = LogObjectName::from_key(&listed.key, prefix).ok()?;
                 Some(LogObject {
                     key: listed.key,
                     name,
                     size: Some(listed.size),
                 })
-            })
-            .collect();
-        // Every store lists in key order already; the order is what backup
-        // relies on, so it is not left to the store.
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        if let Some(after) = after {
-            objects.retain(|o| o.key.as_str() > after);
+            }));
+        }
+        objects.sort_by(|a, b| order(a).cmp(&order(b)));
+        if let Some(same) = objects
+            .windows(2)
+            .find(|w| (&w[0].name.zone, w[0].name.number) == (&w[1].name.zone, w[1].name.number))
+        {
+            return Err(ListError::SameWindow {
+                zone: same[0].name.zone.clone(),
+                number: same[0].name.number,
+                first: same[0].key.clone(),
+                second: same[1].key.clone(),
+            });
+        }
+        match (&after_name, after) {
+            (Some(name), _) => {
+                objects.retain(|o| (&o.name.zone, o.name.number) > (&name.zone, name.number))
+            }
+            (None, Some(after)) => objects.retain(|o| o.key.as_str() > after),
+            (None, None) => {}
         }
         Ok(objects)
     }
@@ -240,6 +293,61 @@ mod tests {
         let object = logs.object(&all[2]).expect("a log object's key");
         assert_eq!((object.name.number, object.size), (2, None));
         assert!(logs.object("pre/z/2026/12/02/00/notes.jsonl").is_err());
+    }
+
+    #[tokio::test]
+    async fn both_layouts_of_a_zone_are_read_in_window_order_once() {
+        // Switched plain → hive → plain; the hive folder sorts before the
+        // plain one of zone `z` (`l` < `z`), the numbering decides.
+        let names = [
+            format!("z/2026/12/02/00/000000000001_{STEM}.jsonl.zst"),
+            format!("log_zone=z/log_date=2026-12-02/log_hour=00/000000000002_{STEM}.jsonl.zst"),
+            format!("log_zone=z/log_date=2026-12-02/log_hour=00/000000000003_{STEM}.jsonl.zst"),
+            format!("z/2026/12/02/00/000000000004_{STEM}.jsonl.zst"),
+            format!("log_zone=y/log_date=2026-12-02/log_hour=00/000000000009_{STEM}.jsonl.zst"),
+        ];
+        let files: Vec<(&str, String)> = names.iter().map(|n| (n.as_str(), line(1))).collect();
+        let (_dir, logs) = reader_with(&files).await;
+        let numbers = |objects: Vec<LogObject>| -> Vec<(String, u64)> {
+            objects
+                .into_iter()
+                .map(|o| (o.name.zone, o.name.number))
+                .collect()
+        };
+        let z = |n: u64| ("z".to_string(), n);
+        assert_eq!(
+            numbers(logs.list(Some("z"), None).await.expect("list")),
+            [z(1), z(2), z(3), z(4)]
+        );
+        assert_eq!(
+            numbers(logs.list(None, None).await.expect("list")),
+            [("y".to_string(), 9), z(1), z(2), z(3), z(4)]
+        );
+        // A checkpoint in either layout resumes after its window.
+        for (after, want) in [
+            (1, vec![z(2), z(3), z(4)]),
+            (2, vec![z(3), z(4)]),
+            (4, vec![]),
+        ] {
+            let key = format!("pre/{}", names[after as usize - 1]);
+            let rest = logs.list(Some("z"), Some(&key)).await.expect("list");
+            assert_eq!(numbers(rest), want, "after {key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_window_in_both_layouts_is_refused() {
+        let names = [
+            format!("z/2026/12/02/00/000000000001_{STEM}.jsonl"),
+            format!("log_zone=z/log_date=2026-12-02/log_hour=00/000000000001_{STEM}.jsonl"),
+        ];
+        let files: Vec<(&str, String)> = names.iter().map(|n| (n.as_str(), line(1))).collect();
+        let (_dir, logs) = reader_with(&files).await;
+        let error = logs.list(Some("z"), None).await.expect_err("refused");
+        assert!(
+            matches!(&error, ListError::SameWindow { number: 1, .. }),
+            "{error}"
+        );
     }
 
     #[tokio::test]
