@@ -186,6 +186,7 @@ async fn round(
             max_entries_per_object: u64::MAX,
             write_empty_windows: false,
             layout: Default::default(),
+            format: Default::default(),
         },
         "bench".into(),
     );

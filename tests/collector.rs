@@ -33,6 +33,7 @@ fn config(compression: Compression) -> CollectorConfig {
         max_entries_per_object: 1_000_000,
         write_empty_windows: false,
         layout: Default::default(),
+        format: Default::default(),
     }
 }
 
@@ -194,6 +195,21 @@ async fn round_trip_with_each_compression() {
         assert!(objects[0].ends_with(ext), "{names:?}");
         assert!(objects[0].contains("/dev-zone/"), "{names:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_round_trip_holds_every_record_once_as_its_manifest_says() {
+    if dev_zone().is_none() {
+        return;
+    }
+    let cfg = CollectorConfig {
+        format: zonelog::config::Format::Parquet,
+        max_entries_per_object: 700,
+        ..config(Compression::Zstd)
+    };
+    let (_, names) = round_trip(Compression::Zstd, 2_000, cfg).await;
+    let objects: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet")).collect();
+    assert_eq!(objects.len(), 3, "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

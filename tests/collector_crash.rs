@@ -47,6 +47,7 @@ fn collector_config() -> CollectorConfig {
         max_entries_per_object: 6_000,
         write_empty_windows: false,
         layout: Default::default(),
+        format: Default::default(),
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use common::dev_zone;
 use zonelog::collector::Collector;
-use zonelog::config::{CollectorConfig, Compression, Layout, TargetConfig};
+use zonelog::config::{CollectorConfig, Compression, Format, Layout, TargetConfig};
 use zonelog::index::conformance::{read_all, record};
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
@@ -38,6 +38,13 @@ const CHANGES: u64 = 2_000;
 /// The key the documented "one key over time" query asks for.
 const TOM: (&str, &str) = ("photos", "cats/tom.jpg");
 const BUCKETS: [&str; 3] = ["photos", "backups", "acme/reports"];
+/// Every layout in every format.
+const COPIES: [(Layout, Format); 4] = [
+    (Layout::Plain, Format::Jsonl),
+    (Layout::Hive, Format::Jsonl),
+    (Layout::Plain, Format::Parquet),
+    (Layout::Hive, Format::Parquet),
+];
 
 /// A python with `duckdb` and `pyarrow`, or `None` when the developer
 /// asked to skip.
@@ -91,7 +98,7 @@ fn changes() -> Vec<ChangeRecord> {
         .collect()
 }
 
-fn config(layout: Layout) -> CollectorConfig {
+fn config(layout: Layout, format: Format) -> CollectorConfig {
     CollectorConfig {
         period: Duration::from_secs(1),
         cutoff_margin: Duration::from_secs(1),
@@ -103,6 +110,7 @@ fn config(layout: Layout) -> CollectorConfig {
         max_entries_per_object: 700,
         write_empty_windows: false,
         layout,
+        format,
     }
 }
 
@@ -171,7 +179,11 @@ async fn download(target: &Target, dir: &Path) {
 }
 
 /// What the Python side found (tests/py/query.py).
-fn query(python: &Path, dir: &Path, format: &str) -> serde_json::Value {
+fn query(python: &Path, dir: &Path, format: Format) -> serde_json::Value {
+    let format = match format {
+        Format::Jsonl => "jsonl",
+        Format::Parquet => "parquet",
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(python)
         .arg(root.join("tests/py/query.py"))
@@ -289,34 +301,53 @@ fn check_copy(found: &serde_json::Value, records: &[ChangeRecord], layout: Layou
         let sum: u64 = per_hour.values().filter_map(|n| n.as_u64()).sum();
         assert_eq!(sum, records.len() as u64, "{what}: {per_hour:?}");
     }
+    if let Some(total) = found.get("pyarrow_total") {
+        assert_eq!(total, records.len() as u64, "{what}: pyarrow");
+        assert_eq!(found["pyarrow_per_op"], found["per_op"], "{what}: pyarrow");
+        let schema = &found["pyarrow_schema"];
+        assert_eq!(schema["time"], "timestamp[ns, tz=UTC]", "{what}: {schema}");
+        assert_eq!(schema["size"], "uint64", "{what}: {schema}");
+        assert_eq!(schema["zone"], "string", "{what}: {schema}");
+    }
     check_documented_queries(found, records, what);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_reads_a_directory_target_in_both_layouts() {
+async fn duckdb_reads_a_directory_target_in_both_layouts_and_formats() {
     let Some(python) = python() else { return };
     let records = changes();
-    for layout in Layout::ALL {
+    for (layout, format) in COPIES {
         let dir = tempfile::tempdir().expect("temp dir");
-        let objects = collect(&directory_target(dir.path()), config(layout), &records).await;
+        let cfg = config(layout, format);
+        let objects = collect(&directory_target(dir.path()), cfg, &records).await;
         assert_eq!(objects, 3, "700 + 700 + 600");
-        let found = query(&python, dir.path(), "jsonl");
-        check_copy(&found, &records, layout, &format!("directory, {layout:?}"));
+        let found = query(&python, dir.path(), format);
+        check_copy(
+            &found,
+            &records,
+            layout,
+            &format!("directory, {layout:?}, {format:?}"),
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_reads_the_objects_of_an_rgw_target_in_both_layouts() {
+async fn duckdb_reads_the_objects_of_an_rgw_target_in_both_layouts_and_formats() {
     let Some(zone) = dev_zone() else { return };
     let Some(python) = python() else { return };
     let records = changes();
-    for layout in Layout::ALL {
+    for (layout, format) in COPIES {
         let (_, target) = common::target::fresh(&zone, "logs").await;
-        assert_eq!(collect(&target, config(layout), &records).await, 3);
+        assert_eq!(collect(&target, config(layout, format), &records).await, 3);
         let copy = tempfile::tempdir().expect("temp dir");
         download(&target, copy.path()).await;
-        let found = query(&python, copy.path(), "jsonl");
-        check_copy(&found, &records, layout, &format!("RGW, {layout:?}"));
+        let found = query(&python, copy.path(), format);
+        check_copy(
+            &found,
+            &records,
+            layout,
+            &format!("RGW, {layout:?}, {format:?}"),
+        );
     }
 }
 
@@ -330,13 +361,13 @@ async fn listed(reader: &LogReader, after: Option<&str>) -> Vec<(Layout, u64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switching_the_layout_continues_the_numbering_and_loses_nothing() {
+async fn switching_layout_and_format_continues_the_numbering_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let target = directory_target(dir.path());
     let records = changes();
     let index_dir = tempfile::tempdir().expect("temp dir");
     let index = open_index(index_dir.path());
-    let round = |layout: Layout, part: std::ops::Range<usize>| {
+    let round = |layout: Layout, format: Format, part: std::ops::Range<usize>| {
         let index = index.clone();
         let target = target.clone();
         let records = records[part].to_vec();
@@ -351,18 +382,24 @@ async fn switching_the_layout_continues_the_numbering_and_loses_nothing() {
                 index.clone() as Arc<dyn LeaseStore>,
                 target,
                 ZONE,
-                config(layout),
+                config(layout, format),
                 "holder".into(),
             );
             collector.round().await.expect("round").windows.len() as u64
         }
     };
-    let mut written = round(Layout::Plain, 0..800).await;
-    written += round(Layout::Hive, 800..1200).await;
-    written += round(Layout::Plain, 1200..1300).await;
+    // Formats switch too: each object is read as its name says.
+    let mut written = round(Layout::Plain, Format::Jsonl, 0..800).await;
+    written += round(Layout::Hive, Format::Parquet, 800..1200).await;
+    written += round(Layout::Plain, Format::Parquet, 1200..1300).await;
     // A new index (a lost disk) after a switch to hive continues after the
     // newest object of either layout.
-    collect(&target, config(Layout::Hive), &records[1300..]).await;
+    collect(
+        &target,
+        config(Layout::Hive, Format::Jsonl),
+        &records[1300..],
+    )
+    .await;
     let reader = LogReader::new(target.clone());
     let all = listed(&reader, None).await;
     let numbers: Vec<u64> = all.iter().map(|(_, n)| *n).collect();
@@ -408,7 +445,7 @@ async fn switching_the_layout_continues_the_numbering_and_loses_nothing() {
         index.clone() as Arc<dyn LeaseStore>,
         target.clone(),
         ZONE,
-        config(Layout::Plain),
+        config(Layout::Plain, Format::Jsonl),
         "holder".into(),
     );
     let error = old.round().await.expect_err("another index wrote after it");
@@ -416,4 +453,83 @@ async fn switching_the_layout_continues_the_numbering_and_loses_nothing() {
         error.to_string().contains("another zonelog index"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_parquet_window_goes_up_in_parts_of_about_one_row_group_each() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let Some(zone) = dev_zone() else { return };
+    let (_, target) = common::target::fresh(&zone, "logs").await;
+    // Distinct keys, etags and markers: about 20 bytes a row compressed,
+    // so a few parts of 5 MiB.
+    let n = 900_000u64;
+    let records: Vec<ChangeRecord> = (0..n)
+        .map(|i| ChangeRecord {
+            size: Some(i * 7_919 % 5_000_000),
+            etag: Some(format!(
+                "{:032x}",
+                u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            )),
+            ..record(
+                BUCKETS[(i % 3) as usize],
+                &format!("cam-{:03}/IMG_{i:08}.jpg", i % 977),
+                None,
+                Op::Put,
+                BASE_NS + i * 1_000,
+            )
+        })
+        .collect();
+    let cfg = CollectorConfig {
+        multipart_threshold: ByteSize::mib(5),
+        part_size: ByteSize::mib(5),
+        max_entries_per_object: n,
+        ..config(Layout::Hive, Format::Parquet)
+    };
+    assert_eq!(collect(&target, cfg, &records).await, 1);
+    let objects = LogReader::new(target.clone())
+        .list(Some(ZONE), None)
+        .await
+        .expect("list");
+    let [object] = &objects[..] else {
+        panic!("one object: {objects:?}")
+    };
+    let head = target
+        .store()
+        .head(&object.key)
+        .await
+        .expect("head")
+        .expect("there");
+    let parts: usize = head
+        .etag
+        .as_deref()
+        .and_then(|e| e.split_once('-'))
+        .and_then(|(_, n)| n.parse().ok())
+        .expect("a multipart ETag");
+    let bytes = target
+        .read_key(&object.key)
+        .await
+        .expect("get")
+        .expect("there");
+    let reader = SerializedFileReader::new(bytes).expect("a Parquet file");
+    let metadata = reader.metadata();
+    let rows: i64 = metadata.row_groups().iter().map(|g| g.num_rows()).sum();
+    assert_eq!(rows, n as i64);
+    let groups = metadata.num_row_groups();
+    let sizes: Vec<i64> = metadata
+        .row_groups()
+        .iter()
+        .map(|g| g.compressed_size())
+        .collect();
+    eprintln!("{parts} parts of 5 MiB, row groups of {sizes:?} bytes");
+    assert!(parts >= 3, "{parts} parts");
+    // A row group closes once its pages reach a part: all but the last
+    // are a part or a little more, so each part holds one row group's
+    // start at most.
+    assert!(
+        groups <= parts && groups + 1 >= parts,
+        "{groups} row groups for {parts} parts: {sizes:?}"
+    );
+    for size in &sizes[..groups - 1] {
+        assert!((5 << 20..(5 << 20) + (2 << 20)).contains(size), "{sizes:?}");
+    }
 }

@@ -40,10 +40,9 @@ pub(crate) async fn logs(command: LogsCommand) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot read {name}"))?;
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut decoded = opened.decompressed()?;
-            std::io::copy(&mut decoded, &mut std::io::stdout().lock())
-                .with_context(|| format!("cannot decompress {name}"))?;
-            Ok(())
+            opened
+                .write_lines(&mut std::io::stdout().lock())
+                .with_context(|| format!("cannot decode {name}"))
         })
         .await??;
     }

@@ -260,7 +260,7 @@ impl Collector {
                     number,
                     start_ns,
                     cutoff_ns,
-                    compression: self.config.compression,
+                    format: self.config.log_format(),
                     layout: self.config.layout,
                 }
                 .to_string(),

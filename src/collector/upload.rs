@@ -10,7 +10,7 @@ use super::window::{WindowPlan, WindowState, PENDING};
 use super::{Collector, CollectorError};
 use crate::index::codec::view_record;
 use crate::index::{EncodedEntries, EntryId, IndexedEntry, MergedReader, Watermark};
-use crate::logs::{LogEncoder, LogObjectName, Manifest, RECORD_VERSION};
+use crate::logs::{LogObjectName, Manifest, ObjectEncoder, RECORD_VERSION};
 use crate::target::Uploaded;
 
 /// Entries per shard page of the merged read: memory is shards × this.
@@ -62,11 +62,14 @@ impl Collector {
             .map_err(|e| self.state_error(PENDING, format!("planned object: {e}")))?;
         let index_id = self.index_id(&keeper.fence()).await?;
         self.check_not_foreign(&name, &index_id).await?;
-        let encoder = LogEncoder::new(&self.zone, name.compression)?;
+        // A Parquet row group holds about a part of raw data: what the
+        // encoder holds before it hands the group's bytes over.
+        let part_size = self.config.part_size.as_u64() as usize;
+        let encoder = ObjectEncoder::new(&self.zone, name.format, part_size)?;
         let mut upload = self.target.begin(
             &plan.object,
             self.config.multipart_threshold.as_u64() as usize,
-            self.config.part_size.as_u64() as usize,
+            part_size,
         );
         // Three stages at once: this task reads and merges the shards, a
         // blocking thread encodes and compresses (the costliest part), and
@@ -192,7 +195,7 @@ impl Collector {
 /// batches it receives, compressed chunks of about `FLUSH_BYTES` sent on,
 /// the encoder's tail last. Returns how many entries it encoded.
 fn encode_stream(
-    mut encoder: LogEncoder,
+    mut encoder: ObjectEncoder,
     mut batches: mpsc::Receiver<EncodedEntries>,
     chunks: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<u64> {
@@ -213,7 +216,7 @@ fn encode_stream(
                 .map_err(|_| stopped())?;
         }
     }
-    let count = encoder.entries;
+    let count = encoder.entries();
     let rest = encoder.finish()?;
     chunks.blocking_send(rest).map_err(|_| stopped())?;
     Ok(count)

@@ -6,7 +6,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, positive, Config, ConfigError, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::logs::{Compression, Layout};
+use crate::logs::{Compression, Layout, LogFormat};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +23,10 @@ pub struct CollectorConfig {
     pub multipart_threshold: ByteSize,
     #[serde(default = "default_part_size")]
     pub part_size: ByteSize,
+    /// `jsonl` (JSON Lines, compressed by `compression`) or `parquet`
+    /// (compressed inside with zstd; `compression` does not apply).
+    #[serde(default)]
+    pub format: Format,
     #[serde(default)]
     pub compression: Compression,
     /// How log object names are laid out: `plain` (`ZONE/YYYY/MM/DD/HH/…`)
@@ -37,6 +41,25 @@ pub struct CollectorConfig {
     pub write_empty_windows: bool,
 }
 
+/// The file format of new log objects (`[collector] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Jsonl,
+    Parquet,
+}
+
+impl CollectorConfig {
+    /// What new log objects are, as their names will say.
+    pub fn log_format(&self) -> LogFormat {
+        match self.format {
+            Format::Jsonl => LogFormat::Jsonl(self.compression),
+            Format::Parquet => LogFormat::Parquet,
+        }
+    }
+}
+
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
@@ -45,6 +68,7 @@ impl Default for CollectorConfig {
             lease_duration: default_lease_duration(),
             multipart_threshold: default_multipart_threshold(),
             part_size: default_part_size(),
+            format: Format::default(),
             compression: Compression::default(),
             layout: Layout::default(),
             max_entries_per_object: default_max_entries_per_object(),

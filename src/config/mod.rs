@@ -27,7 +27,7 @@ pub use self::http::HttpConfig;
 /// `[collector] compression`: the type lives with the log format.
 pub use crate::logs::{Compression, Layout};
 pub use backup::{BackupConfig, DeletePolicy, DestinationConfig};
-pub use collector::CollectorConfig;
+pub use collector::{CollectorConfig, Format};
 pub use filter::FilterConfig;
 pub use index::{IndexBackend, IndexConfig, RadosConfig};
 pub use log::{LogConfig, LogFormat};

@@ -5,17 +5,23 @@
 //!   zone, window, times and compression, and its manifest's name;
 //! - [`format`]: the line format (JSON Lines, one change per line) and its
 //!   [`Compression`];
+//! - [`parquet`]: the same records as Parquet columns;
+//! - [`encoder`]: the encoder of either format the collector streams
+//!   through;
 //! - [`manifest`]: the manifest beside each log object;
 //! - [`reader`]: the one ordered reader of a target's log objects.
 //!
 //! docs/format.md describes all of it for people outside this code.
 
+pub mod encoder;
 pub mod format;
 pub mod manifest;
 pub mod name;
+pub mod parquet;
 pub mod reader;
 
+pub use encoder::ObjectEncoder;
 pub use format::{Compression, LogEncoder, LogRecord, RECORD_VERSION};
 pub use manifest::Manifest;
-pub use name::{Layout, LogObjectName, NameError, NameProblem};
-pub use reader::{ListError, LogObject, LogReader, RecordError};
+pub use name::{Layout, LogFormat, LogObjectName, NameError, NameProblem};
+pub use reader::{decode_object, ListError, LogObject, LogReader, RecordError};

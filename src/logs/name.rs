@@ -25,8 +25,9 @@
 //!   in window-number order across both (see [`super::reader`]);
 //! - `<start>` and `<end>` are the source time of the window's first change
 //!   and the cutoff, `YYYYMMDDTHHMMSS.nnnnnnnnnZ`;
-//! - the extension says the compression: a window resumed after
-//!   `compression` changed is still encoded as its name says.
+//! - the extension says the format and compression (`.jsonl`,
+//!   `.jsonl.gz`, `.jsonl.zst`, `.parquet`): a window resumed after
+//!   `format` or `compression` changed is still encoded as its name says.
 //!
 //! Parsing accepts what earlier zonelog versions and hand-made logs hold:
 //! a time's fraction may be shorter or absent (`20261202T000100Z`). Readers
@@ -93,14 +94,39 @@ pub struct LogObjectName {
     pub start_ns: u64,
     /// The window's end (exclusive), in ns since 1970.
     pub cutoff_ns: u64,
-    pub compression: Compression,
+    pub format: LogFormat,
     pub layout: Layout,
+}
+
+/// What a log object's bytes are, as its extension says: JSON Lines,
+/// possibly compressed, or Parquet (compressed inside, zstd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Jsonl(Compression),
+    Parquet,
+}
+
+impl LogFormat {
+    pub const ALL: [LogFormat; 4] = [
+        LogFormat::Jsonl(Compression::None),
+        LogFormat::Jsonl(Compression::Gzip),
+        LogFormat::Jsonl(Compression::Zstd),
+        LogFormat::Parquet,
+    ];
+
+    /// The extension of a log object's name (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            LogFormat::Jsonl(compression) => compression.extension(),
+            LogFormat::Parquet => "parquet",
+        }
+    }
 }
 
 /// Why a name is not a log object's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NameProblem {
-    #[error("it has no log object extension (.jsonl, .jsonl.gz, .jsonl.zst)")]
+    #[error("it has no log object extension (.jsonl, .jsonl.gz, .jsonl.zst, .parquet)")]
     Extension,
     #[error("it is not ZONE/YYYY/MM/DD/HH/<window>_<start>_<end> nor log_zone=ZONE/log_date=YYYY-MM-DD/log_hour=HH/<window>_<start>_<end>")]
     Layout,
@@ -182,7 +208,7 @@ impl fmt::Display for Stem<'_> {
 
 impl fmt::Display for LogObjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", Stem(self), self.compression.extension())
+        write!(f, "{}.{}", Stem(self), self.format.extension())
     }
 }
 
@@ -194,11 +220,11 @@ impl FromStr for LogObjectName {
             name: name.to_string(),
             problem,
         };
-        let (stem, compression) = Compression::ALL
+        let (stem, format) = LogFormat::ALL
             .into_iter()
-            .find_map(|c| {
-                let stem = name.strip_suffix(c.extension())?.strip_suffix('.')?;
-                Some((stem, c))
+            .find_map(|f| {
+                let stem = name.strip_suffix(f.extension())?.strip_suffix('.')?;
+                Some((stem, f))
             })
             .ok_or(error(NameProblem::Extension))?;
         let levels: Vec<&str> = stem.split('/').collect();
@@ -246,7 +272,7 @@ impl FromStr for LogObjectName {
             number,
             start_ns,
             cutoff_ns,
-            compression,
+            format,
             layout,
         };
         let at = parsed.cutoff();
@@ -358,20 +384,21 @@ mod tests {
             .expect("parsed");
         assert_eq!(name.number, 2);
         assert_eq!(name.cutoff_ns % 1_000_000_000, 366_187_854);
-        assert_eq!(name.compression, Compression::Zstd);
+        assert_eq!(name.format, LogFormat::Jsonl(Compression::Zstd));
         assert!("z/2026/notes.txt".parse::<LogObjectName>().is_err());
     }
 
     #[test]
-    fn the_extension_names_the_compression() {
+    fn the_extension_names_the_format_and_compression() {
         let stem = "z/2026/12/02/00/000000000001_20261202T000000Z_20261202T000100Z";
-        for (ext, compression) in [
-            ("jsonl", Compression::None),
-            ("jsonl.gz", Compression::Gzip),
-            ("jsonl.zst", Compression::Zstd),
+        for (ext, format) in [
+            ("jsonl", LogFormat::Jsonl(Compression::None)),
+            ("jsonl.gz", LogFormat::Jsonl(Compression::Gzip)),
+            ("jsonl.zst", LogFormat::Jsonl(Compression::Zstd)),
+            ("parquet", LogFormat::Parquet),
         ] {
             let name: LogObjectName = format!("{stem}.{ext}").parse().unwrap();
-            assert_eq!(name.compression, compression);
+            assert_eq!(name.format, format);
             assert!(name.to_string().ends_with(&format!(".{ext}")));
         }
     }
@@ -546,20 +573,16 @@ mod tests {
             any::<u64>(),
             0..=i64::MAX as u64,
             0..=i64::MAX as u64,
-            prop_oneof![
-                Just(Compression::None),
-                Just(Compression::Gzip),
-                Just(Compression::Zstd)
-            ],
+            prop::sample::select(LogFormat::ALL.to_vec()),
             prop_oneof![Just(Layout::Plain), Just(Layout::Hive)],
         )
-            .prop_map(|(zone, number, start_ns, cutoff_ns, compression, layout)| {
+            .prop_map(|(zone, number, start_ns, cutoff_ns, format, layout)| {
                 LogObjectName {
                     zone,
                     number,
                     start_ns,
                     cutoff_ns,
-                    compression,
+                    format,
                     layout,
                 }
             })
@@ -572,7 +595,7 @@ mod tests {
             prop_assert_eq!(text.parse::<LogObjectName>(), Ok(name.clone()));
             let manifest = name.manifest_name();
             prop_assert!(manifest.parse::<LogObjectName>().is_err());
-            prop_assert_eq!(manifest.strip_suffix(MANIFEST_SUFFIX), text.strip_suffix(&format!(".{}", name.compression.extension())));
+            prop_assert_eq!(manifest.strip_suffix(MANIFEST_SUFFIX), text.strip_suffix(&format!(".{}", name.format.extension())));
         }
 
         #[test]
@@ -581,7 +604,7 @@ mod tests {
             later_by in 0..=1_000_000_000_000_000u64,
             more in 1..1_000u64,
             start_ns in 0..=i64::MAX as u64,
-            compression in prop_oneof![Just(Compression::None), Just(Compression::Zstd)],
+            format in prop::sample::select(LogFormat::ALL.to_vec()),
         ) {
             // The writer's order: the next window of the zone has a greater
             // number and a cutoff not before the last one.
@@ -590,7 +613,7 @@ mod tests {
                 number: first.number + more,
                 cutoff_ns: first.cutoff_ns.saturating_add(later_by).min(i64::MAX as u64),
                 start_ns,
-                compression,
+                format,
                 ..first.clone()
             };
             prop_assert!(first.to_string() < second.to_string());

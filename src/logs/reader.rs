@@ -12,13 +12,14 @@
 //! any size passes through bounded buffers: its bytes are decompressed and
 //! parsed on a blocking thread as they arrive.
 
-use std::io::{BufRead as _, Read};
+use std::io::{BufRead as _, Seek as _, Write};
 
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use super::format::{decompressor, Compression};
-use super::name::{Layout, LogObjectName, NameError};
+use super::format::decompressor;
+use super::name::{Layout, LogFormat, LogObjectName, NameError};
+use super::parquet;
 use super::LogRecord;
 use crate::target::{Reader, Target, TargetError};
 
@@ -161,57 +162,23 @@ impl LogReader {
     pub async fn open(&self, object: &LogObject) -> Result<Opened, TargetError> {
         let stream = self.target.open_key(&object.key).await?;
         Ok(Opened {
-            compression: object.name.compression,
+            key: object.key.clone(),
+            format: object.name.format,
             raw: SyncIoBridge::new(stream),
         })
     }
 
-    /// Streams a log object's records: decompression and JSON parsing run
-    /// on a blocking thread and hand records over a bounded channel. The
-    /// stream ends after the first error.
+    /// Streams a log object's records: decoding runs on a blocking thread
+    /// and hands records over a bounded channel. The stream ends after the
+    /// first error.
     pub async fn records(
         &self,
         object: &LogObject,
     ) -> Result<impl futures::Stream<Item = Result<LogRecord, RecordError>>, TargetError> {
         let opened = self.open(object).await?;
         let (tx, mut rx) = mpsc::channel::<Result<LogRecord, RecordError>>(RECORDS_QUEUE);
-        let object = object.key.clone();
         tokio::task::spawn_blocking(move || {
-            let decoded = match opened.decompressed() {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(RecordError {
-                        object,
-                        line: 0,
-                        reason: e.to_string(),
-                    }));
-                    return;
-                }
-            };
-            let mut lines = std::io::BufReader::with_capacity(LINE_BUFFER, decoded);
-            let mut line = Vec::new();
-            let mut number = 0u64;
-            loop {
-                line.clear();
-                number += 1;
-                let result = match lines.read_until(b'\n', &mut line) {
-                    Ok(0) => return,
-                    Ok(_) => serde_json::from_slice::<LogRecord>(&line).map_err(|e| RecordError {
-                        object: object.clone(),
-                        line: number,
-                        reason: e.to_string(),
-                    }),
-                    Err(e) => Err(RecordError {
-                        object: object.clone(),
-                        line: number,
-                        reason: format!("cannot read: {e}"),
-                    }),
-                };
-                let failed = result.is_err();
-                if tx.blocking_send(result).is_err() || failed {
-                    return;
-                }
-            }
+            opened.read_records(|result| tx.blocking_send(result).is_ok());
         });
         Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
@@ -220,14 +187,117 @@ impl LogReader {
 /// A log object opened for reading: its bytes come from the target as
 /// they are read, so read it on a blocking thread.
 pub struct Opened {
-    compression: Compression,
+    key: String,
+    format: LogFormat,
     raw: SyncIoBridge<Reader>,
 }
 
 impl Opened {
-    /// The object's lines, decompressed as they are read (blocking).
-    pub fn decompressed(self) -> std::io::Result<Box<dyn Read>> {
-        decompressor(self.compression, self.raw)
+    /// Hands the object's records to `each` in order, until it returns
+    /// false or after the first error (blocking).
+    pub fn read_records(self, mut each: impl FnMut(Result<LogRecord, RecordError>) -> bool) {
+        let key = self.key.clone();
+        let error = |line: u64, reason: String| RecordError {
+            object: key.clone(),
+            line,
+            reason,
+        };
+        let compression = match self.format {
+            LogFormat::Jsonl(compression) => compression,
+            LogFormat::Parquet => {
+                let mut number = 0u64;
+                let read = self.spooled().map_err(|e| e.to_string()).and_then(|file| {
+                    parquet::read_records(file, |record| {
+                        number += 1;
+                        each(Ok(record))
+                    })
+                });
+                if let Err(reason) = read {
+                    each(Err(error(number + 1, reason)));
+                }
+                return;
+            }
+        };
+        let decoded = match decompressor(compression, self.raw) {
+            Ok(d) => d,
+            Err(e) => {
+                each(Err(error(0, e.to_string())));
+                return;
+            }
+        };
+        let mut lines = std::io::BufReader::with_capacity(LINE_BUFFER, decoded);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            number += 1;
+            let result = match lines.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => serde_json::from_slice::<LogRecord>(&line)
+                    .map_err(|e| error(number, e.to_string())),
+                Err(e) => Err(error(number, format!("cannot read: {e}"))),
+            };
+            let failed = result.is_err();
+            if !each(result) || failed {
+                return;
+            }
+        }
+    }
+
+    /// Writes the object's records as JSON lines to `out` (blocking): a
+    /// JSON Lines object as stored, decompressed; a Parquet one row by
+    /// row, as the same lines.
+    pub fn write_lines(self, out: &mut dyn Write) -> std::io::Result<()> {
+        let compression = match self.format {
+            LogFormat::Jsonl(compression) => compression,
+            LogFormat::Parquet => {
+                let mut failed = None;
+                self.read_records(|result| {
+                    let written = result.map_err(std::io::Error::other).and_then(|record| {
+                        serde_json::to_writer(&mut *out, &record)?;
+                        out.write_all(b"\n")
+                    });
+                    let ok = written.is_ok();
+                    failed = written.err();
+                    ok
+                });
+                return failed.map_or(Ok(()), Err);
+            }
+        };
+        std::io::copy(&mut decompressor(compression, self.raw)?, out)?;
+        Ok(())
+    }
+
+    /// The object copied to an unnamed local file, for a format whose
+    /// reader needs to seek (Parquet's footer comes last); the file goes
+    /// when it is closed.
+    fn spooled(mut self) -> std::io::Result<std::fs::File> {
+        let mut file = tempfile::tempfile()?;
+        std::io::copy(&mut self.raw, &mut file)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(file)
+    }
+}
+
+/// Decodes a whole (small) log object of either format held in memory;
+/// consumers of big ones stream through [`LogReader::records`] instead.
+pub fn decode_object(format: LogFormat, bytes: &[u8]) -> Result<Vec<LogRecord>, String> {
+    match format {
+        LogFormat::Jsonl(compression) => {
+            super::format::decode_all(compression, bytes).map_err(|e| e.to_string())
+        }
+        LogFormat::Parquet => {
+            let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+            file.write_all(bytes)
+                .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+                .map_err(|e| e.to_string())?;
+            let mut records = Vec::new();
+            parquet::read_records(file, |r| {
+                records.push(r);
+                true
+            })?;
+            Ok(records)
+        }
     }
 }
 
@@ -238,6 +308,7 @@ mod tests {
     use futures::StreamExt as _;
 
     use super::*;
+    use crate::index::EntryId;
     use crate::target::Directory;
 
     const STEM: &str = "20261202T000000Z_20261202T000100Z";
@@ -347,6 +418,75 @@ mod tests {
         assert!(
             matches!(&error, ListError::SameWindow { number: 1, .. }),
             "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parquet_object_reads_as_the_same_records_and_lines() {
+        use crate::index::codec::RecordView;
+        use crate::index::conformance::record;
+        use crate::logs::parquet::ParquetEncoder;
+        use crate::record::Op;
+        let records: Vec<_> = (0..5u64)
+            .map(|n| {
+                record(
+                    "b",
+                    &format!("k{n}"),
+                    None,
+                    Op::Put,
+                    1_764_633_600_000_000_000 + n,
+                )
+            })
+            .collect();
+        let mut encoder = ParquetEncoder::new("z", 1 << 20).expect("encoder");
+        let mut lines = Vec::new();
+        for (n, r) in records.iter().enumerate() {
+            let id = EntryId::new(1_764_633_600_000_000_000 + n as u64, 1);
+            encoder.push_view(id, &RecordView::of(r)).expect("push");
+            let entry = crate::index::IndexedEntry {
+                shard: 0,
+                id,
+                record: r.clone(),
+            };
+            crate::logs::format::encode_line("z", &entry, &mut lines);
+        }
+        let mut body = encoder.take_output();
+        body.extend(encoder.finish().expect("finish"));
+        let name =
+            format!("log_zone=z/log_date=2026-12-02/log_hour=00/000000000001_{STEM}.parquet");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pre").join(&name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, &body).expect("write");
+        let store = Directory::open(dir.path()).expect("directory store");
+        let logs = LogReader::new(Target::over(Arc::new(store), "pre", "test directory"));
+        let objects = logs.list(Some("z"), None).await.expect("list");
+        assert_eq!(objects.len(), 1);
+        let read: Vec<LogRecord> = logs
+            .records(&objects[0])
+            .await
+            .expect("open")
+            .map(|r| r.expect("record"))
+            .collect()
+            .await;
+        let keys: Vec<&str> = read.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+        let opened = logs.open(&objects[0]).await.expect("open");
+        let printed = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            opened.write_lines(&mut out).map(|()| out)
+        })
+        .await
+        .expect("join")
+        .expect("lines");
+        assert_eq!(
+            String::from_utf8(printed),
+            String::from_utf8(lines),
+            "the JSON lines, byte for byte"
+        );
+        assert_eq!(
+            decode_object(LogFormat::Parquet, &body).expect("decode"),
+            read
         );
     }
 

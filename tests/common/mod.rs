@@ -333,7 +333,7 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub mod target {
     use super::*;
     use zonelog::config::{Compression, TargetConfig};
-    use zonelog::logs::format::decode_all;
+    use zonelog::logs::decode_object;
     use zonelog::logs::{LogObjectName, LogRecord};
     use zonelog::target::Target;
 
@@ -389,7 +389,7 @@ pub mod target {
                 .await
                 .expect("get")
                 .expect("listed object exists");
-            let records = decode_all(log_name.compression, &bytes).expect("decode log object");
+            let records = decode_object(log_name.format, &bytes).expect("decode log object");
             let manifest_path = target.path(&log_name.manifest_name());
             let manifest = target
                 .read_key(&manifest_path)

@@ -35,7 +35,9 @@ def doc_queries(docs, fmt):
 
 
 def rows(con, sql):
-    return [[None if v is None else str(v) for v in row] for row in con.sql(sql).fetchall()]
+    # As text in SQL: Python's datetime of a TIMESTAMPTZ needs pytz.
+    sql = f"SELECT COLUMNS(*)::VARCHAR FROM ({sql.strip().rstrip(';')})"
+    return [list(row) for row in con.sql(sql).fetchall()]
 
 
 def main():
@@ -48,7 +50,7 @@ def main():
     for label, sql in queries:
         sql = sql.replace(DOC_PATH, directory.rstrip("/") + "/")
         if label == "view":
-            con.sql(sql)
+            con.execute(sql)
         else:
             found["docs"][label] = rows(con, sql)
     found["total"] = con.sql("SELECT count(*) FROM changes").fetchone()[0]
@@ -77,8 +79,12 @@ def main():
     if fmt == "parquet":
         import pyarrow.dataset as ds
 
-        table = ds.dataset(directory, format="parquet", partitioning="hive").to_table()
+        # The manifests beside the objects are not Parquet.
+        table = ds.dataset(
+            directory, format="parquet", partitioning="hive", exclude_invalid_files=True
+        ).to_table()
         found["pyarrow_total"] = table.num_rows
+        found["pyarrow_schema"] = {f.name: str(f.type) for f in table.schema}
         ops = table.column("op").to_pylist()
         found["pyarrow_per_op"] = {op: ops.count(op) for op in set(ops)}
     json.dump(found, sys.stdout)
