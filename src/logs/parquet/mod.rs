@@ -1,0 +1,284 @@
+//! Parquet log objects (`[collector] format = "parquet"`): the records of
+//! the JSON lines, one column per field, the same names and values
+//! (docs/format.md, "Parquet"). Times are INT64 `TIMESTAMP(NANOS, UTC)`,
+//! `size` is an unsigned INT64, `source` is its JSON object as text
+//! (logical type JSON), so a new kind of source needs no new column.
+//!
+//! [`COLUMNS`] is the one list of columns: a field added to the record is
+//! one line there, which both writes it and (by name, through
+//! [`LogRecord`]'s serde form) reads it back.
+//!
+//! Writing streams: rows are gathered column by column until they hold
+//! about a part of raw data (the collector's `part_size`), then written as
+//! one row group, compressed, and handed out; memory is one row group's raw
+//! columns plus its compressed bytes. Reading needs the footer first, so a
+//! reader spools the object to a local file (see [`super::reader`]) and
+//! decodes it a row group and a batch of rows at a time.
+
+use std::sync::Arc;
+
+use parquet::basic::{LogicalType, Repetition, TimeUnit, Type as Physical};
+use parquet::schema::types::Type;
+
+use super::format::RECORD_VERSION;
+use crate::index::codec::{RecordView, SourceView};
+use crate::index::EntryId;
+use crate::record::Provenance;
+
+mod read;
+mod write;
+
+pub use read::read_records;
+pub use write::ParquetEncoder;
+
+/// One change as the encoder sees it: the stored record and what the log
+/// adds (its id, the zone).
+pub struct Row<'a> {
+    pub zone: &'a str,
+    pub id: EntryId,
+    pub record: &'a RecordView<'a>,
+}
+
+/// A column's value in one row.
+pub enum Cell<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
+}
+
+/// What a column holds, in Parquet and in the JSON record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// INT32; a JSON number.
+    Int32,
+    /// INT64, unsigned; a JSON number.
+    UInt64,
+    /// UTF-8 text; a JSON string.
+    Text,
+    /// INT64 nanoseconds since 1970, UTC; an RFC 3339 string.
+    TimeNs,
+    /// JSON text; the JSON value itself.
+    Json,
+}
+
+/// One column: its name (the record field's), kind, whether it may be
+/// null, whether its values repeat enough for a dictionary, and its value
+/// in a row being written.
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub optional: bool,
+    pub dictionary: bool,
+    pub value: for<'a> fn(&Row<'a>) -> Cell<'a>,
+}
+
+/// The columns, in the order of the JSON line's fields.
+pub const COLUMNS: &[Column] = &[
+    repeating(column("v", Kind::Int32, false, |_| {
+        Cell::Int(i64::from(RECORD_VERSION))
+    })),
+    column("id", Kind::Text, false, |r| Cell::Owned(r.id.to_string())),
+    column("time", Kind::TimeNs, false, |r| Cell::Int(r.record.time_ns)),
+    repeating(column("zone", Kind::Text, false, |r| Cell::Text(r.zone))),
+    repeating(column("bucket", Kind::Text, false, |r| {
+        Cell::Text(r.record.bucket)
+    })),
+    column("key", Kind::Text, false, |r| Cell::Text(r.record.key)),
+    column("version_id", Kind::Text, true, |r| {
+        r.record.version_id.map_or(Cell::Null, Cell::Text)
+    }),
+    repeating(column("op", Kind::Text, false, |r| {
+        Cell::Text(r.record.op.as_str())
+    })),
+    column("size", Kind::UInt64, true, |r| {
+        // Stored as the bits of an INT64 (the column is unsigned).
+        r.record.size.map_or(Cell::Null, |s| Cell::Int(s as i64))
+    }),
+    column("etag", Kind::Text, true, |r| {
+        r.record.etag.map_or(Cell::Null, Cell::Text)
+    }),
+    column("mtime", Kind::TimeNs, true, |r| {
+        r.record.mtime_ns.map_or(Cell::Null, Cell::Int)
+    }),
+    column("source", Kind::Json, false, |r| {
+        Cell::Owned(serde_json::to_string(&provenance(r.record.source)).unwrap_or_default())
+    }),
+];
+
+const fn column(
+    name: &'static str,
+    kind: Kind,
+    optional: bool,
+    value: for<'a> fn(&Row<'a>) -> Cell<'a>,
+) -> Column {
+    Column {
+        name,
+        kind,
+        optional,
+        dictionary: false,
+        value,
+    }
+}
+
+/// A column whose values repeat (a zone, a few buckets, five ops).
+const fn repeating(column: Column) -> Column {
+    Column {
+        dictionary: true,
+        ..column
+    }
+}
+
+fn provenance(source: SourceView<'_>) -> Provenance {
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    match source {
+        SourceView::Rgw {
+            bucket_shard,
+            marker,
+        } => Provenance::Rgw {
+            bucket_shard: bucket_shard.to_string(),
+            marker: marker.to_string(),
+        },
+        SourceView::Notify {
+            event_id,
+            sequencer,
+        } => Provenance::Notify {
+            event_id: owned(event_id),
+            sequencer: owned(sequencer),
+        },
+        SourceView::Listing { reason } => Provenance::Listing {
+            reason: reason.to_string(),
+        },
+        SourceView::Test => Provenance::Test,
+    }
+}
+
+/// The message type of every Parquet log object.
+pub(super) fn schema() -> parquet::errors::Result<Type> {
+    let mut fields = Vec::with_capacity(COLUMNS.len());
+    for c in COLUMNS {
+        let (physical, logical) = match c.kind {
+            Kind::Int32 => (Physical::INT32, None),
+            Kind::UInt64 => (Physical::INT64, Some(LogicalType::integer(64, false))),
+            Kind::Text => (Physical::BYTE_ARRAY, Some(LogicalType::String)),
+            Kind::TimeNs => (
+                Physical::INT64,
+                Some(LogicalType::timestamp(true, TimeUnit::NANOS)),
+            ),
+            Kind::Json => (Physical::BYTE_ARRAY, Some(LogicalType::Json)),
+        };
+        let repetition = if c.optional {
+            Repetition::OPTIONAL
+        } else {
+            Repetition::REQUIRED
+        };
+        let field = Type::primitive_type_builder(c.name, physical)
+            .with_logical_type(logical)
+            .with_repetition(repetition)
+            .build()?;
+        fields.push(Arc::new(field));
+    }
+    Type::group_type_builder("zonelog_record")
+        .with_fields(fields)
+        .build()
+}
+
+pub(super) fn error(e: parquet::errors::ParquetError) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::conformance::record;
+    use crate::logs::format::encode_line;
+    use crate::logs::LogRecord;
+    use crate::record::{ChangeRecord, Op};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn records() -> Vec<ChangeRecord> {
+        let mut out = Vec::new();
+        for i in 0..50_000u64 {
+            let op = [Op::Put, Op::Delete, Op::DeleteMarker, Op::Metadata][(i % 4) as usize];
+            let mut r = record(
+                "b",
+                &format!("k\"{i}\n ü"),
+                None,
+                op,
+                1_700_000_000_000_000_000 + i,
+            );
+            if i % 3 == 0 {
+                r.size = None;
+                r.etag = None;
+                r.version_id = Some(format!("v{i}"));
+            }
+            if i % 5 == 0 {
+                r.mtime = Some(r.time);
+            }
+            r.source = match i % 4 {
+                0 => Provenance::Rgw {
+                    bucket_shard: "b:i:3".into(),
+                    marker: format!("m{i}"),
+                },
+                1 => Provenance::Notify {
+                    event_id: Some("e".into()),
+                    sequencer: None,
+                },
+                2 => Provenance::Listing {
+                    reason: "initial".into(),
+                },
+                _ => Provenance::Test,
+            };
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn rows_read_back_as_the_json_lines_say() {
+        let records = records();
+        // A row group closes after the first page (20 000 rows).
+        let mut encoder = ParquetEncoder::new("z", 1).expect("encoder");
+        let mut bytes = Vec::new();
+        let mut lines = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let id = EntryId {
+                time_ns: r.time.timestamp_nanos_opt().unwrap() as u64,
+                seq: i as u64,
+            };
+            encoder.push_view(id, &RecordView::of(r)).expect("push");
+            encode_line(
+                "z",
+                &crate::index::IndexedEntry {
+                    id,
+                    shard: 0,
+                    record: r.clone(),
+                },
+                &mut lines,
+            );
+            bytes.extend(encoder.take_output());
+        }
+        bytes.extend(encoder.finish().expect("finish"));
+        let mut file = tempfile::tempfile().expect("temp file");
+        std::io::Write::write_all(&mut file, &bytes).expect("write");
+        let mut read = Vec::new();
+        read_records(file, |r| {
+            read.push(r);
+            true
+        })
+        .expect("read");
+        let want: Vec<LogRecord> = lines
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("line"))
+            .collect();
+        assert_eq!(read.len(), records.len());
+        assert_eq!(read, want);
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).expect("reader");
+        assert_eq!(
+            reader.metadata().num_row_groups(),
+            3,
+            "row groups cut by size"
+        );
+    }
+}
