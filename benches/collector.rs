@@ -4,8 +4,10 @@
 //! `cargo bench --bench collector` writes to a local directory target;
 //! with the dev zone's variables set (`eval "$(scripts/ceph-dev env)"`) and
 //! `ZONELOG_BENCH_TARGET=rgw` it writes to a bucket on the dev zone's RGW.
-//! `ZONELOG_BENCH_ENTRIES` (default 5000000), `ZONELOG_BENCH_COMPRESSION`
-//! (none|gzip|zstd, default zstd), part size 5 MiB, threshold 8 MiB.
+//! `ZONELOG_BENCH_ENTRIES` (default 5000000), `ZONELOG_BENCH_FORMAT`
+//! (jsonl|parquet, default jsonl), `ZONELOG_BENCH_COMPRESSION`
+//! (none|gzip|zstd, default zstd; JSON Lines only), part size 5 MiB,
+//! threshold 8 MiB.
 //! `ZONELOG_BENCH_PHASE=fill` only fills the index and keeps it;
 //! `ZONELOG_BENCH_PHASE=round` only runs the round on a kept index, in a
 //! fresh process, so its RSS is the collector's alone
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
 use zonelog::collector::Collector;
-use zonelog::config::{CollectorConfig, Compression, Secret, TargetConfig};
+use zonelog::config::{CollectorConfig, Compression, Format, Secret, TargetConfig};
 use zonelog::index::conformance::record;
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
@@ -51,6 +53,10 @@ async fn bench() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5_000_000);
+    let format = match std::env::var("ZONELOG_BENCH_FORMAT").as_deref() {
+        Ok("parquet") => Format::Parquet,
+        _ => Format::Jsonl,
+    };
     let compression = match std::env::var("ZONELOG_BENCH_COMPRESSION").as_deref() {
         Ok("none") => Compression::None,
         Ok("gzip") => Compression::Gzip,
@@ -78,7 +84,7 @@ async fn bench() {
     if phase == "fill" {
         return;
     }
-    round(index, &base, compression, now_ns).await;
+    round(index, &base, format, compression, now_ns).await;
     if phase == "all" {
         let _ = std::fs::remove_dir_all(&base);
     }
@@ -129,6 +135,7 @@ async fn fill(index: &Arc<EmbeddedIndex>, total: u64, now_ns: u64) {
 async fn round(
     index: Arc<EmbeddedIndex>,
     base: &std::path::Path,
+    format: Format,
     compression: Compression,
     now_ns: u64,
 ) {
@@ -186,7 +193,7 @@ async fn round(
             max_entries_per_object: u64::MAX,
             write_empty_windows: false,
             layout: Default::default(),
-            format: Default::default(),
+            format,
         },
         "bench".into(),
     );
@@ -242,7 +249,10 @@ async fn round(
             "dev zone RGW"
         }
     );
-    println!("compression: {compression:?}, part size 5 MiB, threshold 8 MiB");
+    match format {
+        Format::Jsonl => println!("format: JSON Lines, compression {compression:?}, part size 5 MiB, threshold 8 MiB"),
+        Format::Parquet => println!("format: Parquet (zstd inside), row groups of about a part, part size 5 MiB, threshold 8 MiB"),
+    }
     println!("round: {entries} entries, {} objects, {bytes} bytes in {secs:.1} s = {:.0} entries/s (read, encode, upload, verify, trim)", report.windows.len(), entries as f64 / secs);
     println!(
         "bytes/entry: {raw} uncompressed (one line), {:.1} stored",
