@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::KeyEncoding;
-use crate::record::{ChangeRecord, Op, Provenance};
+use crate::record::{ChangeDetails, ChangeRecord, Op, Provenance};
 
 /// What is wrong with a request body; the message names the place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +74,31 @@ struct RawRecord {
     event_time: Option<String>,
     #[serde(rename = "eventId")]
     event_id: Option<String>,
+    #[serde(rename = "userIdentity")]
+    user_identity: Option<RawIdentity>,
+    #[serde(rename = "requestParameters")]
+    request_parameters: Option<RawRequest>,
+    #[serde(rename = "responseElements")]
+    response_elements: Option<RawResponse>,
     s3: Option<RawS3>,
+}
+
+#[derive(Deserialize)]
+struct RawIdentity {
+    #[serde(rename = "principalId")]
+    principal_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    #[serde(rename = "sourceIPAddress")]
+    source_ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    #[serde(rename = "x-amz-request-id")]
+    request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,11 +117,46 @@ struct RawObject {
     key: Option<String>,
     #[serde(default, deserialize_with = "lenient_size")]
     size: Option<u64>,
-    #[serde(rename = "eTag")]
+    // RGW spelled it `etag` before 2021 (ceph PR #40608).
+    #[serde(rename = "eTag", alias = "etag")]
     etag: Option<String>,
     #[serde(rename = "versionId")]
     version_id: Option<String>,
     sequencer: Option<String>,
+    /// RGW: `[{"key":"x-amz-meta-a","val":"1"}]`; MinIO `userMetadata`:
+    /// a map that also holds `content-type`.
+    #[serde(default, alias = "userMetadata")]
+    metadata: Option<RawPairs>,
+    /// RGW: `[{"key":"a","val":"1"}]`.
+    #[serde(default)]
+    tags: Option<RawPairs>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+}
+
+/// Name/value pairs as senders spell them: a list of `{key, val}` (RGW)
+/// or a map (MinIO).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPairs {
+    List(Vec<RawPair>),
+    Map(std::collections::BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+struct RawPair {
+    key: String,
+    #[serde(alias = "value")]
+    val: String,
+}
+
+impl RawPairs {
+    fn into_pairs(self) -> Vec<(String, String)> {
+        match self {
+            RawPairs::List(list) => list.into_iter().map(|p| (p.key, p.val)).collect(),
+            RawPairs::Map(map) => map.into_iter().collect(),
+        }
+    }
 }
 
 /// `size` arrives as a number, as a string of digits (some RGW versions),
@@ -283,7 +342,21 @@ fn map_record(
             event_id.as_deref(),
         ])
     });
-    let record = ChangeRecord {
+    let ceph = raw.event_source.as_deref() == Some("ceph:s3");
+    let details = event_details(
+        op,
+        ceph,
+        sequencer.as_deref(),
+        object.content_type,
+        object.metadata,
+        object.tags,
+        Requester {
+            user: raw.user_identity.and_then(|u| u.principal_id),
+            ip: raw.request_parameters.and_then(|r| r.source_ip),
+            request_id: raw.response_elements.and_then(|r| r.request_id),
+        },
+    );
+    let mut record = ChangeRecord {
         bucket,
         key,
         version_id,
@@ -296,11 +369,86 @@ fn map_record(
             event_id,
             sequencer,
         },
+        details,
     };
+    record.drop_invalid_details();
     record
         .validate()
         .map_err(|e| error(format!("Records[{i}]"), e.to_string()))?;
     Ok(Some(Notification { record, dedup }))
+}
+
+/// Who made the change, as the event says.
+struct Requester {
+    user: Option<String>,
+    ip: Option<String>,
+    request_id: Option<String>,
+}
+
+/// The details an event carries itself (docs/format.md says which sender
+/// sends what). A delete's metadata and tags describe what was removed,
+/// and RGW sends them only when it could still read them, so only a
+/// put's are kept.
+fn event_details(
+    op: Op,
+    ceph: bool,
+    sequencer: Option<&str>,
+    content_type: Option<String>,
+    metadata: Option<RawPairs>,
+    tags: Option<RawPairs>,
+    requester: Requester,
+) -> ChangeDetails {
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let creates = op == Op::Put;
+    let mut content_type = non_empty(content_type);
+    let user_metadata = metadata.filter(|_| creates).map(|m| {
+        let mut kept = std::collections::BTreeMap::new();
+        for (name, value) in m.into_pairs() {
+            if name.eq_ignore_ascii_case("content-type") {
+                content_type.get_or_insert(value);
+            } else if let Some(name) = crate::record::user_metadata_name(&name) {
+                kept.insert(name, value);
+            }
+        }
+        kept
+    });
+    ChangeDetails {
+        sequence: sequencer.and_then(|s| sequence_of(s, ceph)),
+        content_type: content_type.filter(|_| creates),
+        tags: tags
+            .filter(|_| creates)
+            .map(|t| t.into_pairs().into_iter().collect()),
+        user_metadata,
+        requester: non_empty(requester.user),
+        source_ip: non_empty(requester.ip),
+        request_id: non_empty(requester.request_id),
+        ..ChangeDetails::default()
+    }
+}
+
+/// The record's `sequence` from an event's sequencer, 32 lower-case hex
+/// digits, so that text order is the sender's order. AWS's sequencers
+/// are hex numbers to compare after padding to one length. RGW's are the
+/// publishing time, `u32` seconds then `u32` nanoseconds, little-endian,
+/// in hex, which sorts by nothing until decoded.
+fn sequence_of(sequencer: &str, ceph: bool) -> Option<String> {
+    if sequencer.is_empty()
+        || sequencer.len() > 32
+        || !sequencer.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    if ceph && sequencer.len() == 16 {
+        let n = u64::from_str_radix(sequencer, 16).ok()?;
+        let bytes = n.to_be_bytes();
+        let secs = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let nanos = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if nanos < 1_000_000_000 {
+            let ns = u128::from(secs) * 1_000_000_000 + u128::from(nanos);
+            return Some(format!("{ns:032x}"));
+        }
+    }
+    Some(format!("{:0>32}", sequencer.to_ascii_lowercase()))
 }
 
 /// A 128-bit hash of the fields that identify one event; a redelivery
