@@ -17,8 +17,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
+use super::event_details::{event_details, RawPairs, Requester};
 use crate::config::KeyEncoding;
-use crate::record::{ChangeDetails, ChangeRecord, Op, Provenance};
+use crate::record::{ChangeRecord, Op, Provenance};
 
 /// What is wrong with a request body; the message names the place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,31 +133,6 @@ struct RawObject {
     tags: Option<RawPairs>,
     #[serde(rename = "contentType")]
     content_type: Option<String>,
-}
-
-/// Name/value pairs as senders spell them: a list of `{key, val}` (RGW)
-/// or a map (MinIO).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawPairs {
-    List(Vec<RawPair>),
-    Map(std::collections::BTreeMap<String, String>),
-}
-
-#[derive(Deserialize)]
-struct RawPair {
-    key: String,
-    #[serde(alias = "value")]
-    val: String,
-}
-
-impl RawPairs {
-    fn into_pairs(self) -> Vec<(String, String)> {
-        match self {
-            RawPairs::List(list) => list.into_iter().map(|p| (p.key, p.val)).collect(),
-            RawPairs::Map(map) => map.into_iter().collect(),
-        }
-    }
 }
 
 /// `size` arrives as a number, as a string of digits (some RGW versions),
@@ -376,79 +352,6 @@ fn map_record(
         .validate()
         .map_err(|e| error(format!("Records[{i}]"), e.to_string()))?;
     Ok(Some(Notification { record, dedup }))
-}
-
-/// Who made the change, as the event says.
-struct Requester {
-    user: Option<String>,
-    ip: Option<String>,
-    request_id: Option<String>,
-}
-
-/// The details an event carries itself (docs/format.md says which sender
-/// sends what). A delete's metadata and tags describe what was removed,
-/// and RGW sends them only when it could still read them, so only a
-/// put's are kept.
-fn event_details(
-    op: Op,
-    ceph: bool,
-    sequencer: Option<&str>,
-    content_type: Option<String>,
-    metadata: Option<RawPairs>,
-    tags: Option<RawPairs>,
-    requester: Requester,
-) -> ChangeDetails {
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let creates = op == Op::Put;
-    let mut content_type = non_empty(content_type);
-    let user_metadata = metadata.filter(|_| creates).map(|m| {
-        let mut kept = std::collections::BTreeMap::new();
-        for (name, value) in m.into_pairs() {
-            if name.eq_ignore_ascii_case("content-type") {
-                content_type.get_or_insert(value);
-            } else if let Some(name) = crate::record::user_metadata_name(&name) {
-                kept.insert(name, value);
-            }
-        }
-        kept
-    });
-    ChangeDetails {
-        sequence: sequencer.and_then(|s| sequence_of(s, ceph)),
-        content_type: content_type.filter(|_| creates),
-        tags: tags
-            .filter(|_| creates)
-            .map(|t| t.into_pairs().into_iter().collect()),
-        user_metadata,
-        requester: non_empty(requester.user),
-        source_ip: non_empty(requester.ip),
-        request_id: non_empty(requester.request_id),
-        ..ChangeDetails::default()
-    }
-}
-
-/// The record's `sequence` from an event's sequencer, 32 lower-case hex
-/// digits, so that text order is the sender's order. AWS's sequencers
-/// are hex numbers to compare after padding to one length. RGW's are the
-/// publishing time, `u32` seconds then `u32` nanoseconds, little-endian,
-/// in hex, which sorts by nothing until decoded.
-fn sequence_of(sequencer: &str, ceph: bool) -> Option<String> {
-    if sequencer.is_empty()
-        || sequencer.len() > 32
-        || !sequencer.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return None;
-    }
-    if ceph && sequencer.len() == 16 {
-        let n = u64::from_str_radix(sequencer, 16).ok()?;
-        let bytes = n.to_be_bytes();
-        let secs = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        let nanos = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        if nanos < 1_000_000_000 {
-            let ns = u128::from(secs) * 1_000_000_000 + u128::from(nanos);
-            return Some(format!("{ns:032x}"));
-        }
-    }
-    Some(format!("{:0>32}", sequencer.to_ascii_lowercase()))
 }
 
 /// A 128-bit hash of the fields that identify one event; a redelivery
