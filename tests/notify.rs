@@ -289,12 +289,19 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
     s3.multipart(&plain, "big", 2).await;
     s3.put(&plain, "k1", b"one again").await;
     s3.delete(&plain, "k1").await;
+    s3.put_with(
+        &plain,
+        "tagged",
+        b"t",
+        &[("x-amz-meta-Color", "blue"), ("x-amz-tagging", "team=red")],
+    )
+    .await;
     s3.put(&ignored, "nobody-listens", b"x").await;
     let v1 = s3.put(&versioned, "doc", b"v1").await.expect("version id");
     s3.delete(&versioned, "doc").await;
     s3.delete_version(&versioned, "doc", Some(&v1)).await;
 
-    let records = wait_for(&setup, &plain, 6, Duration::from_secs(90)).await;
+    let records = wait_for(&setup, &plain, 7, Duration::from_secs(90)).await;
     let mut got: Vec<(String, Op)> = records.iter().map(|r| (r.key.clone(), r.op)).collect();
     got.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
     let mut want = vec![
@@ -304,6 +311,7 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
         ("k1".to_string(), Op::Put),
         ("k1".to_string(), Op::Put),
         ("k1-copy".to_string(), Op::Put),
+        ("tagged".to_string(), Op::Put),
     ];
     want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
     assert_eq!(got, want, "{records:#?}");
@@ -317,6 +325,43 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
             event_id: Some(_)
         }
     ));
+    // What RGW's events carry besides the anchors (record v3).
+    let release = &zone.release;
+    let tagged = records.iter().find(|r| r.key == "tagged").unwrap();
+    assert_eq!(
+        tagged.user_metadata,
+        Some([("color".to_string(), "blue".to_string())].into()),
+        "Ceph {release}: {tagged:#?}"
+    );
+    assert_eq!(
+        tagged.tags,
+        Some([("team".to_string(), "red".to_string())].into()),
+        "Ceph {release}: {tagged:#?}"
+    );
+    assert_eq!(tagged.is_multipart, Some(false), "Ceph {release}");
+    let big = records.iter().find(|r| r.key == "big").unwrap();
+    assert_eq!(big.is_multipart, Some(true), "Ceph {release}: {big:#?}");
+    for r in &records {
+        assert!(
+            r.requester.as_deref().is_some_and(|u| !u.is_empty())
+                && r.request_id.as_deref().is_some_and(|u| !u.is_empty()),
+            "Ceph {release}: who and which request: {r:#?}"
+        );
+        assert_eq!(
+            r.sequence.as_ref().map(String::len),
+            Some(32),
+            "Ceph {release}: {r:#?}"
+        );
+    }
+    // RGW's sequencer, decoded, orders the changes of one key.
+    let mut k1: Vec<_> = records.iter().filter(|r| r.key == "k1").collect();
+    k1.sort_by(|a, b| a.sequence.cmp(&b.sequence));
+    let k1_ops: Vec<_> = k1.iter().map(|r| (r.op, r.size)).collect();
+    assert_eq!(
+        k1_ops,
+        [(Op::Put, Some(3)), (Op::Put, Some(9)), (Op::Delete, None)],
+        "Ceph {release}: {k1:#?}"
+    );
 
     let records = wait_for(&setup, &versioned, 3, Duration::from_secs(60)).await;
     let got: Vec<(Op, Option<String>)> = records
@@ -332,7 +377,7 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
 
     // A little later nothing more has arrived (no duplicate deliveries).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(changes(&setup, &plain).len(), 6);
+    assert_eq!(changes(&setup, &plain).len(), 7);
     let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", setup.http_port))
         .await
         .unwrap()
@@ -340,7 +385,7 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
         .await
         .unwrap();
     for series in [
-        r#"zonelog_changes_captured_total{source="notify",op="put"} 6"#,
+        r#"zonelog_changes_captured_total{source="notify",op="put"} 7"#,
         r#"zonelog_changes_captured_total{source="notify",op="delete"} 2"#,
         r#"zonelog_changes_captured_total{source="notify",op="delete_marker"} 1"#,
         r#"zonelog_notify_requests_total{result="accepted"}"#,
@@ -350,7 +395,7 @@ async fn setup_notifications_then_rgw_pushes_every_change_once() {
     }
     let status = stdout(&zonelog(&setup.config, &["status"]));
     assert!(
-        status.contains("notify") && status.contains("following") && status.contains("changes 9"),
+        status.contains("notify") && status.contains("following") && status.contains("changes 10"),
         "{status}"
     );
     stop(run, "-TERM");

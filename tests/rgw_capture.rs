@@ -3,6 +3,8 @@
 //! a restart resumes from the committed markers without doubling anything.
 
 mod common;
+#[path = "rgw_capture/record_fields.rs"]
+mod record_fields;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -20,7 +22,7 @@ use zonelog::index::conformance::read_all;
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
 use zonelog::rados::{Cluster, IoCtx, WriteOp};
-use zonelog::record::{Op, Provenance};
+use zonelog::record::{ChangeRecord, Op, Provenance};
 
 type Change = (String, String, Option<String>, Op);
 
@@ -39,6 +41,7 @@ fn source_config(zone: &DevZone) -> RgwSourceConfig {
         poll_interval: Duration::from_millis(200),
         concurrency: 8,
         enrich: false,
+        enrich_tags: false,
         initial: InitialSync::Now,
         trim_source: false,
         trim_interval: Duration::from_secs(60),

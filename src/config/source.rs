@@ -49,6 +49,10 @@ pub struct RgwSourceConfig {
     pub concurrency: usize,
     #[serde(default)]
     pub enrich: bool,
+    /// With `enrich`: also read each put object's tags (one more request
+    /// per put).
+    #[serde(default)]
+    pub enrich_tags: bool,
     #[serde(default)]
     pub initial: InitialSync,
     #[serde(default)]

@@ -6,12 +6,13 @@
 //! out the compressed bytes produced so far, so a window of any size passes
 //! through a bounded buffer.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::index::codec::{RecordView, SourceView};
+use crate::index::codec::{DetailsView, PairsView, RecordView, SourceView};
 use crate::index::{EntryId, IndexedEntry};
 use crate::record::{Op, Provenance};
 
@@ -40,8 +41,9 @@ impl Compression {
     }
 }
 
-/// The record schema version; a change to the line format bumps it.
-pub const RECORD_VERSION: u32 = 2;
+/// The record schema version; a change to the line format bumps it (3
+/// added the details, written on every line, `null` when unknown).
+pub const RECORD_VERSION: u32 = 3;
 
 /// One line of a log object, as consumers read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,20 +58,73 @@ pub struct LogRecord {
     pub key: String,
     pub version_id: Option<String>,
     pub op: Op,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Version 2 lines left out unknown fields; version 3 writes `null`.
+    #[serde(default)]
+    pub sequence: Option<String>,
+    #[serde(default)]
     pub size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub etag: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::record::opt_rfc3339_nanos"
-    )]
+    #[serde(default, with = "crate::record::opt_rfc3339_nanos")]
     pub mtime: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub is_multipart: Option<bool>,
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub encryption: Option<String>,
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub user_metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub version_epoch: Option<u64>,
+    #[serde(default)]
+    pub requester: Option<String>,
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
     pub source: Provenance,
 }
 
 impl LogRecord {
+    /// The line a log object holds for `entry`, as a value.
+    pub fn new(zone: &str, entry: &IndexedEntry) -> Self {
+        let r = &entry.record;
+        let d = r.details.clone();
+        LogRecord {
+            v: RECORD_VERSION,
+            id: entry.id.to_string(),
+            time: r.time,
+            zone: zone.to_string(),
+            bucket: r.bucket.clone(),
+            key: r.key.clone(),
+            version_id: r.version_id.clone(),
+            op: r.op,
+            sequence: d.sequence,
+            size: r.size,
+            etag: r.etag.clone(),
+            mtime: r.mtime,
+            is_multipart: r.is_multipart(),
+            storage_class: d.storage_class,
+            content_type: d.content_type,
+            encryption: d.encryption,
+            checksum_algorithm: d.checksum_algorithm,
+            tags: d.tags,
+            user_metadata: d.user_metadata,
+            version_epoch: d.version_epoch,
+            requester: d.requester,
+            source_ip: d.source_ip,
+            request_id: d.request_id,
+            source: r.source.clone(),
+        }
+    }
+
     pub fn entry_id(&self) -> Option<EntryId> {
         self.id.parse().ok()
     }
@@ -107,18 +162,14 @@ pub fn write_line(zone: &str, id: EntryId, r: &RecordView<'_>, out: &mut Vec<u8>
     out.extend_from_slice(b",\"op\":\"");
     out.extend_from_slice(r.op.as_str().as_bytes());
     out.push(b'"');
-    if let Some(size) = r.size {
-        out.extend_from_slice(b",\"size\":");
-        write_u64(size, out);
-    }
-    if let Some(etag) = r.etag {
-        out.extend_from_slice(b",\"etag\":");
-        write_str(etag, out);
-    }
-    if let Some(mtime) = r.mtime_ns {
-        out.extend_from_slice(b",\"mtime\":");
-        write_time(mtime, out);
-    }
+    let d = &r.details;
+    write_field(b"sequence", d.sequence, write_str, out);
+    write_field(b"size", r.size, write_u64, out);
+    write_field(b"etag", r.etag, write_str, out);
+    write_field(b"mtime", r.mtime_ns, write_time, out);
+    let is_multipart = r.etag.map(crate::record::etag_is_multipart);
+    write_field(b"is_multipart", is_multipart, write_bool, out);
+    write_details(d, out);
     out.extend_from_slice(b",\"source\":{\"type\":");
     match r.source {
         SourceView::Rgw {
@@ -151,6 +202,52 @@ pub fn write_line(zone: &str, id: EntryId, r: &RecordView<'_>, out: &mut Vec<u8>
         SourceView::Test => out.extend_from_slice(b"\"test\""),
     }
     out.extend_from_slice(b"}}\n");
+}
+
+/// The details after `is_multipart`, in [`LogRecord`]'s field order.
+fn write_details(d: &DetailsView<'_>, out: &mut Vec<u8>) {
+    write_field(b"storage_class", d.storage_class, write_str, out);
+    write_field(b"content_type", d.content_type, write_str, out);
+    write_field(b"encryption", d.encryption, write_str, out);
+    write_field(b"checksum_algorithm", d.checksum_algorithm, write_str, out);
+    write_field(b"tags", d.tags, write_pairs, out);
+    write_field(b"user_metadata", d.user_metadata, write_pairs, out);
+    write_field(b"version_epoch", d.version_epoch, write_u64, out);
+    write_field(b"requester", d.requester, write_str, out);
+    write_field(b"source_ip", d.source_ip, write_str, out);
+    write_field(b"request_id", d.request_id, write_str, out);
+}
+
+/// `,"name":value`, or `,"name":null` when unknown: every line names
+/// every field, so a reader that infers columns from a sample (DuckDB)
+/// or needs one schema (Parquet) sees the same ones in every object.
+fn write_field<T>(name: &[u8], value: Option<T>, write: fn(T, &mut Vec<u8>), out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(value) => write(value, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_bool(b: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// A map as a JSON object, names in order (as serde_json writes a
+/// `BTreeMap`).
+fn write_pairs(pairs: PairsView<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(name, out);
+        out.push(b':');
+        write_str(value, out);
+    }
+    out.push(b'}');
 }
 
 fn write_u64(mut n: u64, out: &mut Vec<u8>) {
@@ -433,48 +530,10 @@ mod tests {
         }
     }
 
-    /// The line as serde_json writes it: the reference [`write_line`] must
-    /// match byte for byte.
-    #[derive(Serialize)]
-    struct SerdeLine<'a> {
-        v: u32,
-        id: String,
-        #[serde(with = "crate::record::rfc3339_nanos")]
-        time: DateTime<Utc>,
-        zone: &'a str,
-        bucket: &'a str,
-        key: &'a str,
-        version_id: Option<&'a str>,
-        op: Op,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        size: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        etag: Option<&'a str>,
-        #[serde(
-            skip_serializing_if = "Option::is_none",
-            with = "crate::record::opt_rfc3339_nanos"
-        )]
-        mtime: Option<DateTime<Utc>>,
-        source: &'a Provenance,
-    }
-
+    /// The line as serde_json writes [`LogRecord`]: the reference
+    /// [`write_line`] must match byte for byte.
     fn serde_line(zone: &str, entry: &IndexedEntry) -> Vec<u8> {
-        let r = &entry.record;
-        let mut out = serde_json::to_vec(&SerdeLine {
-            v: RECORD_VERSION,
-            id: entry.id.to_string(),
-            time: r.time,
-            zone,
-            bucket: &r.bucket,
-            key: &r.key,
-            version_id: r.version_id.as_deref(),
-            op: r.op,
-            size: r.size,
-            etag: r.etag.as_deref(),
-            mtime: r.mtime,
-            source: &r.source,
-        })
-        .unwrap();
+        let mut out = serde_json::to_vec(&LogRecord::new(zone, entry)).unwrap();
         out.push(b'\n');
         out
     }

@@ -30,6 +30,8 @@ pub struct ObjectVersion {
     pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
     pub etag: Option<String>,
     pub size: Option<u64>,
+    /// As the listing names it (RGW: `STANDARD` for the default class).
+    pub storage_class: Option<String>,
 }
 
 /// One page of `ListObjectVersions`: versions first, then delete markers,
@@ -70,6 +72,7 @@ impl S3 {
                 last_modified: v.last_modified().and_then(super::utc),
                 etag: v.e_tag().map(str::to_string),
                 size: v.size().map(|s| s.max(0) as u64),
+                storage_class: v.storage_class().map(|c| c.as_str().to_string()),
             })
         });
         let markers = out.delete_markers().iter().filter_map(|m| {
@@ -80,6 +83,7 @@ impl S3 {
                 last_modified: m.last_modified().and_then(super::utc),
                 etag: None,
                 size: None,
+                storage_class: None,
             })
         });
         let versions = versions.chain(markers).collect();

@@ -87,6 +87,14 @@ pub struct ObjectInfo {
     pub metadata: HashMap<String, String>,
     /// `Last-Modified`, whole seconds.
     pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    /// `x-amz-storage-class`; RGW leaves it out for the default class.
+    pub storage_class: Option<String>,
+    /// `x-amz-server-side-encryption` (`AES256`, `aws:kms`), or `SSE-C`
+    /// when the object is encrypted with a customer-provided key.
+    pub encryption: Option<String>,
+    /// The algorithm of the additional checksum the object carries, when
+    /// the store keeps one (RGW from Tentacle on).
+    pub checksum_algorithm: Option<String>,
 }
 
 /// A listed object.
@@ -265,6 +273,8 @@ impl S3 {
                     content_type: out.content_type().map(str::to_string),
                     metadata: out.metadata().cloned().unwrap_or_default(),
                     last_modified: out.last_modified().and_then(utc),
+                    storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+                    ..ObjectInfo::default()
                 };
                 Ok(Some((info, out.body)))
             }
@@ -302,6 +312,8 @@ impl S3 {
             .bucket(bucket)
             .key(key)
             .set_version_id(version_id.map(str::to_string))
+            // Without it no store names the object's checksum.
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
         {
@@ -312,9 +324,60 @@ impl S3 {
                 content_type: out.content_type().map(str::to_string),
                 metadata: out.metadata().cloned().unwrap_or_default(),
                 last_modified: out.last_modified().and_then(utc),
+                storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+                encryption: match (out.server_side_encryption(), out.sse_customer_algorithm()) {
+                    (Some(sse), _) => Some(sse.as_str().to_string()),
+                    (None, Some(_)) => Some("SSE-C".to_string()),
+                    (None, None) => None,
+                },
+                checksum_algorithm: [
+                    ("CRC32", out.checksum_crc32()),
+                    ("CRC32C", out.checksum_crc32_c()),
+                    ("CRC64NVME", out.checksum_crc64_nvme()),
+                    ("SHA1", out.checksum_sha1()),
+                    ("SHA256", out.checksum_sha256()),
+                ]
+                .into_iter()
+                .find(|(_, value)| value.is_some_and(|v| !v.is_empty()))
+                .map(|(name, _)| name.to_string()),
             })),
             Err(e) => {
                 let err = self.error("HEAD", format!("{bucket}/{key}"), e);
+                if err.kind == S3ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// A version's (or the current object's) tags; `None` when it does
+    /// not exist.
+    pub async fn object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, S3Error> {
+        self.count();
+        match self
+            .client
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            )),
+            Err(e) => {
+                let err = self.error("GET tagging", format!("{bucket}/{key}"), e);
                 if err.kind == S3ErrorKind::NotFound {
                     Ok(None)
                 } else {

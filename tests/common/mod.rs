@@ -151,6 +151,45 @@ impl S3<'_> {
             .expect("delete bucket");
     }
 
+    /// Puts an object with extra headers (metadata, tags, class).
+    pub async fn put_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Option<String> {
+        let url = self.object_url(bucket, key, &[]);
+        let reply = self
+            .0
+            .send_with_headers(
+                Method::PUT,
+                url,
+                headers,
+                body.to_vec(),
+                &format!("put {bucket}/{key}"),
+            )
+            .await
+            .expect("put object");
+        version_header(&reply)
+    }
+
+    /// Sets a canned ACL on an object.
+    pub async fn acl(&self, bucket: &str, key: &str, canned: &str) {
+        let url = self.object_url(bucket, key, &[("acl", None)]);
+        self.0
+            .send_with_headers(
+                Method::PUT,
+                url,
+                // RGW wants a length even for an empty body.
+                &[("x-amz-acl", canned), ("content-length", "0")],
+                Vec::new(),
+                &format!("acl of {bucket}/{key}"),
+            )
+            .await
+            .expect("object acl");
+    }
+
     /// Puts an object; returns its version id in a versioned bucket.
     pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Option<String> {
         let url = self.object_url(bucket, key, &[]);

@@ -17,6 +17,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
+use super::event_details::{event_details, RawPairs, Requester};
 use crate::config::KeyEncoding;
 use crate::record::{ChangeRecord, Op, Provenance};
 
@@ -74,7 +75,31 @@ struct RawRecord {
     event_time: Option<String>,
     #[serde(rename = "eventId")]
     event_id: Option<String>,
+    #[serde(rename = "userIdentity")]
+    user_identity: Option<RawIdentity>,
+    #[serde(rename = "requestParameters")]
+    request_parameters: Option<RawRequest>,
+    #[serde(rename = "responseElements")]
+    response_elements: Option<RawResponse>,
     s3: Option<RawS3>,
+}
+
+#[derive(Deserialize)]
+struct RawIdentity {
+    #[serde(rename = "principalId")]
+    principal_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    #[serde(rename = "sourceIPAddress")]
+    source_ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    #[serde(rename = "x-amz-request-id")]
+    request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,11 +118,21 @@ struct RawObject {
     key: Option<String>,
     #[serde(default, deserialize_with = "lenient_size")]
     size: Option<u64>,
-    #[serde(rename = "eTag")]
+    // RGW spelled it `etag` before 2021 (ceph PR #40608).
+    #[serde(rename = "eTag", alias = "etag")]
     etag: Option<String>,
     #[serde(rename = "versionId")]
     version_id: Option<String>,
     sequencer: Option<String>,
+    /// RGW: `[{"key":"x-amz-meta-a","val":"1"}]`; MinIO `userMetadata`:
+    /// a map that also holds `content-type`.
+    #[serde(default, alias = "userMetadata")]
+    metadata: Option<RawPairs>,
+    /// RGW: `[{"key":"a","val":"1"}]`.
+    #[serde(default)]
+    tags: Option<RawPairs>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
 }
 
 /// `size` arrives as a number, as a string of digits (some RGW versions),
@@ -283,7 +318,21 @@ fn map_record(
             event_id.as_deref(),
         ])
     });
-    let record = ChangeRecord {
+    let ceph = raw.event_source.as_deref() == Some("ceph:s3");
+    let details = event_details(
+        op,
+        ceph,
+        sequencer.as_deref(),
+        object.content_type,
+        object.metadata,
+        object.tags,
+        Requester {
+            user: raw.user_identity.and_then(|u| u.principal_id),
+            ip: raw.request_parameters.and_then(|r| r.source_ip),
+            request_id: raw.response_elements.and_then(|r| r.request_id),
+        },
+    );
+    let mut record = ChangeRecord {
         bucket,
         key,
         version_id,
@@ -296,7 +345,9 @@ fn map_record(
             event_id,
             sequencer,
         },
+        details,
     };
+    record.drop_invalid_details();
     record
         .validate()
         .map_err(|e| error(format!("Records[{i}]"), e.to_string()))?;

@@ -14,6 +14,7 @@
 //! neither (and the sender, which got no 200, delivers it again).
 
 pub mod event;
+mod event_details;
 pub mod seen;
 pub mod server;
 pub mod setup;

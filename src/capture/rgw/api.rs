@@ -129,6 +129,9 @@ pub struct BilogEntry {
     pub versioned: bool,
     #[serde(default)]
     pub ver: Option<serde_json::Value>,
+    /// Who made a delete marker (`link_olh_del`); empty on other ops.
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// One generation of one bucket-index shard's log. Pacific has only
@@ -324,6 +327,22 @@ struct BucketStats {
     creation_time: Option<String>,
     #[serde(default)]
     marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InstanceMetadata {
+    data: InstanceData,
+}
+
+#[derive(Deserialize)]
+struct InstanceData {
+    bucket_info: InstanceInfo,
+}
+
+#[derive(Deserialize)]
+struct InstanceInfo {
+    #[serde(default)]
+    creation_time: Option<String>,
 }
 
 /// Entries per bilog page; RGW caps a page at 1000 as well.
@@ -580,6 +599,36 @@ impl RgwAdmin {
         self.client
             .get_json("/admin/metadata/bucket", &[], "metadata bucket list")
             .await
+    }
+
+    /// When a bucket instance was created, in ns since the epoch, from its
+    /// metadata (`None` when RGW no longer has it, or gives no time).
+    pub async fn instance_created_ns(
+        &self,
+        bucket: &str,
+        instance_id: &str,
+    ) -> Result<Option<u64>, AdminError> {
+        let key = format!("{bucket}:{instance_id}");
+        let meta: Result<InstanceMetadata, _> = self
+            .client
+            .get_json(
+                "/admin/metadata/bucket.instance",
+                &[("key", Some(&key))],
+                &format!("bucket instance metadata of {key}"),
+            )
+            .await;
+        let meta = match meta {
+            Ok(meta) => meta,
+            Err(AdminError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(meta
+            .data
+            .bucket_info
+            .creation_time
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .and_then(|t| t.timestamp_nanos_opt())
+            .and_then(|ns| u64::try_from(ns).ok()))
     }
 
     /// The instance that currently backs `bucket`, and its index shards.

@@ -46,7 +46,7 @@ use super::tail::{
     BILOG_PREFIX, FINISHED,
 };
 use crate::index::WriteBatch;
-use crate::record::{ChangeRecord, Op, Provenance};
+use crate::record::{ChangeDetails, ChangeRecord, Op, Provenance};
 
 fn created_name(bucket: &str, instance: &str) -> String {
     format!("rgw/instance-created/{bucket}:{instance}")
@@ -512,6 +512,7 @@ fn removal_record(bs: &BucketShard, time: DateTime<Utc>) -> ChangeRecord {
             bucket_shard: format!("{}:{}", bs.bucket, bs.instance),
             marker: String::new(),
         },
+        details: ChangeDetails::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use crate::record::{ChangeRecord, Op, Provenance};
+use crate::record::{ChangeDetails, ChangeRecord, Op, Provenance};
 use crate::s3::{ObjectVersion, S3ErrorKind, S3};
 
 /// Where a listing continues: after this key and version.
@@ -89,6 +89,10 @@ fn record_of(bucket: &str, v: ObjectVersion, reason: &str) -> ChangeRecord {
         source: Provenance::Listing {
             reason: reason.to_string(),
         },
+        details: ChangeDetails {
+            storage_class: v.storage_class.filter(|_| op == Op::Put),
+            ..ChangeDetails::default()
+        },
     }
 }
 
@@ -118,12 +122,14 @@ mod tests {
             last_modified: Some(time),
             etag: Some("\"abc\"".into()),
             size: Some(2),
+            storage_class: Some("STANDARD".into()),
         };
         let put = record_of("b", version.clone(), "full");
         assert_eq!(put.op, Op::Put);
         assert_eq!(put.version_id.as_deref(), Some("v2"));
         assert_eq!((put.size, put.etag.as_deref()), (Some(2), Some("abc")));
         assert_eq!((put.time, put.mtime), (time, Some(time)));
+        assert_eq!(put.details.storage_class.as_deref(), Some("STANDARD"));
 
         let unversioned = record_of(
             "b",

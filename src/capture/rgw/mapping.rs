@@ -21,7 +21,7 @@
 use chrono::{DateTime, Utc};
 
 use super::api::BilogEntry;
-use crate::record::{ChangeRecord, Op, Provenance};
+use crate::record::{ChangeDetails, ChangeRecord, Op, Provenance};
 
 /// Why an entry produced no record; counted, never silently dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +37,23 @@ pub enum Skip {
     NotAChange,
 }
 
+/// What the page around an entry says about it (see [`change_times`] and
+/// [`stamped_long_before`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryContext {
+    /// The record's time; the entry's own stamp when `None`.
+    pub change_time: Option<DateTime<Utc>>,
+    /// The entry is stamped long before an entry logged earlier.
+    pub stamped_long_before: bool,
+}
+
 /// Maps one bilog entry of `bucket`; `bucket_shard` and the entry's marker
-/// go into the record's provenance, `change_time` (from [`change_times`])
-/// is the record's time.
+/// go into the record's provenance.
 pub fn map_entry(
     bucket: &str,
     bucket_shard: &str,
     entry: &BilogEntry,
-    change_time: Option<DateTime<Utc>>,
+    context: EntryContext,
 ) -> Result<ChangeRecord, Skip> {
     if entry.state != "complete" {
         return Err(Skip::Incomplete);
@@ -54,6 +63,16 @@ pub fn map_entry(
     let op = match entry.op.as_str() {
         // A versioned put is reported once, by its link_olh.
         "write" if versioned_instance => return Err(Skip::VersionedDuplicate),
+        // Tags, ACL, retention or legal hold of a version (RGW's
+        // `set_attrs`): a `write` of the version that is not marked
+        // versioned, which no `link_olh` follows, on every release.
+        "write" if !entry.instance.is_empty() => Op::Metadata,
+        // In an unversioned bucket the same change is a plain `write`.
+        // Reef and later stamp it with the object's old mtime (+ 1 ns on
+        // Squid and Tentacle) rather than the time of the change, which
+        // is how it is told apart where the page shows it; Pacific stamps
+        // it like a put.
+        "write" if context.stamped_long_before => Op::Metadata,
         "write" | "link_olh" => Op::Put,
         // In a versioned (or suspended) bucket a `del` is always the second
         // half of a change reported by its first: `unlink_instance` (one
@@ -64,8 +83,12 @@ pub fn map_entry(
         "link_olh_del" | "link_olh_dm" => Op::DeleteMarker,
         _ => return Err(Skip::NotAChange),
     };
-    let time = change_time.unwrap_or_else(|| entry_time(entry));
+    let time = context.change_time.unwrap_or_else(|| entry_time(entry));
     let version_id = (!entry.instance.is_empty()).then(|| entry.instance.clone());
+    let olh_op = matches!(
+        entry.op.as_str(),
+        "link_olh" | "link_olh_del" | "unlink_instance"
+    );
     Ok(ChangeRecord {
         bucket: bucket.to_string(),
         key,
@@ -79,7 +102,71 @@ pub fn map_entry(
             bucket_shard: bucket_shard.to_string(),
             marker: entry_marker(entry).to_string(),
         },
+        details: ChangeDetails {
+            // On the OLH ops `ver.epoch` is the key's OLH epoch; on the
+            // others it is the head object's RADOS version, no use to
+            // anyone reading the log.
+            version_epoch: olh_op.then(|| olh_epoch(entry)).flatten(),
+            // Set only on `link_olh_del`: who made the delete marker.
+            requester: Some(entry.owner.clone()).filter(|o| !o.is_empty()),
+            ..ChangeDetails::default()
+        },
     })
+}
+
+fn olh_epoch(entry: &BilogEntry) -> Option<u64> {
+    entry
+        .ver
+        .as_ref()?
+        .get("epoch")?
+        .as_u64()
+        .filter(|e| *e > 0)
+}
+
+/// How far before an earlier entry's stamp an entry must be stamped to be
+/// taken for a change of attributes rather than a put (see `map_entry`).
+/// A put is stamped when its head object is written and logged a moment
+/// later, so puts to one shard can be logged out of stamp order by
+/// milliseconds; a second is far beyond that and far below how old an
+/// object usually is when its tags change.
+const LATE_STAMP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// For each entry of a page, whether it is stamped at least [`LATE_STAMP`]
+/// before a complete entry logged before it in the page.
+pub fn stamped_long_before(entries: &[BilogEntry]) -> Vec<bool> {
+    let mut latest: Option<DateTime<Utc>> = None;
+    entries
+        .iter()
+        .map(|entry| {
+            if entry.state != "complete" {
+                return false;
+            }
+            let stamp = entry_time(entry);
+            let late = latest.is_some_and(|l| stamp + LATE_STAMP <= l);
+            latest = latest.max(Some(stamp));
+            late
+        })
+        .collect()
+}
+
+/// The record's `sequence` for a bilog entry: text order is the order of
+/// the changes of one key. A key's changes are logged in one shard of one
+/// log generation at a time, in marker order; a reshard moves it to the
+/// next generation (Reef and later), and a bucket removed and created
+/// again starts a new instance with new logs. So: the bucket instance's
+/// creation time (ns), the generation, then the marker's three numbers
+/// (`index_ver.pg_ver.subop`, compared as numbers), each fixed-width hex.
+/// `None` for a marker of another form (a future FIFO-backed bilog).
+pub fn entry_sequence(instance_created_ns: u64, gen: u64, entry: &BilogEntry) -> Option<String> {
+    let mut parts = entry_marker(entry).split('.');
+    let mut number = || parts.next()?.parse::<u64>().ok();
+    let (index_ver, pg_ver, subop) = (number()?, number()?, number()?);
+    if parts.next().is_some() || gen > u64::from(u32::MAX) || subop > u64::from(u32::MAX) {
+        return None;
+    }
+    Some(format!(
+        "{instance_created_ns:016x}{gen:08x}{index_ver:016x}{pg_ver:016x}{subop:08x}"
+    ))
 }
 
 /// A change must never be dropped for its timestamp: without one, the
@@ -205,11 +292,13 @@ mod tests {
             timestamp: "2026-11-25T10:44:34.121465728Z".into(),
             versioned,
             ver: None,
+            owner: String::new(),
         }
     }
 
     fn mapped(e: &BilogEntry) -> Result<(String, Option<String>, Op), Skip> {
-        map_entry("bkt", "bkt:id:4", e, None).map(|r| (r.key, r.version_id, r.op))
+        map_entry("bkt", "bkt:id:4", e, EntryContext::default())
+            .map(|r| (r.key, r.version_id, r.op))
     }
 
     #[test]
@@ -289,7 +378,13 @@ mod tests {
 
     #[test]
     fn time_and_marker() {
-        let r = map_entry("bkt", "bkt:id:4", &entry("write", "a", "", false), None).unwrap();
+        let r = map_entry(
+            "bkt",
+            "bkt:id:4",
+            &entry("write", "a", "", false),
+            EntryContext::default(),
+        )
+        .unwrap();
         assert_eq!(r.time_ns().unwrap() % 1_000_000_000, 121_465_728);
         let mut e = entry("write", "a", "", false);
         e.id.clear();

@@ -27,7 +27,10 @@ use super::admin::AdminError;
 use super::api::{DatalogPage, RgwAdmin};
 use super::generations::{generation_marker_name, shard_ids};
 use super::listing::{list_page, ListPosition};
-use super::mapping::{change_times, committable, entry_marker, map_entry, unescape_object_name};
+use super::mapping::{
+    change_times, committable, entry_marker, entry_sequence, map_entry, stamped_long_before,
+    unescape_object_name, EntryContext,
+};
 use super::probe::{BilogProbe, DatalogProbe, Sweep};
 use crate::capture::OpCounters;
 use crate::config::{InitialSync, RgwSourceConfig};
@@ -359,6 +362,9 @@ pub struct RgwCapture {
     /// A data-log entry was found in another shard than `datalog_shard_of`
     /// gives: catch-ups after a trim then drain every bucket shard.
     pub(super) shard_map_wrong: AtomicBool,
+    /// Each bucket instance's creation time (ns), the first part of a
+    /// record's `sequence`; asked once per instance.
+    instance_created: Mutex<HashMap<String, u64>>,
 }
 
 /// The probe's safety net, which also checks the probe: a shard the net
@@ -401,6 +407,7 @@ impl RgwCapture {
             safety_net: Mutex::new(SafetyNet::default()),
             changed_since_trim_check: Mutex::new(None),
             shard_map_wrong: AtomicBool::new(false),
+            instance_created: Mutex::new(HashMap::new()),
         }
     }
 
@@ -1190,6 +1197,7 @@ impl RgwCapture {
             let keep = committable(&page.entries, page.truncated);
             page.entries.truncate(keep);
             let times = change_times(&page.entries, chrono::Utc::now());
+            let late = stamped_long_before(&page.entries);
             let Some(last) = page.entries.last() else {
                 if finished {
                     self.finish_generation(bs, WriteBatch::new()).await?;
@@ -1230,9 +1238,15 @@ impl RgwCapture {
             if let Some(resync) = page.entries.iter().find(|e| e.op == "resync") {
                 batch = self.list_after_resync(bs, resync, batch).await?;
             }
-            for (entry, time) in page.entries.iter().zip(times) {
-                match map_entry(&bs.bucket, &shard_name, entry, Some(time)) {
-                    Ok(record) if self.filter.matches(&record.bucket, &record.key) => {
+            let created_ns = self.instance_created_ns(bs).await?;
+            for ((entry, time), late) in page.entries.iter().zip(times).zip(late) {
+                let context = EntryContext {
+                    change_time: Some(time),
+                    stamped_long_before: late,
+                };
+                match map_entry(&bs.bucket, &shard_name, entry, context) {
+                    Ok(mut record) if self.filter.matches(&record.bucket, &record.key) => {
+                        record.details.sequence = entry_sequence(created_ns, bs.gen, entry);
                         // One record the index cannot hold must not stall the
                         // shard (and every bucket sharing its data-log shard).
                         if let Err(reason) = record.validate() {
@@ -1378,6 +1392,31 @@ impl RgwCapture {
     /// Adds size, etag and mtime from a HEAD of the object version. A
     /// version gone by now, or replaced since, keeps the record as it is: a
     /// later record says what happened to it.
+    /// See `instance_created`; 0 for an instance RGW no longer knows,
+    /// which was created before any it knows.
+    async fn instance_created_ns(&self, bs: &BucketShard) -> Result<u64, CaptureError> {
+        let key = format!("{}:{}", bs.bucket, bs.instance);
+        let cached = self
+            .instance_created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if let Some(ns) = cached {
+            return Ok(ns);
+        }
+        let ns = self
+            .admin
+            .instance_created_ns(&bs.bucket, &bs.instance)
+            .await?
+            .unwrap_or(0);
+        self.instance_created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, ns);
+        Ok(ns)
+    }
+
     async fn enrich(&self, record: &mut ChangeRecord) -> Result<(), CaptureError> {
         if !matches!(record.op, Op::Put | Op::Metadata) {
             return Ok(());
@@ -1390,9 +1429,12 @@ impl RgwCapture {
         let info = match head {
             Ok(Some(info)) => info,
             Ok(None) => return Ok(()),
-            // Another user's object: the record stands without the fields.
-            Err(e) if e.kind == S3ErrorKind::Denied => {
-                tracing::warn!(bucket = %record.bucket, error = %e, "rgw capture: enrich refused; record kept without size and etag");
+            // Another user's object (403), or one RGW will not describe
+            // without what only its writer has (an SSE-C object without
+            // the customer's key: 400): the record stands without the
+            // fields. Failing the poll instead would retry it forever.
+            Err(e) if matches!(e.kind, S3ErrorKind::Denied | S3ErrorKind::Refused) => {
+                tracing::warn!(bucket = %record.bucket, key = %record.key.escape_debug(), error = %e, "rgw capture: enrich refused; record kept without size, etag and the other details");
                 return Ok(());
             }
             Err(e) => return Err(AdminError::from(e).into()),
@@ -1414,7 +1456,45 @@ impl RgwCapture {
             .as_deref()
             .map(|v| crate::s3::bare_etag(v).to_string());
         record.mtime = mtime;
+        let tags = if self.config.enrich_tags {
+            self.object_tags(record).await?
+        } else {
+            None
+        };
+        let details = &mut record.details;
+        // RGW names no class for its default one.
+        details.storage_class = Some(info.storage_class.unwrap_or_else(|| "STANDARD".into()));
+        details.content_type = info.content_type;
+        details.encryption = info.encryption;
+        details.checksum_algorithm = info.checksum_algorithm;
+        details.user_metadata = Some(
+            info.metadata
+                .into_iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value))
+                .collect(),
+        );
+        details.tags = tags;
+        record.drop_invalid_details();
         Ok(())
+    }
+
+    /// `enrich_tags`: the version's tags, `None` when it is gone or they
+    /// may not be read (the record then carries none, rather than none
+    /// presented as "no tags").
+    async fn object_tags(
+        &self,
+        record: &ChangeRecord,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, CaptureError> {
+        match self
+            .admin
+            .s3()
+            .object_tags(&record.bucket, &record.key, record.version_id.as_deref())
+            .await
+        {
+            Ok(tags) => Ok(tags),
+            Err(e) if matches!(e.kind, S3ErrorKind::Denied | S3ErrorKind::Refused) => Ok(None),
+            Err(e) => Err(AdminError::from(e).into()),
+        }
     }
 }
 
@@ -1453,6 +1533,13 @@ impl RgwCapture {
                 record.size = None;
                 record.etag = None;
                 record.mtime = None;
+                let d = &mut record.details;
+                d.storage_class = None;
+                d.content_type = None;
+                d.encryption = None;
+                d.checksum_algorithm = None;
+                d.user_metadata = None;
+                d.tags = None;
                 self.counters.enrich_stale.fetch_add(1, Ordering::Relaxed);
             }
         }

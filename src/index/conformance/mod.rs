@@ -72,6 +72,12 @@ pub fn record(
         etag: Some(format!("etag-{time_ns}")),
         mtime: None,
         source: Provenance::Test,
+        // Some details, so every backend is seen to keep them.
+        details: crate::record::ChangeDetails {
+            sequence: Some(format!("{time_ns:032x}")),
+            tags: Some([("suite".to_string(), key.to_string())].into()),
+            ..Default::default()
+        },
     }
 }
 

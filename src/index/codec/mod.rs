@@ -6,16 +6,26 @@
 //! inspected with one decoder. Layout (all integers little-endian):
 //!
 //! ```text
-//! u8 version=1 | u8 op | i64 time_ns | str bucket | str key | opt str version_id
+//! u8 version=2 | u8 op | i64 time_ns | str bucket | str key | opt str version_id
 //! | opt u64 size | opt str etag | opt i64 mtime_ns | u8 source tag + its strings
+//! | details (see `details.rs`; absent in version 1, read as none)
 //! str = u32 length + UTF-8 bytes; opt = u8 0 (none) | 1 + value
 //! ```
+//!
+//! A new version only appends: an index written by an older zonelog is
+//! still read after an upgrade, so no change waiting in it is lost.
 
 use chrono::DateTime;
 
 use crate::record::{ChangeRecord, Op, Provenance};
 
-const VERSION: u8 = 1;
+mod details;
+
+pub use details::{DetailsView, PairsIter, PairsView};
+
+const VERSION: u8 = 2;
+/// Versions this decoder reads: 1 had no details block.
+const READABLE: std::ops::RangeInclusive<u8> = 1..=VERSION;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("stored entry cannot be decoded: {0}")]
@@ -74,6 +84,7 @@ pub fn encode_record(record: &ChangeRecord, out: &mut Vec<u8>) {
         }
         Provenance::Test => out.push(3),
     }
+    details::encode_details(&record.details, out);
 }
 
 /// A stored record read in place: every string borrows from the stored
@@ -90,6 +101,7 @@ pub struct RecordView<'a> {
     pub etag: Option<&'a str>,
     pub mtime_ns: Option<i64>,
     pub source: SourceView<'a>,
+    pub details: DetailsView<'a>,
 }
 
 /// [`Provenance`], borrowed.
@@ -140,6 +152,7 @@ impl<'a> RecordView<'a> {
                 Provenance::Listing { reason } => SourceView::Listing { reason },
                 Provenance::Test => SourceView::Test,
             },
+            details: DetailsView::of(&record.details),
         }
     }
 
@@ -174,6 +187,7 @@ impl<'a> RecordView<'a> {
                 },
                 SourceView::Test => Provenance::Test,
             },
+            details: self.details.to_details(),
         }
     }
 }
@@ -186,7 +200,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<ChangeRecord, DecodeError> {
 pub fn view_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != VERSION {
+    if !READABLE.contains(&version) {
         return Err(DecodeError(format!(
             "unknown entry format version {version}"
         )));
@@ -219,6 +233,11 @@ pub fn view_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         3 => SourceView::Test,
         other => return Err(DecodeError(format!("unknown source tag {other}"))),
     };
+    let details = if version >= 2 {
+        details::view_details(&mut r)?
+    } else {
+        DetailsView::default()
+    };
     if r.at != bytes.len() {
         return Err(DecodeError(format!(
             "{} trailing bytes",
@@ -235,6 +254,7 @@ pub fn view_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         etag,
         mtime_ns,
         source,
+        details,
     })
 }
 
@@ -254,7 +274,7 @@ pub fn object_version_key(bucket: &str, key: &str, version_id: Option<&str>) -> 
 pub fn encoded_version_key(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != VERSION {
+    if !READABLE.contains(&version) {
         return Err(DecodeError(format!(
             "unknown entry format version {version}"
         )));
@@ -284,7 +304,7 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-struct Reader<'a> {
+pub struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
@@ -311,6 +331,12 @@ impl<'a> Reader<'a> {
             1 => Ok(true),
             other => Err(DecodeError(format!("bad option tag {other}"))),
         }
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
@@ -350,6 +376,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::record::ChangeDetails;
     use proptest::prelude::*;
 
     /// Any record a backend may be asked to store, control characters,
@@ -393,6 +420,43 @@ pub(crate) mod tests {
                     etag,
                     mtime: mtime.map(DateTime::from_timestamp_nanos),
                     source,
+                    details: ChangeDetails::default(),
+                },
+            )
+            .prop_flat_map(|record| (Just(record), arb_details()))
+            .prop_map(|(mut record, details)| {
+                record.details = details;
+                record
+            })
+    }
+
+    /// Any details, maps with any names and values included.
+    pub(crate) fn arb_details() -> impl Strategy<Value = ChangeDetails> {
+        let text = || proptest::option::of(".{0,20}|[\\x00-\\x1f\"\\\\]{1,4}");
+        let pairs =
+            || proptest::option::of(proptest::collection::btree_map(".{0,8}", ".{0,12}", 0..4));
+        (
+            (text(), text(), text(), text(), text()),
+            (pairs(), pairs(), proptest::option::of(any::<u64>())),
+            (text(), text(), text()),
+        )
+            .prop_map(
+                |(
+                    (sequence, storage_class, content_type, encryption, checksum_algorithm),
+                    (tags, user_metadata, version_epoch),
+                    (requester, source_ip, request_id),
+                )| ChangeDetails {
+                    sequence,
+                    storage_class,
+                    content_type,
+                    encryption,
+                    checksum_algorithm,
+                    tags,
+                    user_metadata,
+                    version_epoch,
+                    requester,
+                    source_ip,
+                    request_id,
                 },
             )
     }
@@ -423,6 +487,29 @@ pub(crate) mod tests {
             let kb = object_version_key(&b.0, &b.1, b.2.as_deref());
             prop_assert_eq!(ka == kb, a == b);
         }
+    }
+
+    /// An entry written by a zonelog before details existed (version 1:
+    /// the same bytes without the details block) is read as a record
+    /// without details.
+    #[test]
+    fn a_version_1_entry_is_still_read() {
+        let mut record = crate::index::conformance::record("bkt", "k", Some("v1"), Op::Put, 5);
+        record.details = ChangeDetails::default();
+        let mut buf = Vec::new();
+        encode_record(&record, &mut buf);
+        let empty_details = {
+            let mut d = Vec::new();
+            details::encode_details(&ChangeDetails::default(), &mut d);
+            d.len()
+        };
+        let mut v1 = buf[..buf.len() - empty_details].to_vec();
+        v1[0] = 1;
+        assert_eq!(decode_record(&v1).unwrap(), record);
+        assert_eq!(
+            encoded_version_key(&v1).unwrap(),
+            encoded_version_key(&buf).unwrap()
+        );
     }
 
     #[test]

@@ -6,6 +6,13 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+mod details;
+
+pub use details::{
+    etag_is_multipart, user_metadata_name, ChangeDetails, InvalidDetail, MAX_DETAIL_BYTES,
+    MAX_TAGS, MAX_USER_METADATA_BYTES,
+};
+
 /// S3 limits object keys to 1024 bytes of UTF-8; RGW enforces the same.
 pub const MAX_KEY_BYTES: usize = 1024;
 /// RGW accepts bucket names longer than AWS's 63 when relaxed names are on.
@@ -104,6 +111,9 @@ pub struct ChangeRecord {
     )]
     pub mtime: Option<DateTime<Utc>>,
     pub source: Provenance,
+    /// Everything else the source or an enrichment knows.
+    #[serde(flatten)]
+    pub details: ChangeDetails,
 }
 
 /// Why a record cannot be stored.
@@ -129,6 +139,8 @@ pub enum InvalidRecord {
     EtagTooLong(usize),
     #[error("time {0} is outside the range zonelog can order (1970 to 2262)")]
     TimeOutOfRange(String),
+    #[error(transparent)]
+    Detail(#[from] InvalidDetail),
 }
 
 impl ChangeRecord {
@@ -165,7 +177,23 @@ impl ChangeRecord {
             }
         }
         self.time_ns()?;
+        self.details.validate()?;
         Ok(())
+    }
+
+    /// Drops the details that could not be stored (see
+    /// [`ChangeDetails::drop_invalid`]) and warns about each, so that an
+    /// oversized extra never costs the change itself.
+    pub fn drop_invalid_details(&mut self) {
+        for dropped in self.details.drop_invalid() {
+            tracing::warn!(bucket = %self.bucket, key = %self.key.escape_debug(), reason = %dropped, "change kept without a detail it cannot store");
+        }
+    }
+
+    /// Whether the object was written by a multipart upload, when its
+    /// ETag is known.
+    pub fn is_multipart(&self) -> Option<bool> {
+        self.etag.as_deref().map(etag_is_multipart)
     }
 
     /// The source time as nanoseconds since the Unix epoch: the time part of
@@ -278,6 +306,7 @@ mod tests {
             etag: Some("abc".into()),
             mtime: None,
             source: Provenance::Test,
+            details: ChangeDetails::default(),
         }
     }
 
