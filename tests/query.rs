@@ -89,11 +89,20 @@ fn changes() -> Vec<ChangeRecord> {
                 _ => Op::Metadata,
             };
             let version = (op == Op::DeleteMarker || i % 4 == 0).then(|| format!("v{i}"));
-            ChangeRecord {
+            let mut r = ChangeRecord {
                 size: (op == Op::Put).then_some(i * 1_000 + 1),
                 etag: (op == Op::Put).then(|| format!("{i:032x}")),
                 ..record(bucket, &key, version.as_deref(), op, time)
+            };
+            // Record v3 details on the puts: a storage class, and tags on
+            // some, which the queries read as JSON.
+            if op == Op::Put {
+                let class = if i % 3 == 0 { "COLD" } else { "STANDARD" };
+                r.details.storage_class = Some(class.into());
+                let team = if i % 5 == 0 { "blue" } else { "red" };
+                r.details.tags = Some([("team".to_string(), team.to_string())].into());
             }
+            r
         })
         .collect()
 }
@@ -301,6 +310,26 @@ fn check_copy(found: &serde_json::Value, records: &[ChangeRecord], layout: Layou
         let sum: u64 = per_hour.values().filter_map(|n| n.as_u64()).sum();
         assert_eq!(sum, records.len() as u64, "{what}: {per_hour:?}");
     }
+    assert_eq!(
+        found["per_storage_class"],
+        counts(
+            records
+                .iter()
+                .filter_map(|r| r.details.storage_class.as_deref())
+        ),
+        "{what}"
+    );
+    let blue = records
+        .iter()
+        .filter(|r| {
+            r.details
+                .tags
+                .as_ref()
+                .and_then(|t| t.get("team"))
+                .is_some_and(|t| t == "blue")
+        })
+        .count();
+    assert_eq!(found["tagged_blue"], blue as u64, "{what}");
     if let Some(total) = found.get("pyarrow_total") {
         assert_eq!(total, records.len() as u64, "{what}: pyarrow");
         assert_eq!(found["pyarrow_per_op"], found["per_op"], "{what}: pyarrow");
@@ -308,6 +337,7 @@ fn check_copy(found: &serde_json::Value, records: &[ChangeRecord], layout: Layou
         assert_eq!(schema["time"], "timestamp[ns, tz=UTC]", "{what}: {schema}");
         assert_eq!(schema["size"], "uint64", "{what}: {schema}");
         assert_eq!(schema["zone"], "string", "{what}: {schema}");
+        assert_eq!(schema["is_multipart"], "bool", "{what}: {schema}");
     }
     check_documented_queries(found, records, what);
 }

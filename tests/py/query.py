@@ -58,6 +58,15 @@ def main():
     found["per_bucket"] = dict(
         con.sql("SELECT bucket, count(*) FROM changes GROUP BY bucket").fetchall()
     )
+    found["per_storage_class"] = dict(
+        con.sql(
+            "SELECT storage_class, count(*) FROM changes "
+            "WHERE storage_class IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+    )
+    found["tagged_blue"] = con.sql(
+        "SELECT count(*) FROM changes WHERE tags->>'team' = 'blue'"
+    ).fetchone()[0]
     columns = [r[0] for r in con.sql("DESCRIBE changes").fetchall()]
     found["columns"] = columns
     if "log_zone" in columns:

@@ -21,7 +21,7 @@ use parquet::basic::{LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::schema::types::Type;
 
 use super::format::RECORD_VERSION;
-use crate::index::codec::{RecordView, SourceView};
+use crate::index::codec::{PairsView, RecordView, SourceView};
 use crate::index::EntryId;
 use crate::record::Provenance;
 
@@ -42,6 +42,7 @@ pub struct Row<'a> {
 /// A column's value in one row.
 pub enum Cell<'a> {
     Null,
+    Bool(bool),
     Int(i64),
     Text(&'a str),
     Owned(String),
@@ -50,6 +51,8 @@ pub enum Cell<'a> {
 /// What a column holds, in Parquet and in the JSON record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// BOOLEAN; a JSON boolean.
+    Bool,
     /// INT32; a JSON number.
     Int32,
     /// INT64, unsigned; a JSON number.
@@ -86,25 +89,75 @@ pub const COLUMNS: &[Column] = &[
     })),
     column("key", Kind::Text, false, |r| Cell::Text(r.record.key)),
     column("version_id", Kind::Text, true, |r| {
-        r.record.version_id.map_or(Cell::Null, Cell::Text)
+        text(r.record.version_id)
     }),
     repeating(column("op", Kind::Text, false, |r| {
         Cell::Text(r.record.op.as_str())
     })),
+    column("sequence", Kind::Text, true, |r| {
+        text(r.record.details.sequence)
+    }),
     column("size", Kind::UInt64, true, |r| {
         // Stored as the bits of an INT64 (the column is unsigned).
         r.record.size.map_or(Cell::Null, |s| Cell::Int(s as i64))
     }),
-    column("etag", Kind::Text, true, |r| {
-        r.record.etag.map_or(Cell::Null, Cell::Text)
-    }),
+    column("etag", Kind::Text, true, |r| text(r.record.etag)),
     column("mtime", Kind::TimeNs, true, |r| {
         r.record.mtime_ns.map_or(Cell::Null, Cell::Int)
+    }),
+    column("is_multipart", Kind::Bool, true, |r| {
+        let multipart = r.record.etag.map(crate::record::etag_is_multipart);
+        multipart.map_or(Cell::Null, Cell::Bool)
+    }),
+    repeating(column("storage_class", Kind::Text, true, |r| {
+        text(r.record.details.storage_class)
+    })),
+    repeating(column("content_type", Kind::Text, true, |r| {
+        text(r.record.details.content_type)
+    })),
+    repeating(column("encryption", Kind::Text, true, |r| {
+        text(r.record.details.encryption)
+    })),
+    repeating(column("checksum_algorithm", Kind::Text, true, |r| {
+        text(r.record.details.checksum_algorithm)
+    })),
+    column("tags", Kind::Json, true, |r| pairs(r.record.details.tags)),
+    column("user_metadata", Kind::Json, true, |r| {
+        pairs(r.record.details.user_metadata)
+    }),
+    column("version_epoch", Kind::UInt64, true, |r| {
+        let epoch = r.record.details.version_epoch;
+        epoch.map_or(Cell::Null, |e| Cell::Int(e as i64))
+    }),
+    repeating(column("requester", Kind::Text, true, |r| {
+        text(r.record.details.requester)
+    })),
+    repeating(column("source_ip", Kind::Text, true, |r| {
+        text(r.record.details.source_ip)
+    })),
+    column("request_id", Kind::Text, true, |r| {
+        text(r.record.details.request_id)
     }),
     column("source", Kind::Json, false, |r| {
         Cell::Owned(serde_json::to_string(&provenance(r.record.source)).unwrap_or_default())
     }),
 ];
+
+fn text(value: Option<&str>) -> Cell<'_> {
+    value.map_or(Cell::Null, Cell::Text)
+}
+
+/// Tags or user metadata as a JSON object (name → value), in name order.
+fn pairs(value: Option<PairsView<'_>>) -> Cell<'static> {
+    let Some(pairs) = value else {
+        return Cell::Null;
+    };
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.into()))
+        .collect();
+    Cell::Owned(serde_json::Value::Object(map).to_string())
+}
 
 const fn column(
     name: &'static str,
@@ -158,6 +211,7 @@ pub(super) fn schema() -> parquet::errors::Result<Type> {
     let mut fields = Vec::with_capacity(COLUMNS.len());
     for c in COLUMNS {
         let (physical, logical) = match c.kind {
+            Kind::Bool => (Physical::BOOLEAN, None),
             Kind::Int32 => (Physical::INT32, None),
             Kind::UInt64 => (Physical::INT64, Some(LogicalType::integer(64, false))),
             Kind::Text => (Physical::BYTE_ARRAY, Some(LogicalType::String)),
@@ -214,6 +268,23 @@ mod tests {
             }
             if i % 5 == 0 {
                 r.mtime = Some(r.time);
+            }
+            if i % 2 == 0 {
+                let d = &mut r.details;
+                d.sequence = Some(format!("{i:020}"));
+                d.storage_class = Some("STANDARD".into());
+                d.content_type = Some("image/jpeg".into());
+                d.encryption = (i % 6 == 0).then(|| "AES256".into());
+                d.checksum_algorithm = Some("CRC32".into());
+                d.tags = Some([("team".to_string(), format!("\"blue\" {i}"))].into());
+                d.user_metadata = (i % 4 == 0).then(Default::default);
+                d.version_epoch = Some(i);
+                d.requester = Some("user".into());
+                d.source_ip = Some("10.0.0.1".into());
+                d.request_id = Some(format!("tx{i}"));
+                r.etag = (i % 8 == 0)
+                    .then(|| format!("{i:032x}-3"))
+                    .or(r.etag.take());
             }
             r.source = match i % 4 {
                 0 => Provenance::Rgw {

@@ -12,36 +12,41 @@ use crate::logs::format::LogRecord;
 const READ_BATCH: usize = 1024;
 
 /// Reads the records of a Parquet log object from `file`, in order, and
-/// hands each to `each` until it returns false. An object whose columns
-/// are not [`COLUMNS`] (another record version) is refused.
+/// hands each to `each` until it returns false. Columns are found by name:
+/// one this zonelog does not know (a later record version's) refuses the
+/// object, as an unknown field refuses a JSON line; one it knows that the
+/// object lacks (an earlier version's) reads as null.
 pub fn read_records(
     file: std::fs::File,
     mut each: impl FnMut(LogRecord) -> bool,
 ) -> Result<(), String> {
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
     let metadata = reader.metadata();
-    let found: Vec<&str> = metadata
+    let mut known: Vec<(usize, &Column)> = Vec::new();
+    for (at, found) in metadata
         .file_metadata()
         .schema_descr()
         .columns()
         .iter()
-        .map(|c| c.name())
-        .collect();
-    let want: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-    if found != want {
-        return Err(format!(
-            "its columns are {found:?}, not this zonelog's {want:?}"
-        ));
+        .enumerate()
+    {
+        let name = found.name();
+        let column = COLUMNS
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| format!("it has a column {name:?} this zonelog does not know"))?;
+        known.push((at, column));
     }
     for group in 0..metadata.num_row_groups() {
         let group = reader.get_row_group(group).map_err(|e| e.to_string())?;
-        let mut columns = Vec::with_capacity(COLUMNS.len());
-        for i in 0..COLUMNS.len() {
-            columns.push(group.get_column_reader(i).map_err(|e| e.to_string())?);
+        let mut columns = Vec::with_capacity(known.len());
+        for &(at, column) in &known {
+            let reader = group.get_column_reader(at).map_err(|e| e.to_string())?;
+            columns.push((column, reader));
         }
         loop {
             let mut batch: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
-            for (c, reader) in COLUMNS.iter().zip(&mut columns) {
+            for (c, reader) in &mut columns {
                 let cells = read_batch(c, reader).map_err(|e| format!("column {}: {e}", c.name))?;
                 if batch.is_empty() {
                     batch.resize_with(cells.len(), serde_json::Map::new);
@@ -75,6 +80,13 @@ fn read_batch(c: &Column, reader: &mut ColumnReader) -> Result<Vec<serde_json::V
     let mut defs = Vec::new();
     let defs_arg = c.optional.then_some(&mut defs);
     let (rows, values): (usize, Vec<Value>) = match (c.kind, reader) {
+        (Kind::Bool, ColumnReader::BoolColumnReader(r)) => {
+            let mut v = Vec::new();
+            let (rows, _, _) = r
+                .read_records(READ_BATCH, defs_arg, None, &mut v)
+                .map_err(|e| e.to_string())?;
+            (rows, v.into_iter().map(Value::from).collect())
+        }
         (Kind::Int32, ColumnReader::Int32ColumnReader(r)) => {
             let mut v = Vec::new();
             let (rows, _, _) = r

@@ -23,6 +23,7 @@ const WRITE_BATCH: usize = 1024;
 
 /// One column's values of the rows gathered.
 enum Values {
+    Bool(Vec<bool>),
     Int32(Vec<i32>),
     Int64(Vec<i64>),
     /// Text values one after another, and where each ends: one buffer
@@ -137,6 +138,7 @@ impl ParquetEncoder {
             .iter()
             .map(|c| Buffer {
                 values: match c.kind {
+                    Kind::Bool => Values::Bool(Vec::new()),
                     Kind::Int32 => Values::Int32(Vec::new()),
                     Kind::UInt64 | Kind::TimeNs => Values::Int64(Vec::new()),
                     Kind::Text | Kind::Json => Values::Bytes {
@@ -200,6 +202,10 @@ impl ParquetEncoder {
             }
             self.raw_bytes += match (cell, &mut buffer.values) {
                 (Cell::Null, _) => 0,
+                (Cell::Bool(b), Values::Bool(v)) => {
+                    v.push(b);
+                    1
+                }
                 (Cell::Int(n), Values::Int32(v)) => {
                     v.push(i32::try_from(n).unwrap_or(i32::MAX));
                     4
@@ -244,6 +250,10 @@ impl ParquetEncoder {
         for ((c, buffer), chunk) in COLUMNS.iter().zip(&mut self.buffers).zip(&mut self.chunks) {
             let defs = c.optional.then_some(buffer.defs.as_slice());
             match (&mut buffer.values, &mut chunk.writer) {
+                (Values::Bool(v), ColumnWriter::BoolColumnWriter(w)) => {
+                    w.write_batch(v, defs, None)?;
+                    v.clear();
+                }
                 (Values::Int32(v), ColumnWriter::Int32ColumnWriter(w)) => {
                     w.write_batch(v, defs, None)?;
                     v.clear();
