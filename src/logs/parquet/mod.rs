@@ -149,14 +149,17 @@ fn text(value: Option<&str>) -> Cell<'_> {
 
 /// Tags or user metadata as a JSON object (name → value), in name order.
 fn pairs(value: Option<PairsView<'_>>) -> Cell<'static> {
-    let Some(pairs) = value else {
-        return Cell::Null;
-    };
-    let map: serde_json::Map<String, serde_json::Value> = pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.into()))
-        .collect();
-    Cell::Owned(serde_json::Value::Object(map).to_string())
+    /// Serialized straight from the pairs, without a map in between.
+    struct Pairs<'a>(PairsView<'a>);
+    impl serde::Serialize for Pairs<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter())
+        }
+    }
+    match value {
+        Some(pairs) => Cell::Owned(serde_json::to_string(&Pairs(pairs)).unwrap_or_default()),
+        None => Cell::Null,
+    }
 }
 
 const fn column(
