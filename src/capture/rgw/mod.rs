@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod api;
+mod counters;
 mod generations;
 mod lifecycle;
 pub mod listing;
