@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod listing;
 pub mod mapping;
 pub mod probe;
+mod probing;
 pub mod tail;
 mod trims;
 
