@@ -7,6 +7,7 @@ mod generations;
 mod lifecycle;
 pub mod listing;
 pub mod mapping;
+mod poll;
 pub mod probe;
 mod probing;
 pub mod tail;
