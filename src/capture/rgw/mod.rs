@@ -3,6 +3,7 @@
 pub mod admin;
 mod api;
 mod counters;
+mod drain;
 mod generations;
 mod lifecycle;
 pub mod listing;
