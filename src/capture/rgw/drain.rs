@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 
 use super::admin::AdminError;
 use super::api::BilogEntry;
+use super::enrich::overwritten_later;
 use super::mapping::{
     change_times, committable, entry_marker, entry_sequence, map_entry, stamped_long_before,
     EntryContext,
 };
 use super::tail::{
-    overwritten_later, position_name, trimmed_marker_name, unix_now_ns, BucketShard, CaptureError,
-    PollReport, RgwCapture, FINISHED,
+    position_name, trimmed_marker_name, unix_now_ns, BucketShard, CaptureError, PollReport,
+    RgwCapture, FINISHED,
 };
 use crate::index::WriteBatch;
 use crate::record::Op;

@@ -4,6 +4,7 @@ pub mod admin;
 mod api;
 mod counters;
 mod drain;
+mod enrich;
 mod generations;
 mod lifecycle;
 pub mod listing;
