@@ -12,6 +12,7 @@ pub mod mapping;
 mod poll;
 pub mod probe;
 mod probing;
+mod start;
 pub mod tail;
 mod trims;
 
