@@ -5,6 +5,7 @@ mod api;
 mod counters;
 mod drain;
 mod enrich;
+mod full_sync;
 mod generations;
 mod lifecycle;
 pub mod listing;

@@ -6,10 +6,11 @@
 use futures::stream::{self, StreamExt};
 
 use super::admin::AdminError;
+use super::full_sync::LISTING_PREFIX;
 use super::generations::{generation_marker_name, shard_ids};
 use super::tail::{
     datalog_marker_name, parse_bucket_shard, position_name, BucketShard, CaptureError, PollReport,
-    RgwCapture, BILOG_PREFIX, FINISHED, INITIALIZED, LISTING_PREFIX,
+    RgwCapture, BILOG_PREFIX, FINISHED, INITIALIZED,
 };
 use crate::config::InitialSync;
 use crate::index::WriteBatch;

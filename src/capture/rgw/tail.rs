@@ -16,13 +16,12 @@
 //! another drain of the same shard.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::admin::AdminError;
 use super::api::RgwAdmin;
-use super::listing::{list_page, ListPosition};
 use super::probe::{BilogProbe, DatalogProbe};
 use super::probing::SafetyNet;
 use crate::config::RgwSourceConfig;
@@ -40,10 +39,6 @@ const TRIMMED_PREFIX: &str = "rgw/bilog-trimmed/";
 /// ended and that we read to its end: nothing more will come from it.
 /// Never an RGW marker, which is digits and dots.
 pub(super) const FINISHED: &str = "finished";
-/// `rgw/listing/<bucket>`: a full listing to do (empty), in progress (the
-/// position after which it continues) or `done`.
-pub(super) const LISTING_PREFIX: &str = "rgw/listing/";
-const LISTING_DONE: &[u8] = b"done";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -290,68 +285,6 @@ impl RgwCapture {
         }
     }
 
-    /// Lists every bucket whose full sync is not done, page by page; each
-    /// page's records and the listing position commit together, so a
-    /// restart continues the listing where it stopped. A bucket whose
-    /// listing RGW refuses (403 for a bucket another user owns, say) is
-    /// reported and retried on the next poll; the other buckets go on.
-    pub(super) async fn continue_listings(&self) -> Result<PollReport, CaptureError> {
-        let mut report = PollReport::default();
-        for pending in self.index.markers(LISTING_PREFIX).await? {
-            if pending.value == LISTING_DONE {
-                continue;
-            }
-            let bucket = pending.name[LISTING_PREFIX.len()..].to_string();
-            match self.list_bucket(&bucket, &pending, &mut report).await {
-                Ok(()) => self.counters.bucket_ok(&bucket),
-                Err(CaptureError::Rgw(e)) => {
-                    tracing::error!(bucket = %bucket, error = %e, "rgw capture: listing a bucket failed; \
-                        the other buckets go on, this one is retried on the next poll");
-                    self.counters.bucket_failed(&bucket, &e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
-    }
-
-    async fn list_bucket(
-        &self,
-        bucket: &str,
-        pending: &crate::index::SourceMarker,
-        report: &mut PollReport,
-    ) -> Result<(), CaptureError> {
-        let mut position = ListPosition::decode(&pending.value);
-        let reason = "initial = \"full\": every object version at the first start";
-        tracing::info!(bucket = %bucket, resumed = position.is_some(), "rgw capture: full sync of a bucket: listing all object versions");
-        loop {
-            let (records, next) = list_page(self.admin.s3(), bucket, position.as_ref(), reason)
-                .await
-                .map_err(AdminError::from)?;
-            let mut batch = WriteBatch::new();
-            for record in records {
-                if self.filter.matches(&record.bucket, &record.key) {
-                    self.counters.count_op(record.op);
-                    batch.records.push(record);
-                } else {
-                    report.filtered += 1;
-                }
-            }
-            report.records += batch.records.len() as u64;
-            let value = next
-                .as_ref()
-                .map_or(LISTING_DONE.to_vec(), ListPosition::encode);
-            batch = batch.marker(pending.name.clone(), value);
-            self.index.write(batch).await?;
-            match next {
-                Some(n) => position = Some(n),
-                None => break,
-            }
-        }
-        tracing::info!(bucket = %bucket, "rgw capture: full sync of the bucket done");
-        Ok(())
-    }
-
     pub(super) async fn stored_marker(&self, name: &str) -> Result<Option<String>, CaptureError> {
         match self.index.marker(name).await? {
             None => Ok(None),
@@ -363,13 +296,6 @@ impl RgwCapture {
                     })
             }
         }
-    }
-
-    /// Adds to `batch` that `bucket` is to be listed again in full (every
-    /// resync, whatever its cause, goes through here and is counted).
-    pub(super) fn relist(&self, batch: WriteBatch, bucket: &str) -> WriteBatch {
-        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-        batch.marker(format!("{LISTING_PREFIX}{bucket}"), Vec::new())
     }
 }
 
