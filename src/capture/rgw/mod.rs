@@ -13,6 +13,7 @@ pub mod mapping;
 mod poll;
 pub mod probe;
 mod probing;
+mod source_trim;
 mod start;
 pub mod tail;
 mod trims;

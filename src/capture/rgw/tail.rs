@@ -26,11 +26,11 @@ use super::probe::{BilogProbe, DatalogProbe};
 use super::probing::SafetyNet;
 use crate::config::RgwSourceConfig;
 use crate::filter::Filter;
-use crate::index::{ChangeIndex, IndexError, WriteBatch};
+use crate::index::{ChangeIndex, IndexError};
 
 pub(super) const INITIALIZED: &str = "rgw/initialized";
 pub(super) const BILOG_PREFIX: &str = "rgw/bilog/";
-const DATALOG_PREFIX: &str = "rgw/datalog/";
+pub(super) const DATALOG_PREFIX: &str = "rgw/datalog/";
 /// `rgw/bilog-trimmed/<bucket>:<instance>[:<shard>]`: the position up to
 /// which zonelog itself trimmed that bilog (`trim_source`), so the log
 /// starting right after it is known not to be a trim by someone else.
@@ -116,7 +116,7 @@ pub struct RgwCapture {
     pub(super) config: RgwSourceConfig,
     pub(super) active: Mutex<HashMap<BucketShard, Instant>>,
     pub(super) caught_up: AtomicBool,
-    last_trim: Mutex<Option<Instant>>,
+    pub(super) last_trim: Mutex<Option<Instant>>,
     pub(super) last_bucket_check: Mutex<Option<Instant>>,
     pub(super) last_datalog_check: Mutex<Option<Instant>>,
     /// Held while a replaced or removed instance is settled.
@@ -189,100 +189,6 @@ impl RgwCapture {
     pub fn with_index_probe(mut self, probe: Arc<BilogProbe>) -> Self {
         self.index_probe = Some(probe);
         self
-    }
-
-    /// `trim_source = true`: trims RGW's data log and the bilogs of the
-    /// recently active bucket shards up to the positions committed in the
-    /// index, as a sync peer does, every `trim_interval`. Everything up to
-    /// those positions is durable in the index, so nothing can be lost; a
-    /// failed trim only leaves RGW's logs longer and is retried later.
-    pub(super) async fn trim_source_logs(&self) {
-        {
-            let mut last = self.last_trim.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < self.config.trim_interval) {
-                return;
-            }
-            *last = Some(Instant::now());
-        }
-        let mut failures = Vec::new();
-        match self.index.markers(DATALOG_PREFIX).await {
-            Ok(markers) => {
-                for m in markers {
-                    let Ok(shard) = m.name[DATALOG_PREFIX.len()..].parse::<u32>() else {
-                        continue;
-                    };
-                    let Ok(marker) = String::from_utf8(m.value) else {
-                        continue;
-                    };
-                    if marker.is_empty() {
-                        continue;
-                    }
-                    // Trimmed only with an entry after our position, which
-                    // is noted: the next read then tells this trim from a
-                    // further one (`datalog_read_complete`) and need not
-                    // catch up. With none, the shard waits for one.
-                    let next = match self.admin.datalog_first_after(shard, Some(&marker)).await {
-                        Ok(Some(next)) => next,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            failures.push(e);
-                            continue;
-                        }
-                    };
-                    // Recorded first, as for the bilogs below.
-                    let noted = WriteBatch::new()
-                        .marker(
-                            super::trims::datalog_trimmed_name(shard),
-                            marker.clone().into_bytes(),
-                        )
-                        .marker(
-                            super::trims::datalog_trimmed_next_name(shard),
-                            next.into_bytes(),
-                        );
-                    if let Err(e) = self.index.write(noted).await {
-                        tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
-                        continue;
-                    }
-                    if let Err(e) = self.admin.datalog_trim(shard, &marker).await {
-                        failures.push(e);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rgw capture: cannot read positions to trim the source");
-                return;
-            }
-        }
-        let active: Vec<BucketShard> = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for bs in active {
-            match self.stored_marker(&position_name(&bs)).await {
-                Ok(Some(marker)) if !marker.is_empty() && marker != FINISHED => {
-                    // Recorded before the trim: a trim that then fails
-                    // leaves the entry in place, which speaks for itself.
-                    let noted = WriteBatch::new()
-                        .marker(trimmed_marker_name(&bs), marker.clone().into_bytes());
-                    if let Err(e) = self.index.write(noted).await {
-                        tracing::warn!(error = %e, "rgw capture: cannot record a trim; not trimming");
-                        continue;
-                    }
-                    if let Err(e) = self.admin.bilog_trim(&bs, &marker).await {
-                        if !matches!(e, AdminError::NotFound { .. }) {
-                            failures.push(e);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(first) = failures.first() {
-            tracing::warn!(failed = failures.len(), error = %first, "rgw capture: trimming the source's logs failed; retried after trim_interval");
-        }
     }
 
     pub(super) async fn stored_marker(&self, name: &str) -> Result<Option<String>, CaptureError> {
