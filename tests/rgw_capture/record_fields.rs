@@ -270,3 +270,87 @@ async fn enrich_reads_class_type_metadata_tags_and_multipart() {
         "no tags is an empty map"
     );
 }
+
+/// `enrich` names the server-side encryption; and an object HEAD cannot
+/// read (SSE-C: RGW refuses a HEAD without the customer's key) keeps its
+/// record without the details, instead of failing every poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn enrich_names_the_encryption_and_an_sse_c_object_does_not_stall_capture() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlenc");
+    s3.create_bucket(&bucket).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&bucket_filter(&bucket)),
+        RgwSourceConfig {
+            enrich: true,
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    // The key scripts/ceph-dev gives RGW's test key store.
+    s3.put_with(
+        &bucket,
+        "kms",
+        b"secret",
+        &[
+            ("x-amz-server-side-encryption", "aws:kms"),
+            (
+                "x-amz-server-side-encryption-aws-kms-key-id",
+                "zonelog-test-key",
+            ),
+        ],
+    )
+    .await;
+    let key = [7u8; 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (key_b64, key_md5) = (b64.encode(key), b64.encode(md5::Md5::digest(key)));
+    s3.put_with(
+        &bucket,
+        "customer",
+        b"secret",
+        &[
+            ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+            ("x-amz-server-side-encryption-customer-key", &key_b64),
+            ("x-amz-server-side-encryption-customer-key-md5", &key_md5),
+        ],
+    )
+    .await;
+    s3.put(&bucket, "plain", b"open").await;
+    let release = &zone.release;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let polled = cap.poll_once().await;
+        let records: Vec<ChangeRecord> = read_all(&index)
+            .await
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        if records.len() >= 3 {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {release}: capture stalled: {polled:?} {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let of = |key: &str| records.iter().find(|r| r.key == key).expect(key);
+    assert_eq!(
+        of("kms").details.encryption.as_deref(),
+        Some("aws:kms"),
+        "Ceph {release}: {records:#?}"
+    );
+    assert_eq!(of("plain").details.encryption, None, "Ceph {release}");
+    assert_eq!(of("plain").size, Some(4), "Ceph {release}");
+    // Without the key nothing about the object can be read.
+    assert_eq!(of("customer").size, None, "Ceph {release}: {records:#?}");
+}

@@ -28,9 +28,12 @@ impl RgwCapture {
         let info = match head {
             Ok(Some(info)) => info,
             Ok(None) => return Ok(()),
-            // Another user's object: the record stands without the fields.
-            Err(e) if e.kind == S3ErrorKind::Denied => {
-                tracing::warn!(bucket = %record.bucket, error = %e, "rgw capture: enrich refused; record kept without size and etag");
+            // Another user's object (403), or one RGW will not describe
+            // without what only its writer has (an SSE-C object without
+            // the customer's key: 400): the record stands without the
+            // fields. Failing the poll instead would retry it forever.
+            Err(e) if matches!(e.kind, S3ErrorKind::Denied | S3ErrorKind::Refused) => {
+                tracing::warn!(bucket = %record.bucket, key = %record.key.escape_debug(), error = %e, "rgw capture: enrich refused; record kept without size, etag and the other details");
                 return Ok(());
             }
             Err(e) => return Err(AdminError::from(e).into()),
@@ -88,7 +91,7 @@ impl RgwCapture {
             .await
         {
             Ok(tags) => Ok(tags),
-            Err(e) if e.kind == S3ErrorKind::Denied => Ok(None),
+            Err(e) if matches!(e.kind, S3ErrorKind::Denied | S3ErrorKind::Refused) => Ok(None),
             Err(e) => Err(AdminError::from(e).into()),
         }
     }
