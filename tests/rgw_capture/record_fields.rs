@@ -354,3 +354,50 @@ async fn enrich_names_the_encryption_and_an_sse_c_object_does_not_stall_capture(
     // Without the key nothing about the object can be read.
     assert_eq!(of("customer").size, None, "Ceph {release}: {records:#?}");
 }
+
+/// S3's additional checksums reached RGW in Tentacle: `enrich` names the
+/// algorithm of an object put with one; releases before keep none.
+#[tokio::test(flavor = "multi_thread")]
+async fn enrich_names_the_checksum_algorithm_where_rgw_keeps_one() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(zone) = dev_zone() else { return };
+    let _data_log = DATA_LOG.read().await;
+    let client = zone.admin_client();
+    let s3 = S3(&client);
+    let bucket = unique_bucket("zlcksum");
+    s3.create_bucket(&bucket).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&bucket_filter(&bucket)),
+        RgwSourceConfig {
+            enrich: true,
+            ..source_config(&zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    let body = b"checked";
+    let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body));
+    // As the SDKs send it: RGW keeps the checksum only when the
+    // algorithm is named too.
+    s3.put_with(
+        &bucket,
+        "summed",
+        body,
+        &[
+            ("x-amz-sdk-checksum-algorithm", "SHA256"),
+            ("x-amz-checksum-sha256", &sum),
+        ],
+    )
+    .await;
+    let records = records_of(&cap, &index, &bucket, 1, &zone.release).await;
+    let want = (zone.release == "tentacle").then(|| "SHA256".to_string());
+    assert_eq!(
+        records[0].details.checksum_algorithm, want,
+        "Ceph {}: {records:#?}",
+        zone.release
+    );
+}
