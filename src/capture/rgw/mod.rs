@@ -2,11 +2,19 @@
 
 pub mod admin;
 mod api;
+mod counters;
+mod drain;
+mod enrich;
+mod full_sync;
 mod generations;
 mod lifecycle;
 pub mod listing;
 pub mod mapping;
+mod poll;
 pub mod probe;
+mod probing;
+mod source_trim;
+mod start;
 pub mod tail;
 mod trims;
 
