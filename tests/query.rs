@@ -563,3 +563,58 @@ async fn a_big_parquet_window_goes_up_in_parts_of_about_one_row_group_each() {
         assert!((5 << 20..(5 << 20) + (2 << 20)).contains(size), "{sizes:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zonelog_logs_prints_every_format_and_layout_as_the_same_lines() {
+    // One directory per copy; `zonelog logs cat` over each prints the
+    // JSON lines, the same whatever the format and layout.
+    let records = changes();
+    let mut printed = Vec::new();
+    for (layout, format) in COPIES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        collect(
+            &directory_target(dir.path()),
+            config(layout, format),
+            &records,
+        )
+        .await;
+        let config = dir.path().join("zonelog.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "zone = \"{ZONE}\"\n[sources.rgw]\nendpoint = \"http://127.0.0.1:9\"\n\
+                 access_key = \"a\"\nsecret_key = \"s\"\n[filter]\nbucket_prefixes = [\"\"]\n\
+                 [index]\npath = \"{}\"\n\
+                 [target]\ndirectory = \"{}\"\nprefix = \"logs\"\n",
+                dir.path().join("index").display(),
+                dir.path().display()
+            ),
+        )
+        .expect("config");
+        let ls = common::zonelog_ok(&config, &["logs", "ls"]);
+        let listed = String::from_utf8(ls.stdout).expect("UTF-8");
+        assert_eq!(listed.lines().count(), 3, "{listed}");
+        let cat = common::zonelog_ok(&config, &["logs", "cat"]);
+        let lines = String::from_utf8(cat.stdout).expect("UTF-8");
+        assert_eq!(
+            lines.lines().count(),
+            records.len(),
+            "{layout:?} {format:?}"
+        );
+        printed.push(lines);
+    }
+    // The ids differ between copies (each index numbers its own entries);
+    // all else is the same.
+    let without_ids = |text: &String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|line| {
+                let mut value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                value["id"] = serde_json::Value::Null;
+                value
+            })
+            .collect()
+    };
+    for other in &printed[1..] {
+        assert_eq!(without_ids(other), without_ids(&printed[0]));
+    }
+}
