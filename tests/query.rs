@@ -7,7 +7,7 @@
 //! what the index held. Also: a target whose zone holds both layouts (the
 //! option switched) is read in window order, each object once.
 //!
-//! The Python environment comes from `ZONELOG_PY` (a python with `duckdb`
+//! The Python environment comes from `ZONELOG_DEV_PYTHON` (a python with `duckdb`
 //! and `pyarrow`) or else `scripts/py-env`. When neither gives one the
 //! tests fail; outside CI, `ZONELOG_SKIP_PY_TESTS=1` skips them.
 
@@ -49,7 +49,7 @@ const COPIES: [(Layout, Format); 4] = [
 /// A python with `duckdb` and `pyarrow`, or `None` when the developer
 /// asked to skip.
 fn python() -> Option<PathBuf> {
-    if let Ok(python) = std::env::var("ZONELOG_PY") {
+    if let Ok(python) = std::env::var("ZONELOG_DEV_PYTHON") {
         return Some(PathBuf::from(python));
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
