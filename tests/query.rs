@@ -9,7 +9,7 @@
 //!
 //! The Python environment comes from `ZONELOG_DEV_PYTHON` (a python with `duckdb`
 //! and `pyarrow`) or else `scripts/py-env`. When neither gives one the
-//! tests fail; outside CI, `ZONELOG_DEV_SKIP_PY_TESTS=1` skips them.
+//! tests fail; outside CI, `ZONELOG_SKIP_PY_TESTS=1` skips them.
 
 mod common;
 
@@ -53,8 +53,8 @@ fn python() -> Option<PathBuf> {
         return Some(PathBuf::from(python));
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    if !ci && std::env::var("ZONELOG_DEV_SKIP_PY_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("ZONELOG_DEV_SKIP_PY_TESTS=1: skipping a test that needs DuckDB");
+    if !ci && std::env::var("ZONELOG_SKIP_PY_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("ZONELOG_SKIP_PY_TESTS=1: skipping a test that needs DuckDB");
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/py-env");

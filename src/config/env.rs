@@ -7,7 +7,7 @@ use super::{invalid, Config, ConfigError};
 
 /// Environment variables with these prefixes belong to tools around zonelog
 /// (the dev zone script, test settings), not to the configuration.
-const NON_CONFIG_ENV_PREFIXES: &[&str] = &["ZONELOG_DEV_", "ZONELOG_CEPH_"];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["ZONELOG_DEV_", "ZONELOG_CEPH_", "ZONELOG_SKIP_"];
 /// Nor do these: `ZONELOG_LOG` is the log filter of one run (its section's
 /// fields, `ZONELOG_LOG__LEVEL` etc., are configuration), `ZONELOG_CONFIG`
 /// the config file's path.
