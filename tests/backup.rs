@@ -657,6 +657,19 @@ async fn follow_mode_applies_new_log_objects_until_sigterm() {
     let section = dir_backup_section(&zone, dest_root.path(), "mirror")
         .replace("batch = 10", "batch = 10\npoll_interval = \"300ms\"");
     let pipeline = Pipeline::new(&zone, &[&bucket], &section);
+    // This backup reads Parquet log objects in the hive layout (the other
+    // tests read JSON Lines in the plain one): the same records, applied
+    // the same way.
+    let text = std::fs::read_to_string(&pipeline.config).expect("config");
+    std::fs::write(
+        &pipeline.config,
+        text.replacen(
+            "[collector]\n",
+            "[collector]\nformat = \"parquet\"\nlayout = \"hive\"\n",
+            1,
+        ),
+    )
+    .expect("config");
     let admin = zone.admin_client();
     let s3 = S3(&admin);
 
@@ -666,6 +679,13 @@ async fn follow_mode_applies_new_log_objects_until_sigterm() {
         s3.put(&bucket, &format!("f/{n}"), b"first").await;
     }
     pipeline.capture_and_flush(run, &[(&bucket, 5)]).await;
+    let parquet = std::fs::read_dir(pipeline.dir.path().join("logs/log_zone=bk-zone"))
+        .expect("a hive zone folder")
+        .flat_map(|date| std::fs::read_dir(date.expect("date").path()).expect("date folder"))
+        .flat_map(|hour| std::fs::read_dir(hour.expect("hour").path()).expect("hour folder"))
+        .filter(|f| f.as_ref().expect("file").path().extension() == Some("parquet".as_ref()))
+        .count();
+    assert!(parquet > 0, "no Parquet log object in the hive layout");
 
     let follower = Command::new(env!("CARGO_BIN_EXE_zonelog"))
         .args(["backup", "-c"])
