@@ -30,6 +30,31 @@ async fn records_of(
     }
 }
 
+/// A new bucket and an `enrich` capture of it, past its first poll (the
+/// index lives as long as the returned directory).
+async fn enriched_capture(
+    zone: &DevZone,
+    prefix: &str,
+    enrich_tags: bool,
+) -> (String, TempDir, Arc<dyn ChangeIndex>, RgwCapture) {
+    let bucket = unique_bucket(prefix);
+    S3(&zone.admin_client()).create_bucket(&bucket).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = open(&dir);
+    let cap = RgwCapture::new(
+        RgwAdmin::new(zone.admin_client()),
+        index.clone(),
+        Filter::new(&bucket_filter(&bucket)),
+        RgwSourceConfig {
+            enrich: true,
+            enrich_tags,
+            ..source_config(zone)
+        },
+    );
+    cap.poll_once().await.expect("first poll");
+    (bucket, dir, index, cap)
+}
+
 fn ops(records: &[ChangeRecord]) -> Vec<(&str, Op)> {
     records.iter().map(|r| (r.key.as_str(), r.op)).collect()
 }
@@ -204,21 +229,7 @@ async fn enrich_reads_class_type_metadata_tags_and_multipart() {
     let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
-    let bucket = unique_bucket("zlenrichv3");
-    s3.create_bucket(&bucket).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = RgwCapture::new(
-        RgwAdmin::new(zone.admin_client()),
-        index.clone(),
-        Filter::new(&bucket_filter(&bucket)),
-        RgwSourceConfig {
-            enrich: true,
-            enrich_tags: true,
-            ..source_config(&zone)
-        },
-    );
-    cap.poll_once().await.expect("first poll");
+    let (bucket, _dir, index, cap) = enriched_capture(&zone, "zlenrichv3", true).await;
     s3.put_with(
         &bucket,
         "doc",
@@ -282,20 +293,7 @@ async fn enrich_names_the_encryption_and_an_sse_c_object_does_not_stall_capture(
     let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
-    let bucket = unique_bucket("zlenc");
-    s3.create_bucket(&bucket).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = RgwCapture::new(
-        RgwAdmin::new(zone.admin_client()),
-        index.clone(),
-        Filter::new(&bucket_filter(&bucket)),
-        RgwSourceConfig {
-            enrich: true,
-            ..source_config(&zone)
-        },
-    );
-    cap.poll_once().await.expect("first poll");
+    let (bucket, _dir, index, cap) = enriched_capture(&zone, "zlenc", false).await;
     // The key scripts/ceph-dev gives RGW's test key store.
     s3.put_with(
         &bucket,
@@ -365,20 +363,7 @@ async fn enrich_names_the_checksum_algorithm_where_rgw_keeps_one() {
     let _data_log = DATA_LOG.read().await;
     let client = zone.admin_client();
     let s3 = S3(&client);
-    let bucket = unique_bucket("zlcksum");
-    s3.create_bucket(&bucket).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index = open(&dir);
-    let cap = RgwCapture::new(
-        RgwAdmin::new(zone.admin_client()),
-        index.clone(),
-        Filter::new(&bucket_filter(&bucket)),
-        RgwSourceConfig {
-            enrich: true,
-            ..source_config(&zone)
-        },
-    );
-    cap.poll_once().await.expect("first poll");
+    let (bucket, _dir, index, cap) = enriched_capture(&zone, "zlcksum", false).await;
     let body = b"checked";
     let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body));
     // As the SDKs send it: RGW keeps the checksum only when the

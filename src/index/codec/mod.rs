@@ -121,6 +121,32 @@ pub enum SourceView<'a> {
     Test,
 }
 
+impl SourceView<'_> {
+    pub fn to_provenance(self) -> Provenance {
+        let owned = |s: Option<&str>| s.map(str::to_string);
+        match self {
+            SourceView::Rgw {
+                bucket_shard,
+                marker,
+            } => Provenance::Rgw {
+                bucket_shard: bucket_shard.to_string(),
+                marker: marker.to_string(),
+            },
+            SourceView::Notify {
+                event_id,
+                sequencer,
+            } => Provenance::Notify {
+                event_id: owned(event_id),
+                sequencer: owned(sequencer),
+            },
+            SourceView::Listing { reason } => Provenance::Listing {
+                reason: reason.to_string(),
+            },
+            SourceView::Test => Provenance::Test,
+        }
+    }
+}
+
 impl<'a> RecordView<'a> {
     /// The view of a record in memory, so one line encoder serves both
     /// stored and owned records.
@@ -167,26 +193,7 @@ impl<'a> RecordView<'a> {
             size: self.size,
             etag: owned(self.etag),
             mtime: self.mtime_ns.map(DateTime::from_timestamp_nanos),
-            source: match self.source {
-                SourceView::Rgw {
-                    bucket_shard,
-                    marker,
-                } => Provenance::Rgw {
-                    bucket_shard: bucket_shard.to_string(),
-                    marker: marker.to_string(),
-                },
-                SourceView::Notify {
-                    event_id,
-                    sequencer,
-                } => Provenance::Notify {
-                    event_id: owned(event_id),
-                    sequencer: owned(sequencer),
-                },
-                SourceView::Listing { reason } => Provenance::Listing {
-                    reason: reason.to_string(),
-                },
-                SourceView::Test => Provenance::Test,
-            },
+            source: self.source.to_provenance(),
             details: self.details.to_details(),
         }
     }

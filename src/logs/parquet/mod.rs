@@ -21,9 +21,8 @@ use parquet::basic::{LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::schema::types::Type;
 
 use super::format::RECORD_VERSION;
-use crate::index::codec::{PairsView, RecordView, SourceView};
+use crate::index::codec::{PairsView, RecordView};
 use crate::index::EntryId;
-use crate::record::Provenance;
 
 mod read;
 mod write;
@@ -139,7 +138,7 @@ pub const COLUMNS: &[Column] = &[
         text(r.record.details.request_id)
     }),
     column("source", Kind::Json, false, |r| {
-        Cell::Owned(serde_json::to_string(&provenance(r.record.source)).unwrap_or_default())
+        Cell::Owned(serde_json::to_string(&r.record.source.to_provenance()).unwrap_or_default())
     }),
 ];
 
@@ -185,30 +184,6 @@ const fn repeating(column: Column) -> Column {
     }
 }
 
-fn provenance(source: SourceView<'_>) -> Provenance {
-    let owned = |s: Option<&str>| s.map(str::to_string);
-    match source {
-        SourceView::Rgw {
-            bucket_shard,
-            marker,
-        } => Provenance::Rgw {
-            bucket_shard: bucket_shard.to_string(),
-            marker: marker.to_string(),
-        },
-        SourceView::Notify {
-            event_id,
-            sequencer,
-        } => Provenance::Notify {
-            event_id: owned(event_id),
-            sequencer: owned(sequencer),
-        },
-        SourceView::Listing { reason } => Provenance::Listing {
-            reason: reason.to_string(),
-        },
-        SourceView::Test => Provenance::Test,
-    }
-}
-
 /// The message type of every Parquet log object.
 pub(super) fn schema() -> parquet::errors::Result<Type> {
     let mut fields = Vec::with_capacity(COLUMNS.len());
@@ -250,7 +225,7 @@ mod tests {
     use crate::index::conformance::record;
     use crate::logs::format::encode_line;
     use crate::logs::LogRecord;
-    use crate::record::{ChangeRecord, Op};
+    use crate::record::{ChangeRecord, Op, Provenance};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn records() -> Vec<ChangeRecord> {
