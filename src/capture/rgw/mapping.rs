@@ -134,17 +134,31 @@ const LATE_STAMP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// For each entry of a page, whether it is stamped at least [`LATE_STAMP`]
 /// before a complete entry logged before it in the page.
 pub fn stamped_long_before(entries: &[BilogEntry]) -> Vec<bool> {
+    behind_earlier_stamps(entries)
+        .into_iter()
+        .map(|behind| behind.is_some_and(|b| b >= LATE_STAMP))
+        .collect()
+}
+
+/// For each complete entry of a page, how far its stamp lies before the
+/// latest stamp of a complete entry logged before it (zero when none is
+/// later); `None` for an entry that is not complete. Every complete
+/// entry's stamp, a removal's too (the removed object existed then), is a
+/// time the entries after it cannot precede.
+fn behind_earlier_stamps(entries: &[BilogEntry]) -> Vec<Option<chrono::TimeDelta>> {
     let mut latest: Option<DateTime<Utc>> = None;
     entries
         .iter()
         .map(|entry| {
             if entry.state != "complete" {
-                return false;
+                return None;
             }
             let stamp = entry_time(entry);
-            let late = latest.is_some_and(|l| stamp + LATE_STAMP <= l);
+            let behind = latest.map_or(chrono::TimeDelta::zero(), |l| {
+                (l - stamp).max(chrono::TimeDelta::zero())
+            });
             latest = latest.max(Some(stamp));
-            late
+            Some(behind)
         })
         .collect()
 }
@@ -190,20 +204,10 @@ fn stamps_removed_mtime(entry: &BilogEntry) -> bool {
 /// the changes logged before it back in time; a daemon whose clock is
 /// behind looks the same and is handled the same way.
 fn carries_own_time(entries: &[BilogEntry]) -> Vec<bool> {
-    // Every complete entry's stamp, a removal's too (the removed object
-    // existed then), is a time the entries after it cannot precede.
-    let mut latest: Option<DateTime<Utc>> = None;
-    entries
-        .iter()
-        .map(|entry| {
-            if entry.state != "complete" {
-                return false;
-            }
-            let stamp = entry_time(entry);
-            let in_order = latest.is_none_or(|l| stamp >= l);
-            latest = latest.max(Some(stamp));
-            in_order && !stamps_removed_mtime(entry)
-        })
+    behind_earlier_stamps(entries)
+        .into_iter()
+        .zip(entries)
+        .map(|(behind, entry)| behind.is_some_and(|b| b.is_zero()) && !stamps_removed_mtime(entry))
         .collect()
 }
 
@@ -338,6 +342,11 @@ mod tests {
         assert_eq!(
             mapped(&entry("del", "o", "v1", true)),
             Err(Skip::VersionedDuplicate)
+        );
+        // Tags or ACL of a version: its `write`, not marked versioned.
+        assert_eq!(
+            mapped(&entry("write", "o", "v1", false)),
+            Ok(("o".into(), Some("v1".into()), Op::Metadata))
         );
     }
 
@@ -490,6 +499,25 @@ mod tests {
                 proptest::prop_assert!(*time >= entry_time(entry).min(now), "{:?}", times);
             }
         }
+    }
+
+    #[test]
+    fn only_a_write_stamped_a_second_or_more_before_an_earlier_entry_is_late() {
+        let page = [
+            at("write", "2026-12-01T10:00:05Z"),
+            // Reef+: a tag change stamped with its object's old mtime.
+            at("write", "2026-12-01T10:00:01.000000001Z"),
+            // Two puts logged a moment out of stamp order.
+            at("write", "2026-12-01T10:00:04.500Z"),
+            at("write", "2026-12-01T10:00:06Z"),
+        ];
+        assert_eq!(stamped_long_before(&page), [false, true, false, false]);
+        let late = |i: usize| EntryContext {
+            change_time: None,
+            stamped_long_before: stamped_long_before(&page)[i],
+        };
+        let op = |i: usize| map_entry("bkt", "bkt:id:4", &page[i], late(i)).map(|r| r.op);
+        assert_eq!((op(1), op(2)), (Ok(Op::Metadata), Ok(Op::Put)));
     }
 
     #[test]
