@@ -8,8 +8,11 @@ use super::parquet::ParquetEncoder;
 use crate::index::codec::RecordView;
 use crate::index::EntryId;
 
+/// A log object's encoder, for the format the collector writes.
 pub enum ObjectEncoder {
+    /// JSON Lines, possibly compressed.
     Jsonl(LogEncoder),
+    /// Parquet.
     Parquet(ParquetEncoder),
 }
 
@@ -27,6 +30,7 @@ impl ObjectEncoder {
         })
     }
 
+    /// Adds one change (its index id and stored record).
     pub fn push_view(&mut self, id: EntryId, record: &RecordView<'_>) -> std::io::Result<()> {
         match self {
             ObjectEncoder::Jsonl(e) => e.push_view(id, record),
@@ -50,6 +54,7 @@ impl ObjectEncoder {
         }
     }
 
+    /// The encoded bytes ready so far, to upload as a part is filled.
     pub fn take_output(&mut self) -> Vec<u8> {
         match self {
             ObjectEncoder::Jsonl(e) => e.take_output(),

@@ -21,13 +21,17 @@ use crate::record::{Op, Provenance};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// `.jsonl`
     None,
+    /// `.jsonl.gz`
     Gzip,
+    /// `.jsonl.zst`, the default.
     #[default]
     Zstd,
 }
 
 impl Compression {
+    /// Every compression, for tests and readers that try each.
     pub const ALL: [Compression; 3] = [Compression::None, Compression::Gzip, Compression::Zstd];
 
     /// The extension of a log object name (without the dot): `jsonl`
@@ -49,46 +53,70 @@ pub const RECORD_VERSION: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogRecord {
+    /// The record schema version ([`RECORD_VERSION`] when written).
     pub v: u32,
+    /// The index key: unique, and text order is time order.
     pub id: String,
+    /// When the change happened at the source.
     #[serde(with = "crate::record::rfc3339_nanos")]
     pub time: DateTime<Utc>,
+    /// The zone name from the config.
     pub zone: String,
+    /// The bucket, as S3 names it (`tenant/bucket` for a tenant's).
     pub bucket: String,
+    /// The object key; empty only for a bucket removal.
     pub key: String,
+    /// The object version; `None` for an unversioned object.
     pub version_id: Option<String>,
+    /// What happened.
     pub op: Op,
     // Version 2 lines left out unknown fields; version 3 writes `null`.
+    /// Orders the changes of one key (docs/format.md, "`sequence`").
     #[serde(default)]
     pub sequence: Option<String>,
+    /// The object's size after the change.
     #[serde(default)]
     pub size: Option<u64>,
+    /// The object's ETag, without quotes.
     #[serde(default)]
     pub etag: Option<String>,
+    /// The object's own mtime.
     #[serde(default, with = "crate::record::opt_rfc3339_nanos")]
     pub mtime: Option<DateTime<Utc>>,
+    /// Written by a multipart upload (from the ETag).
     #[serde(default)]
     pub is_multipart: Option<bool>,
+    /// The object's storage class.
     #[serde(default)]
     pub storage_class: Option<String>,
+    /// The object's content type.
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Server-side encryption (`AES256`, `aws:kms`, `SSE-C`).
     #[serde(default)]
     pub encryption: Option<String>,
+    /// The additional checksum's algorithm.
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// The object's tags after the change.
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// `x-amz-meta-*`, names lower case without the prefix.
     #[serde(default)]
     pub user_metadata: Option<BTreeMap<String, String>>,
+    /// RGW's per-key OLH epoch of a versioned change.
     #[serde(default)]
     pub version_epoch: Option<u64>,
+    /// The user that made the change.
     #[serde(default)]
     pub requester: Option<String>,
+    /// The client's address.
     #[serde(default)]
     pub source_ip: Option<String>,
+    /// The request id the client was given.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Where zonelog read the change.
     pub source: Provenance,
 }
 
@@ -125,6 +153,7 @@ impl LogRecord {
         }
     }
 
+    /// The index id, when `id` is one.
     pub fn entry_id(&self) -> Option<EntryId> {
         self.id.parse().ok()
     }
@@ -372,7 +401,9 @@ pub struct LogEncoder {
     zone: String,
     lines: Vec<u8>,
     inner: Inner,
+    /// Changes encoded so far.
     pub entries: u64,
+    /// Bytes of JSON lines before compression.
     pub raw_bytes: u64,
 }
 
@@ -383,6 +414,7 @@ enum Inner {
 }
 
 impl LogEncoder {
+    /// An encoder of `zone`'s lines, compressed with `compression`.
     pub fn new(zone: &str, compression: Compression) -> std::io::Result<Self> {
         let inner = match compression {
             Compression::None => Inner::Plain(Vec::new()),
@@ -401,6 +433,7 @@ impl LogEncoder {
         })
     }
 
+    /// Adds one indexed change.
     pub fn push(&mut self, entry: &IndexedEntry) -> std::io::Result<()> {
         self.push_view(entry.id, &RecordView::of(&entry.record))
     }
@@ -436,6 +469,7 @@ impl LogEncoder {
         }
     }
 
+    /// Bytes held, not yet handed out: what bounds the encoder's memory.
     pub fn buffered(&self) -> usize {
         match &self.inner {
             Inner::Plain(out) => out.len(),
@@ -455,12 +489,20 @@ impl LogEncoder {
     }
 }
 
+/// Why a JSON Lines log object could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// Its compression is broken.
     #[error("cannot decompress the log object: {0}")]
     Decompress(#[from] std::io::Error),
+    /// A line (counted from 1) is not a record.
     #[error("line {line}: {reason}")]
-    Line { line: usize, reason: String },
+    Line {
+        /// Counted from 1.
+        line: usize,
+        /// Why it is not a record.
+        reason: String,
+    },
 }
 
 /// A reader that decompresses a log object's bytes.

@@ -12,6 +12,7 @@
 //! - [`reader`]: the one ordered reader of a target's log objects.
 //!
 //! docs/format.md describes all of it for people outside this code.
+#![warn(missing_docs)]
 
 pub mod encoder;
 pub mod format;

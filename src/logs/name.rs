@@ -60,6 +60,7 @@ const HIVE_DATE: &str = "log_date=";
 const HIVE_HOUR: &str = "log_hour=";
 
 impl Layout {
+    /// Both layouts, for readers that look for either.
     pub const ALL: [Layout; 2] = [Layout::Plain, Layout::Hive];
 
     /// The folder of a zone's log objects below the target prefix.
@@ -94,7 +95,9 @@ pub struct LogObjectName {
     pub start_ns: u64,
     /// The window's end (exclusive), in ns since 1970.
     pub cutoff_ns: u64,
+    /// What its bytes are, as its extension says.
     pub format: LogFormat,
+    /// Which layout the name follows.
     pub layout: Layout,
 }
 
@@ -102,11 +105,14 @@ pub struct LogObjectName {
 /// possibly compressed, or Parquet (compressed inside, zstd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// JSON Lines, with this compression.
     Jsonl(Compression),
+    /// Parquet.
     Parquet,
 }
 
 impl LogFormat {
+    /// Every format, for readers that try each extension.
     pub const ALL: [LogFormat; 4] = [
         LogFormat::Jsonl(Compression::None),
         LogFormat::Jsonl(Compression::Gzip),
@@ -126,16 +132,22 @@ impl LogFormat {
 /// Why a name is not a log object's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NameProblem {
+    /// No log object extension.
     #[error("it has no log object extension (.jsonl, .jsonl.gz, .jsonl.zst, .parquet)")]
     Extension,
+    /// Neither layout's folders.
     #[error("it is not ZONE/YYYY/MM/DD/HH/<window>_<start>_<end> nor log_zone=ZONE/log_date=YYYY-MM-DD/log_hour=HH/<window>_<start>_<end>")]
     Layout,
+    /// The window number is not one.
     #[error("its window number is not decimal digits that fit 64 bits")]
     Number,
+    /// The start or end is not a time.
     #[error("its start or end is not a time YYYYMMDDTHHMMSS[.fraction]Z from 1970 on")]
     Time,
+    /// The folders do not name the end's hour.
     #[error("its date levels are not its end's UTC hour")]
     DateLevels,
+    /// Not below the target prefix.
     #[error("it is not below the target prefix")]
     Prefix,
 }
@@ -144,7 +156,9 @@ pub enum NameProblem {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name:?} is not a log object name: {problem}")]
 pub struct NameError {
+    /// The name as given.
     pub name: String,
+    /// What is wrong with it.
     pub problem: NameProblem,
 }
 

@@ -40,6 +40,7 @@ pub struct LogObject {
     /// Its full key in the target, as listed: what sorts, and what a
     /// checkpoint keeps.
     pub key: String,
+    /// Its name, parsed.
     pub name: LogObjectName,
     /// Its size as listed; `None` for one named by a checkpoint.
     pub size: Option<u64>,
@@ -53,19 +54,26 @@ pub struct RecordError {
     pub object: String,
     /// Counted from 1; 0 when the object could not be decompressed at all.
     pub line: u64,
+    /// What is wrong with it.
     pub reason: String,
 }
 
 /// Why the log objects could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
+    /// The target could not be listed.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// One window number in both layouts.
     #[error("{first} and {second} are both window {number} of zone {zone}: the same window in both layouts; remove one (docs/format.md, \"Layouts\")")]
     SameWindow {
+        /// The zone.
         zone: String,
+        /// The window number.
         number: u64,
+        /// One object's key.
         first: String,
+        /// The other's.
         second: String,
     },
 }
@@ -77,10 +85,12 @@ pub struct LogReader {
 }
 
 impl LogReader {
+    /// A reader of `target`'s log objects.
     pub fn new(target: Target) -> Self {
         LogReader { target }
     }
 
+    /// The target it reads.
     pub fn target(&self) -> &Target {
         &self.target
     }

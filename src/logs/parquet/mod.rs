@@ -33,17 +33,25 @@ pub use write::ParquetEncoder;
 /// One change as the encoder sees it: the stored record and what the log
 /// adds (its id, the zone).
 pub struct Row<'a> {
+    /// The zone name from the config.
     pub zone: &'a str,
+    /// The change's index id.
     pub id: EntryId,
+    /// The stored record.
     pub record: &'a RecordView<'a>,
 }
 
 /// A column's value in one row.
 pub enum Cell<'a> {
+    /// Unknown.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A number (or ns since 1970 for a time).
     Int(i64),
+    /// Text borrowed from the record.
     Text(&'a str),
+    /// Text made for the row (JSON of a map or of the source).
     Owned(String),
 }
 
@@ -68,10 +76,15 @@ pub enum Kind {
 /// null, whether its values repeat enough for a dictionary, and its value
 /// in a row being written.
 pub struct Column {
+    /// The record field's name.
     pub name: &'static str,
+    /// What it holds.
     pub kind: Kind,
+    /// Whether a row may have no value.
     pub optional: bool,
+    /// Whether its values repeat enough for a dictionary.
     pub dictionary: bool,
+    /// Its value in a row being written.
     pub value: for<'a> fn(&Row<'a>) -> Cell<'a>,
 }
 

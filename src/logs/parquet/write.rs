@@ -111,7 +111,9 @@ pub struct ParquetEncoder {
     group_rows: u64,
     chunks: Vec<Chunk>,
     row_group_bytes: usize,
+    /// Changes encoded so far.
     pub entries: u64,
+    /// Bytes of values before encoding and compression.
     pub raw_bytes: u64,
 }
 
@@ -308,6 +310,7 @@ impl ParquetEncoder {
         std::mem::take(self.writer.inner_mut())
     }
 
+    /// Bytes held, not yet handed out: what bounds the encoder's memory.
     pub fn buffered(&self) -> usize {
         self.writer.inner().len()
     }
