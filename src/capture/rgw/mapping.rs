@@ -131,7 +131,7 @@ fn olh_epoch(entry: &BilogEntry) -> Option<u64> {
 /// object usually is when its tags change.
 const LATE_STAMP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
-/// For each entry of a page, whether it is stamped at least [`LATE_STAMP`]
+/// For each entry of a page, whether it is stamped at least `LATE_STAMP`
 /// before a complete entry logged before it in the page.
 pub fn stamped_long_before(entries: &[BilogEntry]) -> Vec<bool> {
     behind_earlier_stamps(entries)

@@ -6,7 +6,7 @@
 //!
 //! [`COLUMNS`] is the one list of columns: a field added to the record is
 //! one line there, which both writes it and (by name, through
-//! [`LogRecord`]'s serde form) reads it back.
+//! [`LogRecord`](super::LogRecord)'s serde form) reads it back.
 //!
 //! Writing streams: rows are gathered column by column until they hold
 //! about a part of raw data (the collector's `part_size`), then written as
