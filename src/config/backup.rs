@@ -108,6 +108,18 @@ impl BackupConfig {
                 ),
             ));
         }
+        // As for the collector: an object just above the threshold would
+        // otherwise go as a one-part multipart upload, whose ETag (`-1`)
+        // is not its MD5 and which costs three requests instead of one.
+        if self.multipart_threshold.as_u64() < self.part_size.as_u64() {
+            return Err(invalid(
+                "backup.multipart_threshold",
+                format!(
+                    "{} is smaller than part_size {}; it must be at least one part",
+                    self.multipart_threshold, self.part_size
+                ),
+            ));
+        }
         if self.multipart_threshold.as_u64() > MAX_PART_SIZE {
             return Err(invalid(
                 "backup.multipart_threshold",

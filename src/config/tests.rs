@@ -277,6 +277,10 @@ fn backup_mistakes_are_named() {
             BACKUP_ONLY.replace("secret_key = \"SK2\"\n", ""),
             "backup.destination",
         ),
+        (
+            BACKUP_ONLY.replace("policy = \"retain\"", "multipart_threshold = \"8MiB\""),
+            "backup.multipart_threshold: 8.0 MiB is smaller than part_size 16.0 MiB",
+        ),
     ];
     for (text, expected) in cases {
         let e = error_of(&text);
