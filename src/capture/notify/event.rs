@@ -17,7 +17,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
-use super::event_details::{event_details, RawPairs, Requester};
+use super::event_details::{event_details, lenient, RawPairs, Requester};
 use crate::config::KeyEncoding;
 use crate::record::{ChangeRecord, Op, Provenance};
 
@@ -75,11 +75,11 @@ struct RawRecord {
     event_time: Option<String>,
     #[serde(rename = "eventId")]
     event_id: Option<String>,
-    #[serde(rename = "userIdentity")]
+    #[serde(rename = "userIdentity", default, deserialize_with = "lenient")]
     user_identity: Option<RawIdentity>,
-    #[serde(rename = "requestParameters")]
+    #[serde(rename = "requestParameters", default, deserialize_with = "lenient")]
     request_parameters: Option<RawRequest>,
-    #[serde(rename = "responseElements")]
+    #[serde(rename = "responseElements", default, deserialize_with = "lenient")]
     response_elements: Option<RawResponse>,
     s3: Option<RawS3>,
 }
@@ -126,12 +126,12 @@ struct RawObject {
     sequencer: Option<String>,
     /// RGW: `[{"key":"x-amz-meta-a","val":"1"}]`; MinIO `userMetadata`:
     /// a map that also holds `content-type`.
-    #[serde(default, alias = "userMetadata")]
+    #[serde(default, alias = "userMetadata", deserialize_with = "lenient")]
     metadata: Option<RawPairs>,
     /// RGW: `[{"key":"a","val":"1"}]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     tags: Option<RawPairs>,
-    #[serde(rename = "contentType")]
+    #[serde(rename = "contentType", default, deserialize_with = "lenient")]
     content_type: Option<String>,
 }
 

@@ -30,6 +30,19 @@ impl RawPairs {
     }
 }
 
+/// Reads an optional detail leniently: a value of another shape than
+/// expected (`"tags": 5`, `"userIdentity": "x"`) is taken as absent. The
+/// details are extras; failing the body for one would block the sender's
+/// queue for a change zonelog can record without it.
+pub(super) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// Who made the change, as the event says.
 pub(super) struct Requester {
     pub user: Option<String>,

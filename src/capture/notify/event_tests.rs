@@ -257,3 +257,35 @@ proptest! {
         prop_assert_eq!(url_decode(&encoded), Some(key));
     }
 }
+
+/// A detail of an unexpected shape is left out; the change is recorded.
+#[test]
+fn a_malformed_detail_never_fails_the_body() {
+    let hostile = RGW_PUT
+        .replace(
+            r#""userIdentity":{"principalId":"zonelog-admin"}"#,
+            r#""userIdentity":"root""#,
+        )
+        .replace(r#""tags":[]"#, r#""tags":5"#)
+        .replace(
+            r#""metadata":[{"key":"x-amz-content-sha256","val":"UNSIGNED-PAYLOAD"}]"#,
+            r#""metadata":[{"key":1}]"#,
+        )
+        .replace(
+            r#""responseElements":{"#,
+            r#""responseElements":{"x-amz-request-id":["a"],"x":{"#,
+        )
+        .replace(
+            r#""x-amz-id-2":"1043-default-default"}"#,
+            r#""x-amz-id-2":"1"}}"#,
+        );
+    let parsed = parse(hostile.as_bytes(), KeyEncoding::Auto).expect("the change is kept");
+    let r = &parsed.notifications[0].record;
+    assert_eq!((r.key.as_str(), r.op, r.size), ("a b", Op::Put, Some(5)));
+    let d = &r.details;
+    assert_eq!(
+        (&d.requester, &d.tags, &d.user_metadata),
+        (&None, &None, &None)
+    );
+    assert!(d.sequence.is_some());
+}
