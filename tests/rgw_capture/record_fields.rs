@@ -14,7 +14,9 @@ async fn records_of(
 ) -> Vec<ChangeRecord> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        cap.poll_once().await.expect("poll");
+        // A poll that fails is retried until the deadline, which then
+        // names the failure: a capture that stalls shows why.
+        let polled = cap.poll_once().await;
         let mut records: Vec<ChangeRecord> = read_all(index)
             .await
             .into_iter()
@@ -25,7 +27,10 @@ async fn records_of(
             records.sort_by(|a, b| a.details.sequence.cmp(&b.details.sequence));
             return records;
         }
-        assert!(Instant::now() < deadline, "Ceph {release}: {records:?}");
+        assert!(
+            Instant::now() < deadline,
+            "Ceph {release}: capture stalled: {polled:?} {records:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -324,23 +329,7 @@ async fn enrich_names_the_encryption_and_an_sse_c_object_does_not_stall_capture(
     .await;
     s3.put(&bucket, "plain", b"open").await;
     let release = &zone.release;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let records = loop {
-        let polled = cap.poll_once().await;
-        let records: Vec<ChangeRecord> = read_all(&index)
-            .await
-            .into_iter()
-            .map(|e| e.record)
-            .collect();
-        if records.len() >= 3 {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Ceph {release}: capture stalled: {polled:?} {records:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let records = records_of(&cap, &index, &bucket, 3, release).await;
     let of = |key: &str| records.iter().find(|r| r.key == key).expect(key);
     assert_eq!(
         of("kms").details.encryption.as_deref(),
