@@ -18,7 +18,7 @@ use bytesize::ByteSize;
 use common::dev_zone;
 use common::target::{fresh, read_logs};
 use zonelog::collector::Collector;
-use zonelog::config::{CollectorConfig, Compression, TargetConfig};
+use zonelog::config::{CollectorConfig, Compression, Format, Layout, TargetConfig};
 use zonelog::index::conformance::{read_all, record};
 use zonelog::index::embedded::EmbeddedIndex;
 use zonelog::index::{ChangeIndex, IndexLayout, IndexMode, WriteBatch};
@@ -36,7 +36,10 @@ fn layout() -> IndexLayout {
     }
 }
 
-fn collector_config() -> CollectorConfig {
+/// What the collector writes: the format and the layout of its objects.
+type Shape = (Format, Layout);
+
+fn collector_config((format, layout): Shape) -> CollectorConfig {
     CollectorConfig {
         period: Duration::from_millis(50),
         cutoff_margin: Duration::from_millis(1),
@@ -46,19 +49,24 @@ fn collector_config() -> CollectorConfig {
         compression: Compression::None,
         max_entries_per_object: 6_000,
         write_empty_windows: false,
-        layout: Default::default(),
-        format: Default::default(),
+        layout,
+        format,
     }
 }
 
-fn collector(dir: &Path, target: &TargetConfig, holder: &str) -> (Arc<EmbeddedIndex>, Collector) {
+fn collector(
+    dir: &Path,
+    target: &TargetConfig,
+    holder: &str,
+    shape: Shape,
+) -> (Arc<EmbeddedIndex>, Collector) {
     let index = Arc::new(EmbeddedIndex::open(dir, layout()).expect("open index"));
     let c = Collector::new(
         index.clone() as Arc<dyn ChangeIndex>,
         index.clone() as Arc<dyn LeaseStore>,
         Target::from_config(target).expect("target"),
         "crash-zone",
-        collector_config(),
+        collector_config(shape),
         holder.to_string(),
     );
     (index, c)
@@ -70,7 +78,7 @@ async fn collector_child() {
     let Ok(spec) = std::env::var("ZONELOG_COLLECTOR_CHILD") else {
         return;
     };
-    let (dir, mut target): (String, TargetConfig) =
+    let (dir, mut target, shape): (String, TargetConfig, Shape) =
         serde_json::from_str(&spec).expect("child spec");
     // A config serializes its secrets as "<redacted>": the child takes the
     // dev zone's own (before, every child round was refused with 403).
@@ -78,7 +86,7 @@ async fn collector_child() {
     // Each child is a new holder: it must wait out the dead one's lease,
     // as a new leader would.
     let holder = format!("child-{}", std::process::id());
-    let (_index, c) = collector(Path::new(&dir), &target, &holder);
+    let (_index, c) = collector(Path::new(&dir), &target, &holder, shape);
     loop {
         match c.round().await {
             Ok(_) => {}
@@ -100,14 +108,26 @@ impl Rng {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_rounds_puts_every_change_in_exactly_one_object() {
+    sigkill_during_rounds((Format::Jsonl, Layout::Plain)).await;
+}
+
+/// The same for Parquet objects in the hive layout: a round cut short and
+/// redone writes the same names, and no change twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_parquet_rounds_in_the_hive_layout_puts_every_change_in_exactly_one_object()
+{
+    sigkill_during_rounds((Format::Parquet, Layout::Hive)).await;
+}
+
+async fn sigkill_during_rounds(shape: Shape) {
     if std::env::var("ZONELOG_COLLECTOR_CHILD").is_ok() {
         return;
     }
     let Some(zone) = dev_zone() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let (target_config, target) = fresh(&zone, "crash").await;
-    let spec =
-        serde_json::to_string(&(dir.path().to_string_lossy(), &target_config)).expect("spec");
+    let spec = serde_json::to_string(&(dir.path().to_string_lossy(), &target_config, shape))
+        .expect("spec");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -154,8 +174,8 @@ async fn sigkill_during_rounds_puts_every_change_in_exactly_one_object() {
     }
     // A final leader finishes whatever the last child left, once the dead
     // child's lease has expired.
-    tokio::time::sleep(collector_config().lease_duration + Duration::from_millis(200)).await;
-    let (index, c) = collector(dir.path(), &target_config, "final");
+    tokio::time::sleep(collector_config(shape).lease_duration + Duration::from_millis(200)).await;
+    let (index, c) = collector(dir.path(), &target_config, "final", shape);
     for _ in 0..50 {
         match c.round().await {
             Ok(_) => {}
